@@ -1,0 +1,64 @@
+# Light Bulb: `make run` (set up everything, then serve) and `make test` (the whole suite).
+# Every target is idempotent and quick when its work is already done.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+# Weights live inside the checkout and never download at run time.
+export TORCH_HOME     := $(CURDIR)/.cache/torch
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install weights migrate demo run worker web test chromium bench clean
+
+help:
+	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
+	@echo "make test   run the whole test suite"
+	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-installs only when requirements.txt changes.
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+weights: install
+	DEBUG=1 $(BIN)/python manage.py provision_weights
+
+migrate: install
+	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+
+demo: migrate weights
+	DEBUG=1 $(BIN)/python manage.py setup_demo
+
+run: demo
+	@echo ""
+	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
+	@echo "  Web server and django-q2 worker run together; Ctrl-C stops both."
+	@echo ""
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM; \
+	DEBUG=1 $(BIN)/python manage.py qcluster & \
+	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & \
+	wait
+
+# Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@/usr/bin/chromium --version
+
+test: install weights chromium
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .cache staticfiles .pytest_cache

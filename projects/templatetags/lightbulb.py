@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import nh3
+from django import template
+from django.utils.safestring import mark_safe
+
+register = template.Library()
+
+
+@register.filter
+def sanitize_html(value: str) -> str:
+    """Owner-written HTML (task descriptions) rendered with scripts, handlers and styles stripped."""
+    return mark_safe(nh3.clean(value or "", link_rel="noopener noreferrer nofollow"))
+
+
+@register.filter
+def percent(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 100:.{digits}f}%"

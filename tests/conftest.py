@@ -1,0 +1,88 @@
+"""Shared fixtures: alice (owner), bob (annotator), charlie (outsider), and small real datasets."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+EXAMPLES = REPO / "docs" / "examples"
+
+
+def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (32, 32), *, seed: int = 0) -> bytes:
+    """A small real PNG: a solid colour with a little noise so images differ."""
+    rng = random.Random(seed)
+    img = Image.new("RGB", size, color)
+    for _ in range(20):
+        img.putpixel((rng.randrange(size[0]), rng.randrange(size[1])), (rng.randrange(256),) * 3)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_images(directory: Path, n: int, *, prefix: str = "img", color=(200, 40, 40)) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = directory / f"{prefix}{i:03d}.png"
+        path.write_bytes(png_bytes(color, seed=i))
+        paths.append(path)
+    return paths
+
+
+def write_config(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-pass-123")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def charlie(django_user_model):
+    return django_user_model.objects.create_user("charlie", password="charlie-pass-123")
+
+
+@pytest.fixture
+def image_config(tmp_path: Path) -> Path:
+    """An original-format image config with 6 real PNGs under dataset/cats/."""
+    write_images(tmp_path / "dataset" / "cats", 6)
+    return write_config(
+        tmp_path / "config" / "cats.yml",
+        """\
+task:
+  title: Is this a cat?
+  description: Pick one.
+dataset:
+  directory: ../dataset/cats/
+  data_type: images
+  judgements_file: ../outputs/cats/labels.csv
+label:
+  type: classification
+  classes: [Cat, Not Cat]
+model:
+  directory: ../outputs/cats/models/
+user: alice
+""",
+    )
+
+
+@pytest.fixture
+def image_project(image_config, alice):
+    from projects.config import load_config
+    from projects.services import do_import_config
+
+    return do_import_config(load_config(image_config)).project

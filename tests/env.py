@@ -1,0 +1,13 @@
+"""Loaded as a pytest plugin (`-p tests.env` in pytest.ini) so it runs before Django reads settings.
+
+django-q2 reads `sync` once at import, so sync mode comes from an environment variable here rather
+than override_settings.
+"""
+
+import os
+
+os.environ.setdefault("LIGHTBULB_INSECURE_DEV_KEY", "1")
+os.environ.setdefault("LIGHTBULB_Q_SYNC", "1")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LIGHTBULB_STATIC_MANIFEST", "0")
