@@ -1,6 +1,7 @@
 # Light Bulb: `make run` (set up everything, then serve) and `make test` (the whole suite).
 # Every target is idempotent and quick when its work is already done.
 
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -44,10 +45,10 @@ run: demo
 	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
 	@echo "  Web server and django-q2 worker run together; Ctrl-C stops both."
 	@echo ""
-	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM; \
-	DEBUG=1 $(BIN)/python manage.py qcluster & \
-	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & \
-	wait
+	@DEBUG=1 $(BIN)/python manage.py qcluster & worker=$$!; \
+	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & web=$$!; \
+	trap 'kill $$worker $$web 2>/dev/null; wait' INT TERM; \
+	wait -n; kill $$worker $$web 2>/dev/null; wait
 
 # Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
 chromium:

@@ -86,3 +86,6 @@ def image_project(image_config, alice):
     from projects.services import do_import_config
 
     return do_import_config(load_config(image_config)).project
+
+
+from tests.browser import browser, page  # noqa: E402,F401  (fixtures shared by the browser tests)
