@@ -34,7 +34,12 @@ class Judgement(models.Model):
     stage = models.CharField(max_length=8, choices=Stage.choices)
     source = models.CharField(max_length=24, choices=JudgementSource.choices, default=JudgementSource.HUMAN)
     time_taken = models.FloatField(null=True, blank=True, help_text="Seconds the person spent on it")
+    # How the queue chose the item: "random" (uniform, with its probability) or "active" (model ranking).
+    picked_by = models.CharField(max_length=16, blank=True)
+    picked_probability = models.FloatField(null=True, blank=True)
     is_current = models.BooleanField(default=True)
+    # Undo keeps the row for the record and marks when it was taken back.
+    undone_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -51,3 +56,14 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item} → {self.label} ({self.stage})"
+
+
+class Skip(models.Model):
+    """A person passed on an item; their queue leaves it out while other items remain."""
+
+    item = models.ForeignKey("projects.Item", on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "user"], name="skip_unique_item_user")]

@@ -13,4 +13,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("projects/", include("projects.urls")),
+    path("api/", include("lightbulb_site.api_urls")),
 ]

@@ -66,6 +66,25 @@ class Project(models.Model):
         help_text="Proposals are made only where the lower confidence bound on precision reaches this",
     )
 
+    # Stages, as in Light Bulb: the TEST stage fills first with uniformly random items, then is kept at
+    # about `test_ratio` of TRAIN so accuracy is always measured on an unbiased random sample.
+    test_min_judgements = models.PositiveIntegerField(
+        default=10, help_text="TEST judgements collected (uniformly at random) before any TRAIN item"
+    )
+    test_ratio = models.FloatField(
+        default=0.33,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="After the minimum, TEST is topped up whenever TEST / TRAIN falls below this",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(10)], help_text="How long an item handed out stays reserved"
+    )
+
+    # Bumped by every judgement write; derived files (judgements CSV, models) record the revision they
+    # reflect, so background tasks can skip work that is already up to date.
+    judgement_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    judgements_file_revision = models.PositiveBigIntegerField(default=0, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
@@ -144,9 +163,23 @@ class Item(models.Model):
     meta = models.JSONField(default=dict, blank=True, help_text="width/height, detected encoding, line number ...")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Lease: while leased_until is in the future, only leased_to may label the item. Claimed with a
+    # conditional UPDATE so two annotators can never hold the same item.
+    leased_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="leased_items"
+    )
+    leased_until = models.DateTimeField(null=True, blank=True)
+    lease_stage = models.CharField(max_length=8, blank=True, help_text="TRAIN or TEST, decided when leased")
+    # How the queue picked the leased item; copied onto the judgement so metrics can be de-biased.
+    lease_picked_by = models.CharField(max_length=16, blank=True)
+    lease_probability = models.FloatField(null=True, blank=True)
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "key"], name="item_unique_project_key")]
-        indexes = [models.Index(fields=["project", "status"], name="item_project_status_idx")]
+        indexes = [
+            models.Index(fields=["project", "status"], name="item_project_status_idx"),
+            models.Index(fields=["leased_to", "leased_until"], name="item_lease_idx"),
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

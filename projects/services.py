@@ -19,7 +19,7 @@ from typing import TextIO
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -131,7 +131,9 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         # so nothing a person wrote is ever lost.
         if result.judgements_unimported:
             result.backup_path = _backup(config.judgements_file)
+        revision = Project.objects.values_list("judgement_revision", flat=True).get(pk=project.pk)
         sync_judgements_file(project)
+        Project.objects.filter(pk=project.pk).update(judgements_file_revision=revision)
     project.model_path.mkdir(parents=True, exist_ok=True)
     return result
 
@@ -347,6 +349,8 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
         ids = list(per_item)
         for start in range(0, len(ids), BULK_BATCH):
             Item.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(status=ItemStatus.LABELLED)
+        if to_create:
+            Project.objects.filter(pk=project.pk).update(judgement_revision=F("judgement_revision") + 1)
     return len(to_create), problems
 
 

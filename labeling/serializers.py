@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .models import Judgement, JudgementSource, Stage
+
+
+class JudgementCreateSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    label = serializers.CharField(max_length=200)
+    time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+
+class JudgementSerializer(serializers.ModelSerializer):
+    path = serializers.CharField(source="item.key", read_only=True)
+    user = serializers.CharField(source="labelled_by", read_only=True)
+
+    class Meta:
+        model = Judgement
+        fields = [
+            "id", "item", "path", "label", "stage", "source", "user", "time_taken", "is_current", "undone_at",
+            "picked_by", "picked_probability", "created_at",
+        ]
+        read_only_fields = fields
+
+
+class JudgementFilterSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=Stage.choices, required=False)
+    source = serializers.ChoiceField(choices=JudgementSource.choices, required=False)
+    label = serializers.CharField(required=False)
+    user = serializers.CharField(required=False)
+    item = serializers.IntegerField(required=False)
+    current = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class NextItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    path = serializers.CharField()
+    kind = serializers.CharField()
+    data = serializers.JSONField()
+    html = serializers.CharField(required=False)
+    media_url = serializers.CharField(required=False)
+    stage = serializers.CharField()
+    prediction = serializers.JSONField(allow_null=True)
+
+
+class StatsSerializer(serializers.Serializer):
+    labelled = serializers.DictField(child=serializers.IntegerField())
+    unlabelled = serializers.IntegerField()
+    training = serializers.BooleanField()
+    accuracy = serializers.FloatField(allow_null=True)
+    model_version = serializers.IntegerField(allow_null=True)
+    you = serializers.DictField(required=False)

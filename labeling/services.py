@@ -1,0 +1,373 @@
+"""Write paths for labeling: the queue, leases, judgements, undo, skip.
+
+Called alike by the labeling page, the REST API and simulations. Services raise the domain errors
+below; views turn them into 400 / 404 / 409.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from projects.models import Item, ItemStatus, Project
+
+from .models import Judgement, JudgementSource, Skip, Stage
+from .queue import Candidate, RandomOrdering, model_hooks
+
+MAX_BATCH = 50
+
+
+class LabelingError(Exception):
+    """A request that cannot be carried out; the message is fit to show a person."""
+
+
+class InvalidLabel(LabelingError):
+    def __init__(self, label: str, allowed: list[str]):
+        super().__init__(f"'{label}' is not a class of this project")
+        self.label = label
+        self.allowed = allowed
+
+
+class ItemUnavailable(LabelingError):
+    """The item is not part of this project (or does not exist): shown as 404."""
+
+
+class ItemRejected(LabelingError):
+    """The item is a file that could not be read at import; it cannot be labelled."""
+
+
+class LeaseConflict(LabelingError):
+    """Someone else holds a live lease on the item."""
+
+
+class NothingToUndo(LabelingError):
+    pass
+
+
+@dataclass
+class LeasedItem:
+    item: Item
+    stage: str
+    picked_by: str
+    probability: float | None
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+
+
+def stage_counts(project: Project, *, now: datetime | None = None) -> dict[str, int]:
+    """TEST/TRAIN counts of current judgements plus live leases, so concurrent annotators share out stages."""
+    now = now or timezone.now()
+    judged = Judgement.objects.filter(project=project, is_current=True).aggregate(
+        test=Count("id", filter=Q(stage=Stage.TEST)), train=Count("id", filter=Q(stage=Stage.TRAIN))
+    )
+    leased = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED, leased_until__gt=now).aggregate(
+        test=Count("id", filter=Q(lease_stage=Stage.TEST)), train=Count("id", filter=Q(lease_stage=Stage.TRAIN))
+    )
+    return {"test": judged["test"] + leased["test"], "train": judged["train"] + leased["train"]}
+
+
+def choose_stage(project: Project, *, test: int, train: int) -> str:
+    """Light Bulb's rule: fill TEST first, then keep TEST at about `test_ratio` of TRAIN."""
+    if test < project.test_min_judgements:
+        return Stage.TEST
+    if project.test_ratio > 0 and test / (train + 1) < project.test_ratio:
+        return Stage.TEST
+    return Stage.TRAIN
+
+
+# --------------------------------------------------------------------------------------------------
+# Queue and leases
+# --------------------------------------------------------------------------------------------------
+
+
+def _free(now: datetime) -> Q:
+    return Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+
+
+def _claim(candidate: Candidate, *, user: AbstractBaseUser, stage: str, now: datetime, until: datetime) -> bool:
+    """Atomic claim: one conditional UPDATE, so two annotators can never hold the same item."""
+    picked_by, probability = candidate.picked_by, candidate.probability
+    if stage == Stage.TEST and picked_by != "random":
+        picked_by, probability = "random", None
+    return (
+        Item.objects.filter(_free(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED).update(
+            leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
+            lease_probability=probability,
+        )
+        == 1
+    )
+
+
+def next_items(
+    project: Project,
+    *,
+    user: AbstractBaseUser,
+    count: int = 1,
+    rng: random.Random | None = None,
+    now: datetime | None = None,
+) -> list[LeasedItem]:
+    """Lease up to `count` items to `user` and return them, the user's live leases first.
+
+    Stages are decided per item as it is leased; TEST items are drawn uniformly at random, TRAIN items
+    in the order the model's ranking gives (random until a model exists).
+    """
+    count = max(1, min(int(count), MAX_BATCH))
+    rng = rng or random.Random()
+    now = now or timezone.now()
+    until = now + timedelta(seconds=project.lease_seconds)
+
+    # Items the user already holds come back first (a reload shows the same item), with the lease renewed.
+    held = list(
+        Item.objects.filter(project=project, status=ItemStatus.UNLABELLED, leased_to=user, leased_until__gt=now)
+        .order_by("leased_until", "id")[:count]
+    )
+    if held:
+        Item.objects.filter(pk__in=[i.pk for i in held], leased_to=user).update(leased_until=until)
+    result = [
+        LeasedItem(item=i, stage=i.lease_stage or Stage.TRAIN, picked_by=i.lease_picked_by, probability=i.lease_probability)
+        for i in held
+    ]
+
+    counts = stage_counts(project, now=now)
+    pool = Item.objects.filter(_free(now), project=project, status=ItemStatus.UNLABELLED)
+    skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
+    attempts = 0
+    while len(result) < count and attempts < 5:
+        attempts += 1
+        stage = choose_stage(project, test=counts["test"], train=counts["train"])
+        candidates = _candidates(project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng)
+        if not candidates:
+            break
+        for candidate in candidates:
+            if len(result) >= count:
+                break
+            stage = choose_stage(project, test=counts["test"], train=counts["train"])
+            if _claim(candidate, user=user, stage=stage, now=now, until=until):
+                counts["test" if stage == Stage.TEST else "train"] += 1
+                item = Item.objects.get(pk=candidate.item_id)
+                result.append(
+                    LeasedItem(item=item, stage=stage, picked_by=item.lease_picked_by,
+                               probability=item.lease_probability)
+                )
+    return result
+
+
+def _candidates(project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random) -> list[Candidate]:
+    ordering = RandomOrdering() if stage == Stage.TEST else (model_hooks().ordering(project) or RandomOrdering())
+    fresh = pool.exclude(pk__in=skipped)
+    candidates = ordering.candidates(fresh, limit=limit, rng=rng)
+    if not candidates:
+        # Only skipped items remain: offer them again rather than claim the queue is empty.
+        candidates = ordering.candidates(pool, limit=limit, rng=rng)
+    return candidates
+
+
+def release_lease(item: Item, *, user: AbstractBaseUser) -> bool:
+    return bool(
+        Item.objects.filter(pk=item.pk, leased_to=user).update(
+            leased_to=None, leased_until=None, lease_stage="", lease_picked_by="", lease_probability=None
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Judgements
+# --------------------------------------------------------------------------------------------------
+
+
+def get_item(project: Project, item_id: int | str) -> Item:
+    """An item of this project, or ItemUnavailable: ids from another project are never accepted."""
+    try:
+        pk = int(item_id)
+    except (TypeError, ValueError):
+        raise ItemUnavailable("no such item in this project") from None
+    item = Item.objects.filter(project=project, pk=pk).first()
+    if item is None:
+        raise ItemUnavailable("no such item in this project")
+    return item
+
+
+def validate_label(project: Project, label: str) -> str:
+    if not isinstance(label, str) or label not in project.classes:
+        raise InvalidLabel(str(label), list(project.classes))
+    return label
+
+
+def _bump_revision(project: Project) -> None:
+    Project.objects.filter(pk=project.pk).update(judgement_revision=F("judgement_revision") + 1)
+
+
+def _after_change(project: Project) -> None:
+    # Imported lazily: the task module pulls in django-q, which the services need only after commit.
+    from projects.tasks import enqueue_judgements_file_sync
+
+    transaction.on_commit(lambda: enqueue_judgements_file_sync(project.pk))
+    hook = getattr(model_hooks(), "judgements_changed", None)
+    if hook is not None:
+        transaction.on_commit(lambda: hook(project.pk))
+
+
+def do_record_judgement(
+    project: Project,
+    *,
+    item: Item,
+    user: AbstractBaseUser,
+    label: str,
+    time_taken: float | None = None,
+    source: str = JudgementSource.HUMAN,
+    now: datetime | None = None,
+) -> Judgement:
+    """Record `user`'s label for `item`. A relabel keeps history: the newest judgement counts."""
+    if item.project_id != project.pk:
+        raise ItemUnavailable("no such item in this project")
+    validate_label(project, label)
+    if time_taken is not None:
+        time_taken = max(0.0, min(float(time_taken), 24 * 3600.0))
+    now = now or timezone.now()
+    with transaction.atomic():
+        item = Item.objects.select_for_update().get(pk=item.pk)
+        if item.status == ItemStatus.REJECTED:
+            raise ItemRejected(f"item {item.key} is a rejected file and cannot be labelled: {item.rejection_reason}")
+        if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
+            raise LeaseConflict(f"item {item.key} is being labelled by someone else")
+        previous = Judgement.objects.filter(item=item, is_current=True).first()
+        holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
+        if holds_lease:
+            stage = item.lease_stage
+        elif previous is not None:
+            stage = previous.stage  # a relabel never moves an item between TRAIN and TEST
+        else:
+            counts = stage_counts(project, now=now)
+            stage = choose_stage(project, test=counts["test"], train=counts["train"])
+        if previous is not None:
+            Judgement.objects.filter(pk=previous.pk).update(is_current=False)
+        judgement = Judgement.objects.create(
+            project=project,
+            item=item,
+            label=label,
+            user=user,
+            labelled_by=user.get_username(),
+            stage=stage,
+            source=source,
+            time_taken=time_taken,
+            picked_by=item.lease_picked_by if holds_lease else "",
+            picked_probability=item.lease_probability if holds_lease else None,
+        )
+        Item.objects.filter(pk=item.pk).update(
+            status=ItemStatus.LABELLED, leased_to=None, leased_until=None, lease_stage="", lease_picked_by="",
+            lease_probability=None,
+        )
+        _bump_revision(project)
+        _after_change(project)
+    return judgement
+
+
+def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: datetime | None = None) -> Item:
+    """Take back the user's most recent judgement in the project and hand the item back to them.
+
+    The row stays (marked undone) for the record; an earlier judgement of the item, if any, counts again.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        last = (
+            Judgement.objects.select_for_update()
+            .filter(project=project, user=user, is_current=True, undone_at__isnull=True)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if last is None:
+            raise NothingToUndo("nothing to undo")
+        Judgement.objects.filter(pk=last.pk).update(is_current=False, undone_at=now)
+        earlier = (
+            Judgement.objects.filter(item_id=last.item_id, undone_at__isnull=True)
+            .exclude(pk=last.pk)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if earlier is not None:
+            Judgement.objects.filter(pk=earlier.pk).update(is_current=True)
+        else:
+            Item.objects.filter(pk=last.item_id).update(
+                status=ItemStatus.UNLABELLED,
+                leased_to=user,
+                leased_until=now + timedelta(seconds=project.lease_seconds),
+                lease_stage=last.stage,
+            )
+        _bump_revision(project)
+        _after_change(project)
+    return Item.objects.get(pk=last.item_id)
+
+
+def do_skip_item(project: Project, *, item: Item, user: AbstractBaseUser) -> None:
+    """Pass on an item: its lease is released for others and it leaves this user's queue."""
+    if item.project_id != project.pk:
+        raise ItemUnavailable("no such item in this project")
+    with transaction.atomic():
+        Skip.objects.get_or_create(item=item, user=user)
+        release_lease(item, user=user)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stats
+# --------------------------------------------------------------------------------------------------
+
+
+def project_stats(project: Project, *, user: AbstractBaseUser | None = None, now: datetime | None = None) -> dict:
+    now = now or timezone.now()
+    current = Judgement.objects.filter(project=project, is_current=True)
+    counts = current.aggregate(
+        total=Count("id"),
+        train=Count("id", filter=Q(stage=Stage.TRAIN)),
+        test=Count("id", filter=Q(stage=Stage.TEST)),
+        model_labelled=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
+    )
+    unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count()
+    status = model_hooks().status(project)
+    stats = {
+        "labelled": counts,
+        "unlabelled": unlabelled,
+        "training": status.training,
+        "accuracy": status.accuracy,
+        "model_version": status.model_version,
+    }
+    if user is not None:
+        stats["you"] = user_stats(project, user=user, now=now)
+    return stats
+
+
+def user_stats(project: Project, *, user: AbstractBaseUser, now: datetime | None = None) -> dict:
+    """The user's count, their pace over the last hour, and their median seconds per label."""
+    now = now or timezone.now()
+    mine = Judgement.objects.filter(project=project, user=user, undone_at__isnull=True)
+    recent = mine.filter(created_at__gte=now - timedelta(hours=1))
+    times = [t for t in recent.exclude(time_taken=None).values_list("time_taken", flat=True)]
+    return {
+        "count": mine.filter(is_current=True).count(),
+        "last_hour": recent.count(),
+        "median_seconds": round(statistics.median(times), 2) if times else None,
+    }
+
+
+def member_stats(project: Project) -> dict[int, dict]:
+    """Per user: current judgements and median seconds per label (over all their judgements)."""
+    rows = Judgement.objects.filter(project=project, undone_at__isnull=True).exclude(user=None)
+    out: dict[int, dict] = {}
+    for user_id, is_current, time_taken in rows.values_list("user_id", "is_current", "time_taken").iterator():
+        entry = out.setdefault(user_id, {"count": 0, "times": []})
+        entry["count"] += int(is_current)
+        if time_taken is not None:
+            entry["times"].append(time_taken)
+    return {
+        uid: {"count": e["count"], "median_seconds": round(statistics.median(e["times"]), 2) if e["times"] else None}
+        for uid, e in out.items()
+    }

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+from .models import Project, Role
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id", "slug", "title", "description", "data_type", "label_type", "classes", "default_class",
+            "target_precision", "test_min_judgements", "test_ratio", "lease_seconds", "role", "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_role(self, obj: Project) -> str | None:
+        roles = self.context.get("roles") or {}
+        return roles.get(obj.pk)
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    role = serializers.ChoiceField(choices=Role.choices)
+    count = serializers.IntegerField(read_only=True)
+    median_seconds = serializers.FloatField(read_only=True, allow_null=True)
+
+
+class MemberWriteSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.ANNOTATOR)
+
+    def validate_username(self, value: str):
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError(f"no active user named '{value}'")
+        return user
