@@ -11,3 +11,12 @@ os.environ.setdefault("LIGHTBULB_Q_SYNC", "1")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LIGHTBULB_STATIC_MANIFEST", "0")
+
+# Tests run on a real SQLite file (WAL + IMMEDIATE, as in production) rather than the in-memory
+# shared-cache database, so concurrent connections behave as they will for users. A DATABASE_URL
+# already set (e.g. PostgreSQL) is respected.
+import tempfile  # noqa: E402
+
+_tmp = tempfile.mkdtemp(prefix="lightbulb-tests-")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{_tmp}/lightbulb.sqlite3?test_name={_tmp}/test.sqlite3")
+os.environ.setdefault("LIGHTBULB_DATA_ROOT", _tmp)

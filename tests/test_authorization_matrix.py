@@ -1,0 +1,83 @@
+"""Every endpoint x anonymous / outsider / viewer / annotator / owner.
+
+Outsiders get 404 for anything inside a project (its existence never leaks); members below the role
+an action needs get 403; anonymous API calls get 401 and anonymous page views go to the login page.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from projects.models import Role
+from projects.services import do_add_member
+
+pytestmark = pytest.mark.django_db
+
+ANON, OUTSIDER, VIEWER, ANNOTATOR, OWNER = "anonymous", "outsider", "viewer", "annotator", "owner"
+WHO = [ANON, OUTSIDER, VIEWER, ANNOTATOR, OWNER]
+
+# (method, url template, body, expected status per role)
+API = [
+    ("get", "/api/projects/", None, [401, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/projects/{p}/members/", None, [401, 404, 200, 200, 200]),
+    ("post", "/api/projects/{p}/members/", {"username": "dave", "role": "viewer"}, [401, 404, 403, 403, 201]),
+    ("delete", "/api/projects/{p}/members/dave/", None, [401, 404, 403, 403, 204]),
+    ("get", "/api/projects/{p}/items/next/", None, [401, 404, 403, 200, 200]),
+    ("post", "/api/projects/{p}/items/{i}/skip/", None, [401, 404, 403, 204, 204]),
+    ("get", "/api/projects/{p}/judgements/", None, [401, 404, 200, 200, 200]),
+    ("post", "/api/projects/{p}/judgements/", {"item": "{i}", "label": "Cat"}, [401, 404, 403, 201, 201]),
+    ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409]),
+    ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200]),
+]
+
+# Pages: anonymous users are redirected to log in (302).
+PAGES = [
+    ("get", "/projects/", None, [302, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/", None, [302, 404, 200, 200, 200]),
+]
+
+
+@pytest.fixture
+def actors(image_project, alice, bob, charlie, django_user_model):
+    viewer = django_user_model.objects.create_user("vera", password="x")
+    dave = django_user_model.objects.create_user("dave", password="x")
+    do_add_member(image_project, user=viewer, role=Role.VIEWER)
+    do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
+    do_add_member(image_project, user=dave, role=Role.VIEWER)
+    return {ANON: None, OUTSIDER: charlie, VIEWER: viewer, ANNOTATOR: bob, OWNER: alice}
+
+
+def _fill(value, project, item):
+    if isinstance(value, str):
+        return value.replace("{p}", str(project.pk)).replace("{i}", str(item.pk))
+    if isinstance(value, dict):
+        return {k: int(_fill(v, project, item)) if v == "{i}" else _fill(v, project, item) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("method,url,body,expected", API, ids=[f"{m} {u}" for m, u, _, _ in API])
+@pytest.mark.parametrize("who", WHO)
+def test_api_matrix(actors, image_project, who, method, url, body, expected):
+    item = image_project.items.order_by("id").first()
+    if method == "delete":
+        do_add_member(image_project, user=actors[OWNER].__class__.objects.get(username="dave"), role=Role.VIEWER)
+    client = APIClient()
+    if actors[who] is not None:
+        client.force_authenticate(actors[who])
+    response = getattr(client, method)(_fill(url, image_project, item), _fill(body, image_project, item), format="json")
+    assert response.status_code == expected[WHO.index(who)], response.content[:300]
+
+
+@pytest.mark.parametrize("method,url,body,expected", PAGES, ids=[f"{m} {u}" for m, u, _, _ in PAGES])
+@pytest.mark.parametrize("who", WHO)
+def test_page_matrix(client, actors, image_project, who, method, url, body, expected):
+    item = image_project.items.order_by("id").first()
+    if actors[who] is not None:
+        client.force_login(actors[who])
+    response = getattr(client, method)(_fill(url, image_project, item), _fill(body, image_project, item))
+    assert response.status_code == expected[WHO.index(who)]
+    if who == ANON:
+        assert "/accounts/login/" in response["Location"]
