@@ -13,5 +13,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("projects/", include("projects.urls")),
+    path("projects/", include("labeling.urls")),
     path("api/", include("lightbulb_site.api_urls")),
 ]

@@ -7,4 +7,5 @@ app_name = "projects"
 urlpatterns = [
     path("", views.project_list, name="list"),
     path("<int:project_id>/", views.project_detail, name="detail"),
+    path("<int:project_id>/members/", views.members, name="members"),
 ]

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+
+from labeling.services import member_stats
 
 from .models import ItemStatus, Role
 from .permissions import get_project_for_user, has_role, projects_for_user
-from .services import project_counts
+from .services import MembershipError, do_add_member, do_remove_member, project_counts
 
 
 @login_required
@@ -33,7 +38,48 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "role": role,
         "is_owner": has_role(role, Role.OWNER),
+        "can_label": has_role(role, Role.ANNOTATOR) and project.labeling_supported,
         "counts": project_counts(project),
         "members": members,
     }
     return render(request, "projects/project_detail.html", context)
+
+
+@login_required
+def members(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = get_project_for_user(request.user, project_id)
+    is_owner = has_role(role, Role.OWNER)
+    if request.method == "POST":
+        if not is_owner:
+            raise PermissionDenied("Only owners manage members.")
+        _change_members(request, project)
+        return redirect("projects:members", project.pk)
+    stats = member_stats(project)
+    rows = list(project.memberships.select_related("user").order_by("user__username"))
+    for m in rows:
+        m.stats = stats.get(m.user_id, {"count": 0, "median_seconds": None})
+    return render(
+        request,
+        "projects/members.html",
+        {"project": project, "role": role, "is_owner": is_owner, "members": rows, "roles": Role.choices},
+    )
+
+
+def _change_members(request: HttpRequest, project) -> None:
+    action = request.POST.get("action")
+    username = request.POST.get("username", "").strip()
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        messages.error(request, f"No active user named '{username}'.")
+        return
+    try:
+        if action == "remove":
+            do_remove_member(project, user=user)
+            messages.success(request, f"{username} was removed.")
+        elif action in ("add", "role"):
+            do_add_member(project, user=user, role=request.POST.get("role", Role.ANNOTATOR))
+            messages.success(request, f"{username} is now {request.POST.get('role')}.")
+        else:
+            messages.error(request, "Unknown action.")
+    except MembershipError as exc:
+        messages.error(request, str(exc).capitalize() + ".")

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Q, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from projects.models import ItemStatus, Role
+from projects.permissions import get_project_for_user, has_role
+
+from .hotkeys import class_hotkeys
+from .models import Judgement, Stage
+from .presenters import item_payload
+from .queue import model_hooks
+from .services import LabelingError, do_record_judgement, get_item
+
+
+@login_required
+def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    config = {
+        "project": project.pk,
+        "dataType": project.data_type,
+        "classes": class_hotkeys(project.classes),
+        "api": {
+            "next": reverse("api:next-items", args=[project.pk]),
+            "judgements": reverse("api:judgements", args=[project.pk]),
+            "undo": reverse("api:undo", args=[project.pk]),
+            "stats": reverse("api:stats", args=[project.pk]),
+            "skip": reverse("api:skip", args=[project.pk, 0]).replace("/0/", "/{id}/"),
+        },
+    }
+    return render(
+        request,
+        "labeling/label.html",
+        {"project": project, "role": role, "config": config, "hotkeys": config["classes"]},
+    )
+
+
+PAGE_SIZE = 48
+
+
+@login_required
+def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = get_project_for_user(request.user, project_id)
+    current = Judgement.objects.filter(item=OuterRef("pk"), is_current=True)
+    items = project.items.annotate(
+        label=Subquery(current.values("label")[:1]),
+        stage=Subquery(current.values("stage")[:1]),
+        labelled_by=Subquery(current.values("labelled_by")[:1]),
+    ).order_by("id")
+    f = {k: request.GET.get(k, "").strip() for k in ("status", "label", "stage", "user", "q")}
+    if f["status"] in ItemStatus.values:
+        items = items.filter(status=f["status"])
+    if f["label"]:
+        items = items.filter(label=f["label"])
+    if f["stage"] in Stage.values:
+        items = items.filter(stage=f["stage"])
+    if f["user"]:
+        items = items.filter(labelled_by=f["user"])
+    if f["q"]:
+        items = items.filter(Q(text__icontains=f["q"]) | Q(key__icontains=f["q"]))
+    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
+    annotators = (
+        Judgement.objects.filter(project=project, is_current=True).exclude(labelled_by="")
+        .values_list("labelled_by", flat=True).distinct().order_by("labelled_by")
+    )
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "labeling/browser.html",
+        {
+            "project": project,
+            "role": role,
+            "page": page,
+            "filters": f,
+            "statuses": ItemStatus.choices,
+            "stages": Stage.choices,
+            "annotators": list(annotators),
+            "querystring": query.urlencode(),
+        },
+    )
+
+
+@login_required
+def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    project, role = get_project_for_user(request.user, project_id)
+    try:
+        item = get_item(project, item_id)
+    except LabelingError:
+        raise Http404("No such item") from None
+    history = Judgement.objects.filter(item=item).select_related("user").order_by("-created_at", "-id")
+    prediction = model_hooks().predictions(project, [item.pk]).get(item.pk)
+    return render(
+        request,
+        "labeling/item_detail.html",
+        {
+            "project": project,
+            "role": role,
+            "item": item,
+            "payload": item_payload(project, item, prediction=prediction),
+            "current": next((j for j in history if j.is_current), None),
+            "history": history,
+            "can_label": has_role(role, Role.ANNOTATOR),
+            "back": request.GET.get("back", ""),
+        },
+    )
+
+
+@login_required
+@require_POST
+def relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    detail = reverse("labeling:item", args=[project.pk, item_id])
+    try:
+        item = get_item(project, item_id)
+        do_record_judgement(project, item=item, user=request.user, label=request.POST.get("label", ""))
+    except LabelingError as exc:
+        messages.error(request, str(exc))
+        return redirect(detail)
+    messages.success(request, f"{item.key} is now labelled {request.POST.get('label')}.")
+    return redirect(detail)

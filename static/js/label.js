@@ -1,0 +1,253 @@
+// Light Bulb labeling client: keyboard-first, optimistic, prefetching.
+// The next items are leased and loaded ahead, so a keypress shows the next item at once while the
+// judgement is sent in the background; any error is shown and the item is put back.
+(() => {
+  "use strict";
+  const cfg = JSON.parse(document.getElementById("lb-config").textContent);
+  const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1] || "";
+  const $ = (id) => document.getElementById(id);
+  const view = $("item-view");
+  const keymap = new Map();
+  cfg.classes.forEach((c) => c.keys.forEach((k) => keymap.set(k, c.label)));
+
+  const state = { queue: [], current: null, shownAt: 0, refilling: null, timings: [], pending: 0 };
+  window.__lb = state; // read by the browser tests (timings, pending requests)
+
+  async function api(url, { method = "GET", body } = {}) {
+    const res = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = res.status === 204 ? null : await res.json().catch(() => null);
+    if (!res.ok) {
+      const err = new Error((data && data.detail) || `HTTP ${res.status}`);
+      err.status = res.status;
+      err.data = data;
+      throw err;
+    }
+    return data;
+  }
+
+  function toast(message, kind = "error") {
+    const t = $("toast");
+    t.textContent = message;
+    t.className = `toast toast-${kind}`;
+    t.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => (t.hidden = true), 4000);
+  }
+
+  function prefetch(item) {
+    if (item.media_url && !item._img) {
+      item._img = new Image();
+      item._img.decoding = "async";
+      item._img.src = item.media_url;
+    }
+  }
+
+  function render(item) {
+    view.replaceChildren();
+    if (cfg.dataType === "images") {
+      const img = item._img && item._img.complete ? item._img : new Image();
+      if (!img.src) img.src = item.media_url;
+      img.alt = item.path;
+      img.className = "item-image";
+      view.append(img);
+    } else if (cfg.dataType === "json") {
+      const box = document.createElement("div");
+      box.className = "item-json";
+      box.innerHTML = item.html; // sanitised on the server (nh3), values HTML-escaped
+      view.append(box);
+    } else {
+      const box = document.createElement("div");
+      box.className = "item-text";
+      box.textContent = item.data;
+      view.append(box);
+    }
+    $("item-path").textContent = item.path;
+    const stage = $("item-stage");
+    stage.textContent = item.stage || "";
+    stage.className = `pill pill-stage-${(item.stage || "").toLowerCase()}`;
+    const pred = $("prediction");
+    if (item.prediction && item.prediction.label) {
+      const p = item.prediction;
+      pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)`;
+      pred.hidden = false;
+    } else {
+      pred.hidden = true;
+    }
+    view.dataset.itemId = item.id;
+    state.shownAt = performance.now();
+  }
+
+  function showDone(done) {
+    $("label-card").hidden = done;
+    $("done").hidden = !done;
+  }
+
+  function advance() {
+    state.current = state.queue.shift() || null;
+    if (state.current) {
+      showDone(false);
+      render(state.current);
+    } else {
+      view.replaceChildren();
+      delete view.dataset.itemId;
+    }
+    refill();
+  }
+
+  async function refill() {
+    if (state.refilling) return state.refilling;
+    if (state.queue.length >= 2) return;
+    state.refilling = (async () => {
+      try {
+        // The server returns the items we already hold first, then new ones.
+        const held = state.queue.length + (state.current ? 1 : 0);
+        const items = await api(`${cfg.api.next}?count=${Math.min(held + 3, 50)}`);
+        const known = new Set([state.current?.id, ...state.queue.map((i) => i.id)]);
+        for (const item of items) {
+          if (!known.has(item.id)) {
+            prefetch(item);
+            state.queue.push(item);
+          }
+        }
+        if (!state.current) {
+          if (state.queue.length) advance();
+          else showDone(true);
+        }
+      } catch (err) {
+        toast(`Could not load items: ${err.message}`);
+      } finally {
+        state.refilling = null;
+      }
+    })();
+    return state.refilling;
+  }
+
+  function measure(t0) {
+    requestAnimationFrame(() => state.timings.push(performance.now() - t0));
+  }
+
+  async function label(name) {
+    const item = state.current;
+    if (!item) return;
+    const t0 = performance.now();
+    const timeTaken = (t0 - state.shownAt) / 1000;
+    flash(name);
+    advance();
+    measure(t0);
+    state.pending++;
+    try {
+      await api(cfg.api.judgements, { method: "POST", body: { item: item.id, label: name, time_taken: timeTaken } });
+      refreshStats();
+    } catch (err) {
+      if (err.status === 409) {
+        toast(`${item.path}: ${err.message}. Moving on.`);
+      } else {
+        const allowed = err.data && err.data.allowed ? ` (allowed: ${err.data.allowed.join(", ")})` : "";
+        toast(`Not saved: ${err.message}${allowed}`);
+        putBack(item);
+      }
+    } finally {
+      state.pending--;
+    }
+  }
+
+  function putBack(item) {
+    if (state.current) state.queue.unshift(state.current);
+    state.current = item;
+    showDone(false);
+    render(item);
+  }
+
+  async function skip() {
+    const item = state.current;
+    if (!item) return;
+    const t0 = performance.now();
+    advance();
+    measure(t0);
+    state.pending++;
+    try {
+      await api(cfg.api.skip.replace("{id}", item.id), { method: "POST" });
+    } catch (err) {
+      toast(`Skip failed: ${err.message}`);
+    } finally {
+      state.pending--;
+    }
+  }
+
+  async function undo() {
+    state.pending++;
+    try {
+      while (state.pending > 1) await new Promise((r) => setTimeout(r, 20)); // let earlier labels land first
+      const item = await api(cfg.api.undo, { method: "POST" });
+      state.queue = state.queue.filter((i) => i.id !== item.id);
+      putBack(item);
+      toast(`Undone: ${item.path}`, "info");
+      refreshStats();
+    } catch (err) {
+      toast(err.status === 409 ? "Nothing to undo." : `Undo failed: ${err.message}`, "info");
+    } finally {
+      state.pending--;
+    }
+  }
+
+  function flash(name) {
+    const btn = document.querySelector(`.class-btn[data-label="${CSS.escape(name)}"]`);
+    if (!btn) return;
+    btn.classList.add("pressed");
+    setTimeout(() => btn.classList.remove("pressed"), 150);
+  }
+
+  let statsTimer = null;
+  function refreshStats() {
+    clearTimeout(statsTimer);
+    statsTimer = setTimeout(loadStats, 300);
+  }
+  async function loadStats() {
+    try {
+      const s = await api(cfg.api.stats);
+      const set = (k, v) => document.querySelectorAll(`[data-stat="${k}"]`).forEach((el) => (el.textContent = v));
+      set("total", s.labelled.total);
+      set("train", s.labelled.train);
+      set("test", s.labelled.test);
+      set("unlabelled", s.unlabelled);
+      set("training", s.training ? "yes" : "no");
+      set("accuracy", s.accuracy == null ? "–" : `${(s.accuracy * 100).toFixed(1)}%`);
+      if (s.you) {
+        set("mine", s.you.count);
+        const pace = s.you.last_hour ? `${s.you.last_hour}/h` : "";
+        const median = s.you.median_seconds != null ? `, ${s.you.median_seconds.toFixed(1)} s each` : "";
+        set("pace", pace ? `(${pace}${median})` : "");
+      }
+    } catch (err) {
+      /* stats are informative; the next refresh retries */
+    }
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    if (keymap.has(key)) {
+      ev.preventDefault();
+      label(keymap.get(key));
+    } else if (key === "s" || key === "ArrowRight") {
+      ev.preventDefault();
+      skip();
+    } else if (key === "u" || key === "Backspace" || key === "ArrowLeft") {
+      ev.preventDefault();
+      undo();
+    }
+  });
+  document.querySelectorAll(".class-btn").forEach((b) => b.addEventListener("click", () => label(b.dataset.label)));
+  $("skip-btn").addEventListener("click", skip);
+  $("undo-btn").addEventListener("click", undo);
+
+  refill();
+  loadStats();
+  setInterval(loadStats, 5000);
+})();
