@@ -37,6 +37,13 @@ API = [
 PAGES = [
     ("get", "/projects/", None, [302, 200, 200, 200, 200]),
     ("get", "/projects/{p}/", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/label/", None, [302, 404, 403, 200, 200]),
+    ("get", "/projects/{p}/items/", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/items/?status=labelled&q=img&stage=TEST&label=Cat&user=bob", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200]),
+    ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302]),
+    ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
+    ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"}, [302, 404, 403, 403, 302]),
 ]
 
 
@@ -81,3 +88,9 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
     assert response.status_code == expected[WHO.index(who)]
     if who == ANON:
         assert "/accounts/login/" in response["Location"]
+    if method == "post" and response.status_code == 302 and who != ANON:
+        # The write went through for those allowed to make it.
+        if "relabel" in url:
+            assert item.judgements.get(is_current=True).labelled_by == actors[who].username
+        else:
+            assert image_project.memberships.get(user__username="dave").role == Role.ANNOTATOR

@@ -10,7 +10,9 @@
   const keymap = new Map();
   cfg.classes.forEach((c) => c.keys.forEach((k) => keymap.set(k, c.label)));
 
-  const state = { queue: [], current: null, shownAt: 0, refilling: null, timings: [], pending: 0 };
+  // `finished` holds ids labelled or skipped here: a refill that raced with their judgement may still
+  // list them as held, and they must not be shown twice.
+  const state = { queue: [], current: null, shownAt: 0, refilling: null, timings: [], pending: 0, finished: new Set() };
   window.__lb = state; // read by the browser tests (timings, pending requests)
 
   async function api(url, { method = "GET", body } = {}) {
@@ -107,7 +109,7 @@
         // The server returns the items we already hold first, then new ones.
         const held = state.queue.length + (state.current ? 1 : 0);
         const items = await api(`${cfg.api.next}?count=${Math.min(held + 3, 50)}`);
-        const known = new Set([state.current?.id, ...state.queue.map((i) => i.id)]);
+        const known = new Set([state.current?.id, ...state.queue.map((i) => i.id), ...state.finished]);
         for (const item of items) {
           if (!known.has(item.id)) {
             prefetch(item);
@@ -136,6 +138,7 @@
     if (!item) return;
     const t0 = performance.now();
     const timeTaken = (t0 - state.shownAt) / 1000;
+    state.finished.add(item.id);
     flash(name);
     advance();
     measure(t0);
@@ -149,6 +152,7 @@
       } else {
         const allowed = err.data && err.data.allowed ? ` (allowed: ${err.data.allowed.join(", ")})` : "";
         toast(`Not saved: ${err.message}${allowed}`);
+        state.finished.delete(item.id);
         putBack(item);
       }
     } finally {
@@ -167,6 +171,7 @@
     const item = state.current;
     if (!item) return;
     const t0 = performance.now();
+    state.finished.add(item.id);
     advance();
     measure(t0);
     state.pending++;
@@ -184,6 +189,7 @@
     try {
       while (state.pending > 1) await new Promise((r) => setTimeout(r, 20)); // let earlier labels land first
       const item = await api(cfg.api.undo, { method: "POST" });
+      state.finished.delete(item.id);
       state.queue = state.queue.filter((i) => i.id !== item.id);
       putBack(item);
       toast(`Undone: ${item.path}`, "info");
