@@ -9,7 +9,6 @@ uniformly at random, whatever the provider says, so accuracy is measured on an u
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -83,5 +82,3 @@ def set_model_hooks(hooks: ModelHooks) -> None:
 def model_hooks() -> ModelHooks:
     return _hooks
 
-
-OrderingFactory = Callable[[object], Ordering | None]

@@ -41,6 +41,22 @@ def write_config(path: Path, body: str) -> Path:
     return path
 
 
+def make_image_project(
+    root: Path, *, n: int, owner: str, title: str = "T", label: str = "{type: binary}", folder: str = "imgs"
+):
+    """Import a project of `n` real PNGs under root/folder through the real config import."""
+    from projects.config import load_config
+    from projects.services import do_import_config
+
+    write_images(root / folder, n)
+    cfg = write_config(
+        root / f"{folder}.yml",
+        f"task: {{title: {title}}}\ndataset: {{directory: {folder}, data_type: images}}\n"
+        f"label: {label}\nmodel: {{directory: {folder}-out}}\nuser: {owner}\n",
+    )
+    return do_import_config(load_config(cfg)).project
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     # PBKDF2's deliberate slowness costs ~0.3 s per user on two cores; tests need no such protection.

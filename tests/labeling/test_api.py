@@ -68,17 +68,12 @@ def test_unknown_labels_get_400_with_the_allowed_list(api, image_project):
 
 
 def test_another_projects_item_is_404_and_changes_nothing(api, image_project, tmp_path, alice):
-    from projects.config import load_config
-    from projects.services import do_import_config
-    from tests.conftest import write_config, write_images
+    from tests.conftest import make_image_project
 
-    write_images(tmp_path / "other", 1)
-    cfg = write_config(
-        tmp_path / "other.yml",
-        "task: {title: Other}\ndataset: {directory: other, data_type: images}\n"
-        "label: {type: classification, classes: [Cat, Not Cat]}\nmodel: {directory: out2}\nuser: alice\n",
+    other = make_image_project(
+        tmp_path, n=1, owner="alice", title="Other", label="{type: classification, classes: [Cat, Not Cat]}",
+        folder="other",
     )
-    other = do_import_config(load_config(cfg)).project
     foreign = other.items.get()
     response = api.post(f"/api/projects/{image_project.pk}/judgements/", {"item": foreign.pk, "label": "Cat"}, format="json")
     assert response.status_code == 404

@@ -97,17 +97,9 @@ def test_it_chooses_stages_like_light_bulb(image_project, test, train, expected)
 
 
 def test_test_items_fill_first_then_train_at_the_configured_ratio(tmp_path, alice):
-    from projects.config import load_config
-    from projects.services import do_import_config
-    from tests.conftest import write_config, write_images
+    from tests.conftest import make_image_project
 
-    write_images(tmp_path / "imgs", 60)
-    cfg = write_config(
-        tmp_path / "c.yml",
-        "task: {title: T}\ndataset: {directory: imgs, data_type: images}\n"
-        "label: {type: binary}\nmodel: {directory: out}\nuser: alice\n",
-    )
-    project = do_import_config(load_config(cfg)).project
+    project = make_image_project(tmp_path, n=60, owner="alice")
     project.test_min_judgements, project.test_ratio = 4, 0.5
     project.save()
     stages = []
@@ -127,18 +119,10 @@ def test_test_items_fill_first_then_train_at_the_configured_ratio(tmp_path, alic
 def test_twenty_concurrent_clients_get_no_duplicate_leases_and_lose_no_judgements(tmp_path, django_user_model):
     """20 threads, each its own DB connection, leasing and labelling until the pool is empty."""
     assert "memory" not in str(connection.settings_dict["NAME"])  # real connections, not a shared cache
-    from projects.config import load_config
-    from projects.services import do_import_config
-    from tests.conftest import write_config, write_images
+    from tests.conftest import make_image_project
 
-    write_images(tmp_path / "imgs", 200)
     users = [django_user_model.objects.create_user(f"user{i}", password="x") for i in range(20)]
-    cfg = write_config(
-        tmp_path / "c.yml",
-        "task: {title: T}\ndataset: {directory: imgs, data_type: images}\n"
-        "label: {type: binary}\nmodel: {directory: out}\nuser: user0\n",
-    )
-    project = do_import_config(load_config(cfg)).project
+    project = make_image_project(tmp_path, n=200, owner="user0")
     for user in users[1:]:
         do_add_member(project, user=user, role=Role.ANNOTATOR)
 
