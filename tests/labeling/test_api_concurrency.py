@@ -1,0 +1,79 @@
+"""20 concurrent REST clients (token auth, real HTTP against the live server) label one project."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from rest_framework.authtoken.models import Token
+
+from labeling.models import Judgement
+from projects.models import ItemStatus, Role
+from projects.services import do_add_member
+from tests.conftest import make_image_project
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _call(url: str, token: str, body: dict | None = None) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_server, tmp_path, django_user_model):
+    users = [django_user_model.objects.create_user(f"client{i}", password="x") for i in range(20)]
+    project = make_image_project(tmp_path, n=120, owner="client0")
+    for user in users[1:]:
+        do_add_member(project, user=user, role=Role.ANNOTATOR)
+    tokens = [Token.objects.create(user=u).key for u in users]
+    base = f"{live_server.url}/api/projects/{project.pk}"
+
+    leased: dict[int, list[int]] = {}
+    created: dict[int, list[int]] = {}
+    failures: list[str] = []
+    barrier = threading.Barrier(len(tokens))
+
+    def client(n: int, token: str) -> None:
+        mine, done = [], []
+        barrier.wait()
+        while True:
+            status, items = _call(f"{base}/items/next/?count=2", token)
+            if status != 200:
+                failures.append(f"next -> {status} {items}")
+                return
+            if not items:
+                break
+            for item in items:
+                mine.append(item["id"])
+                status, body = _call(f"{base}/judgements/", token, {"item": item["id"], "label": "YES", "time_taken": 0.5})
+                if status != 201:
+                    failures.append(f"judgement -> {status} {body}")
+                    return
+                done.append(body["id"])
+        leased[n], created[n] = mine, done
+
+    threads = [threading.Thread(target=client, args=(n, t)) for n, t in enumerate(tokens)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures[:5]
+    all_leases = [i for ids in leased.values() for i in ids]
+    assert len(all_leases) == len(set(all_leases)) == 120  # 0 duplicate leases
+    judgement_ids = [j for ids in created.values() for j in ids]
+    assert Judgement.objects.filter(pk__in=judgement_ids).count() == 120  # 0 lost judgements
+    assert Judgement.objects.filter(project=project, is_current=True).count() == 120
+    assert project.items.filter(status=ItemStatus.LABELLED).count() == 120
+    assert sum(1 for ids in leased.values() if ids) > 1
