@@ -145,7 +145,10 @@ def next_items(
     while len(result) < count and attempts < 5:
         attempts += 1
         stage = choose_stage(project, test=counts["test"], train=counts["train"])
-        candidates = _candidates(project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng)
+        candidates = _candidates(
+            project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng,
+            allow_skipped=not result,
+        )
         if not candidates:
             break
         for candidate in candidates:
@@ -162,12 +165,14 @@ def next_items(
     return result
 
 
-def _candidates(project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random) -> list[Candidate]:
+def _candidates(
+    project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random, allow_skipped: bool
+) -> list[Candidate]:
     ordering = RandomOrdering() if stage == Stage.TEST else (model_hooks().ordering(project) or RandomOrdering())
-    fresh = pool.exclude(pk__in=skipped)
-    candidates = ordering.candidates(fresh, limit=limit, rng=rng)
-    if not candidates:
-        # Only skipped items remain: offer them again rather than claim the queue is empty.
+    candidates = ordering.candidates(pool.exclude(pk__in=skipped), limit=limit, rng=rng)
+    if not candidates and allow_skipped:
+        # Only items this user skipped remain and they hold nothing else: offer those again rather
+        # than say the queue is empty. Never while they hold other items, or a skip would not let go.
         candidates = ordering.candidates(pool, limit=limit, rng=rng)
     return candidates
 

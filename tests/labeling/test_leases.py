@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from labeling.models import Judgement, Skip, Stage
@@ -148,7 +148,7 @@ def test_twenty_concurrent_clients_get_no_duplicate_leases_and_lose_no_judgement
         except BaseException as exc:  # surfaced below: a thread must not swallow a failure
             errors.append(exc)
         finally:
-            close_old_connections()
+            connection.close()  # each thread's own connection; PostgreSQL counts them
 
     threads = [threading.Thread(target=work, args=(u,)) for u in users]
     for t in threads:
@@ -163,3 +163,15 @@ def test_twenty_concurrent_clients_get_no_duplicate_leases_and_lose_no_judgement
     assert Judgement.objects.filter(project=project, is_current=True).count() == 200
     assert project.items.filter(status=ItemStatus.LABELLED).count() == 200
     assert len([u for u, v in recorded.items() if v]) > 1  # the work really was shared
+
+
+def test_a_skipped_item_is_not_taken_back_while_the_user_holds_others(team, alice):
+    held = next_items(team, user=alice, count=5)
+    free = team.items.exclude(pk__in=[li.item.pk for li in held]).get()
+    skipped = held[0].item
+    do_skip_item(team, item=skipped, user=alice)
+    # Alice asks for more: she gets the one free item, never the one she just let go.
+    got = [li.item.pk for li in next_items(team, user=alice, count=6)]
+    assert skipped.pk not in got and free.pk in got
+    skipped.refresh_from_db()
+    assert skipped.leased_to is None
