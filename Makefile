@@ -13,12 +13,11 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install weights migrate demo run worker web test chromium bench clean
+.PHONY: help install weights migrate demo run test chromium clean
 
 help:
 	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
 	@echo "make test   run the whole test suite"
-	@echo "make bench  run the benchmarks and rewrite docs/benchmarks.md"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
