@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import mimetypes
-from pathlib import Path
 
 from django.http import FileResponse, Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -141,11 +140,9 @@ class ItemMediaAPI(APIView):
             return Response(item.data)
         if item.status == ItemStatus.REJECTED:
             raise Http404("This file was rejected at import")
-        path = project.item_file_path(item)
-        root = project.dataset_path if project.dataset_path.is_dir() else project.dataset_path.parent
         try:
-            resolved = Path(path).resolve(strict=True)
-            resolved.relative_to(root.resolve())  # a symlink may not lead outside the dataset
+            resolved = project.item_file_path(item).resolve(strict=True)
+            resolved.relative_to(project.dataset_root.resolve())  # a symlink may not lead outside the dataset
         except (OSError, ValueError):
             raise Http404("The file is no longer available") from None
         content_type = mimetypes.guess_type(resolved.name)[0] or "application/octet-stream"

@@ -90,6 +90,12 @@ def choose_stage(project: Project, *, test: int, train: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+# The lease columns of an item nobody holds.
+LEASE_CLEARED = {
+    "leased_to": None, "leased_until": None, "lease_stage": "", "lease_picked_by": "", "lease_probability": None,
+}
+
+
 def _free(now: datetime) -> Q:
     return Q(leased_until__isnull=True) | Q(leased_until__lte=now)
 
@@ -179,9 +185,7 @@ def _candidates(
 
 def release_lease(item: Item, *, user: AbstractBaseUser) -> bool:
     return bool(
-        Item.objects.filter(pk=item.pk, leased_to=user).update(
-            leased_to=None, leased_until=None, lease_stage="", lease_picked_by="", lease_probability=None
-        )
+        Item.objects.filter(pk=item.pk, leased_to=user).update(**LEASE_CLEARED)
     )
 
 
@@ -268,10 +272,7 @@ def do_record_judgement(
             picked_by=item.lease_picked_by if holds_lease else "",
             picked_probability=item.lease_probability if holds_lease else None,
         )
-        Item.objects.filter(pk=item.pk).update(
-            status=ItemStatus.LABELLED, leased_to=None, leased_until=None, lease_stage="", lease_picked_by="",
-            lease_probability=None,
-        )
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, **LEASE_CLEARED)
         _bump_revision(project)
         _after_change(project)
     return judgement

@@ -107,6 +107,12 @@ class Project(models.Model):
         return Path(self.dataset_directory)
 
     @property
+    def dataset_root(self) -> Path:
+        """The folder item keys are relative to: the dataset directory, or the folder of a dataset file."""
+        path = self.dataset_path
+        return path.parent if path.is_file() else path
+
+    @property
     def model_path(self) -> Path:
         if self.model_directory:
             return Path(self.model_directory)
@@ -116,10 +122,7 @@ class Project(models.Model):
         """Absolute file for a file-backed item; never built from request data."""
         if not item.is_file:
             return None
-        base = self.dataset_path
-        if base.is_file():
-            base = base.parent
-        return base / item.key
+        return self.dataset_root / item.key
 
 
 class Membership(models.Model):

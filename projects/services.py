@@ -284,8 +284,7 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
     truth, so a stale file can never overwrite newer labels, and re-running imports nothing twice.
     Rows for one path import in file order, the last one becoming the current judgement.
     """
-    dataset_root = project.dataset_path if project.dataset_path.is_dir() else project.dataset_path.parent
-    dataset_root = Path(os.path.normpath(dataset_root))
+    dataset_root = Path(os.path.normpath(project.dataset_root))
     items = {key: pk for key, pk in project.items.exclude(status=ItemStatus.REJECTED).values_list("key", "id")}
     keys = set(items)
     already = set(Judgement.objects.filter(project=project).values_list("item_id", flat=True).distinct())
