@@ -308,6 +308,9 @@ def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: dat
                 leased_to=user,
                 leased_until=now + timedelta(seconds=project.lease_seconds),
                 lease_stage=last.stage,
+                # The item was picked once; the label that replaces the undone one keeps how.
+                lease_picked_by=last.picked_by,
+                lease_probability=last.picked_probability,
             )
         _bump_revision(project)
         _after_change(project)

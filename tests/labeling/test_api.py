@@ -102,8 +102,11 @@ def test_undo_and_skip(api, image_project, bob):
     assert row.status == ItemStatus.UNLABELLED and row.leased_to == bob
     j = Judgement.objects.get(item=row)
     assert j.undone_at is not None and not j.is_current
-    # The undone item is handed straight back.
+    # The undone item is handed straight back, and a new label keeps how the queue picked it.
     assert api.get(f"{base}/items/next/").json()[0]["id"] == item["id"]
+    relabelled = api.post(f"{base}/judgements/", {"item": item["id"], "label": "Not Cat"}, format="json").json()
+    assert relabelled["picked_by"] == "random" and relabelled["picked_probability"] == j.picked_probability
+    assert api.post(f"{base}/judgements/undo/").status_code == 200
 
     assert api.post(f"{base}/items/{item['id']}/skip/").status_code == 204
     row.refresh_from_db()
