@@ -44,6 +44,7 @@ run: demo
 	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
 	@echo "  Web server and django-q2 worker run together; Ctrl-C stops both."
 	@echo ""
+	@DEBUG=1 $(BIN)/python manage.py resume_model_work
 	@DEBUG=1 $(BIN)/python manage.py qcluster & worker=$$!; \
 	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & web=$$!; \
 	trap 'kill $$worker $$web 2>/dev/null; wait' INT TERM; \

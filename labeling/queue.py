@@ -44,9 +44,11 @@ class RandomOrdering:
 
 @dataclass(frozen=True)
 class ModelStatus:
-    training: bool = False
+    training: bool = False  # the model is in the loop (minimums met), as Light Bulb's "Training: yes"
     accuracy: float | None = None
     model_version: int | None = None
+    updating: bool = False  # a training run is going on right now
+    detail: str = ""  # e.g. what is still needed before the first model
 
 
 class ModelHooks(Protocol):
@@ -55,6 +57,8 @@ class ModelHooks(Protocol):
     def predictions(self, project, item_ids: list[int]) -> dict[int, dict]: ...
 
     def status(self, project) -> ModelStatus: ...
+
+    # Optional: `judgements_changed(project_id)`, called after commit whenever judgements change.
 
 
 class NoModel:

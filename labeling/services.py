@@ -348,6 +348,8 @@ def project_stats(project: Project, *, user: AbstractBaseUser | None = None, now
         "training": status.training,
         "accuracy": status.accuracy,
         "model_version": status.model_version,
+        "updating": status.updating,
+        "model_detail": status.detail,
     }
     if user is not None:
         stats["you"] = user_stats(project, user=user, now=now)

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from labeling import api as labeling_api
+from modeling import api as modeling_api
 from projects import api as projects_api
 
 app_name = "api"
@@ -19,5 +20,6 @@ urlpatterns = [
     path("projects/<int:project_id>/judgements/", labeling_api.JudgementListAPI.as_view(), name="judgements"),
     path("projects/<int:project_id>/judgements/undo/", labeling_api.UndoJudgementAPI.as_view(), name="undo"),
     path("projects/<int:project_id>/stats/", labeling_api.StatsAPI.as_view(), name="stats"),
+    path("projects/<int:project_id>/model/", modeling_api.ModelSummaryAPI.as_view(), name="model"),
     path("items/<int:item_id>/media", labeling_api.ItemMediaAPI.as_view(), name="item-media"),
 ]

@@ -248,6 +248,14 @@ else:
 LIGHTBULB_MAX_IMAGE_PIXELS = env_int("LIGHTBULB_MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's own default
 LIGHTBULB_MAX_TEXT_BYTES = env_int("LIGHTBULB_MAX_TEXT_BYTES", 5 * 1024 * 1024)
 
+# The model loop. Off, judgements and imports enqueue no embedding or training (the labeling test
+# suite runs this way; the modeling tests and every real deployment keep it on).
+LIGHTBULB_MODEL_IN_THE_LOOP = env_bool("LIGHTBULB_MODEL_IN_THE_LOOP", True)
+LIGHTBULB_EMBED_TASK_SECONDS = env_float("LIGHTBULB_EMBED_TASK_SECONDS", 60.0)  # then the task yields the worker
+LIGHTBULB_EMBED_CHUNK = env_int("LIGHTBULB_EMBED_CHUNK", 256)  # items per cache file / progress step
+LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = env_float("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0)
+LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
+
 # Model weights live here; the Makefile provisions them so nothing downloads at run time.
 TORCH_HOME = env_path("TORCH_HOME", BASE_DIR / ".cache" / "torch")
 os.environ.setdefault("TORCH_HOME", str(TORCH_HOME))

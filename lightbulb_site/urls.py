@@ -14,5 +14,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("projects/", include("projects.urls")),
     path("projects/", include("labeling.urls")),
+    path("projects/", include("modeling.urls")),
     path("api/", include("lightbulb_site.api_urls")),
 ]

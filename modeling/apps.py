@@ -4,3 +4,13 @@ from django.apps import AppConfig
 class ModelingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "modeling"
+    verbose_name = "Model in the loop"
+
+    def ready(self) -> None:
+        # The queue asks these hooks for the ranking, predictions and status; they read the database
+        # only (no torch), so registering them in every process is cheap.
+        from labeling.queue import set_model_hooks
+
+        from .hooks import ModelInTheLoop
+
+        set_model_hooks(ModelInTheLoop())

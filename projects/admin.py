@@ -23,11 +23,13 @@ class ProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["title"]}
     inlines = [MembershipInline]
     readonly_fields = ["created_at", "updated_at", "config_path"]
-    actions = ["rescan_dataset", "write_judgements_file"]
+    actions = ["rescan_dataset", "write_judgements_file", "embed_items", "train_model"]
     fieldsets = [
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
-        ("Advanced", {"fields": ["template", "dataset_options", "model_options", "target_precision"],
+        ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "random_share",
+                              "lease_seconds", "target_precision"]}),
+        ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
                       "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
     ]
@@ -82,6 +84,23 @@ class ProjectAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{project.slug}: no judgements file configured", level=messages.WARNING)
             else:
                 self.message_user(request, f"{project.slug}: wrote {rows} judgement(s) to {project.judgements_file}")
+
+
+    @admin.action(description="Embed items now (the worker fills the embedding cache)")
+    def embed_items(self, request, queryset) -> None:
+        from modeling.services import request_embedding
+
+        for project in queryset:
+            request_embedding(project.pk)
+        self.message_user(request, f"Embedding requested for {queryset.count()} project(s).")
+
+    @admin.action(description="Train a new model version now")
+    def train_model(self, request, queryset) -> None:
+        from modeling.services import request_training
+
+        for project in queryset:
+            request_training(project.pk, force=True)
+        self.message_user(request, f"Training requested for {queryset.count()} project(s).")
 
 
 @admin.register(Membership)

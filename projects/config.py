@@ -44,6 +44,7 @@ class ProjectConfig:
     user: str
     dataset_options: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
+    encoder: str = ""  # blank: the registry's default for the data type
 
 
 _KNOWN_TOP = {"task", "dataset", "label", "model", "model_directory", "user"}
@@ -184,6 +185,14 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     else:
         raise ConfigError("missing required key 'model.directory'")
     model_directory = _resolve(base, config_dir, model_dir_raw)
+    encoder = model_options.pop("encoder", "") if isinstance(model, dict) else ""
+    if encoder:
+        from modeling.encoders import EncoderError, spec_for  # torch-free registry
+
+        try:
+            spec_for(str(encoder), data_type=data_type)
+        except EncoderError as exc:
+            raise ConfigError(f"model.encoder: {exc}") from None
     if model_directory.exists() and not model_directory.is_dir():
         raise ConfigError(f"model.directory is not a directory: {model_dir_raw}")
 
@@ -225,4 +234,5 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         user=user,
         dataset_options=dataset_options,
         model_options=model_options,
+        encoder=str(encoder),
     )

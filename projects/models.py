@@ -60,6 +60,20 @@ class Project(models.Model):
     )
     model_options = models.JSONField(default=dict, blank=True, help_text="Extra model keys from the config")
 
+    # The pretrained encoder whose features the model learns from; blank = the default for the data type.
+    # Validated against modeling.encoders.REGISTRY (a torch-free module).
+    encoder = models.CharField(
+        max_length=64, blank=True, help_text="Encoder name (blank: mobilenet_v2 for images, minilm_l6 for text/json)"
+    )
+    min_train_judgements = models.PositiveIntegerField(
+        default=10, help_text="TRAIN judgements needed (with the TEST minimum and two classes) before the first model"
+    )
+    random_share = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of TRAIN items drawn uniformly at random instead of by the model's uncertainty",
+    )
+
     target_precision = models.FloatField(
         default=0.95,
         validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
@@ -97,6 +111,25 @@ class Project(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("projects:detail", args=[self.pk])
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from modeling.encoders import EncoderError, spec_for
+
+        super().clean()
+        if self.encoder:
+            try:
+                spec_for(self.encoder, data_type=self.data_type)
+            except EncoderError as exc:
+                raise ValidationError({"encoder": str(exc)}) from None
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder in use: the project's choice, or the registry's default for its data type."""
+        from modeling.encoders import default_encoder
+
+        return self.encoder or default_encoder(self.data_type)
 
     @property
     def labeling_supported(self) -> bool:

@@ -105,6 +105,7 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
                 "config_path": str(config.path),
                 "dataset_options": config.dataset_options,
                 "model_options": config.model_options,
+                "encoder": config.encoder,
             },
         )
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})
@@ -135,7 +136,16 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         sync_judgements_file(project)
         Project.objects.filter(pk=project.pk).update(judgements_file_revision=revision)
     project.model_path.mkdir(parents=True, exist_ok=True)
+    _after_items_changed(project)
     return result
+
+
+def _after_items_changed(project: Project) -> None:
+    """New items: have the worker embed them (imported lazily; modeling's services are torch-free)."""
+    from modeling.services import request_embedding
+
+    if project.labeling_supported:
+        transaction.on_commit(lambda: request_embedding(project.pk))
 
 
 def do_ingest_directory(project: Project, *, progress: bool = False) -> ImportResult:
@@ -152,6 +162,8 @@ def do_ingest_directory(project: Project, *, progress: bool = False) -> ImportRe
     records = _read_records(reader, progress=progress)
     with transaction.atomic():
         added, rejected = _insert_records(project, records)
+    if added:
+        _after_items_changed(project)
     return ImportResult(
         project=project,
         items_added=added,

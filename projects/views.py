@@ -42,6 +42,10 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "counts": project_counts(project),
         "members": members,
     }
+    if project.labeling_supported:
+        from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
+
+        context.update(model_card_context(project))
     return render(request, "projects/project_detail.html", context)
 
 

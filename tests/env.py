@@ -11,6 +11,10 @@ os.environ.setdefault("LIGHTBULB_Q_SYNC", "1")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LIGHTBULB_STATIC_MANIFEST", "0")
+# The labeling and project tests exercise the queue without a model; tests/modeling switch the loop on
+# (settings fixture) and run its real tasks synchronously.
+os.environ.setdefault("LIGHTBULB_MODEL_IN_THE_LOOP", "0")
+os.environ.setdefault("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", "0")
 
 # Tests run on a real SQLite file (WAL + IMMEDIATE, as in production) rather than the in-memory
 # shared-cache database, so concurrent connections behave as they will for users. A DATABASE_URL

@@ -1,0 +1,117 @@
+"""The model's side of the labeling queue (registered with `labeling.queue.set_model_hooks`).
+
+Torch-free: the queue reads the ranking the worker stored in `ItemPrediction`, never a model.
+"""
+
+from __future__ import annotations
+
+import random
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from labeling.queue import Candidate, ModelStatus
+from projects.models import ItemStatus, Project
+
+from .models import ItemPrediction, ModelState
+from .services import predictions_for, request_training, stale_after
+
+# How many ranked items beyond the request to look at when spreading picks over buckets.
+LOOKAHEAD = 4
+
+
+class EntropyOrdering:
+    """Highest normalised entropy first, with a uniformly random share, spread over embedding buckets.
+
+    - Each pick is, with probability `random_share`, a uniformly random item of the pool (recorded as
+      picked_by="random" with probability random_share / pool size, so TRAIN-side estimates can be
+      de-biased); otherwise the most uncertain remaining item (picked_by="active", probability
+      1 - random_share: the chance the active rule made this pick).
+    - Diversity: among the top of the ranking, items whose bucket (a random-projection hash of the
+      embedding) is already held by a live lease or already picked come after the others, so
+      concurrent annotators are not handed ten near-duplicates at once.
+    """
+
+    name = "entropy"
+
+    def __init__(self, project: Project, *, version: int, random_share: float) -> None:
+        self.project = project
+        self.version = version
+        self.random_share = max(0.0, min(1.0, random_share))
+
+    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random) -> list[Candidate]:
+        size = pool.count()
+        if size == 0:
+            return []
+        ranked = list(
+            pool.filter(prediction__version=self.version)
+            .order_by("-prediction__entropy", "id")
+            .values_list("id", "prediction__bucket")[: limit * LOOKAHEAD + 10]
+        )
+        busy = set(
+            ItemPrediction.objects.filter(
+                project=self.project, item__status=ItemStatus.UNLABELLED, item__leased_until__gt=timezone.now()
+            ).values_list("bucket", flat=True)
+        )
+        fresh, repeats = [], []
+        for item_id, bucket in ranked:
+            if bucket in busy:
+                repeats.append(item_id)
+            else:
+                busy.add(bucket)
+                fresh.append(item_id)
+        active = iter(fresh + repeats)
+
+        chosen: list[Candidate] = []
+        seen: set[int] = set()
+        ordered_pool = pool.order_by("id").values_list("id", flat=True)
+        for _ in range(min(limit, size)):
+            candidate = None
+            if rng.random() >= self.random_share:
+                for item_id in active:
+                    if item_id not in seen:
+                        candidate = Candidate(item_id, "active", 1.0 - self.random_share)
+                        break
+            if candidate is None:
+                # The random share, or no ranked item left (new items not embedded yet): uniform.
+                for _attempt in range(5):
+                    item_id = ordered_pool[rng.randrange(size)]
+                    if item_id not in seen:
+                        share = self.random_share if ranked else 1.0
+                        candidate = Candidate(item_id, "random", share / size)
+                        break
+            if candidate is None:
+                continue
+            seen.add(candidate.item_id)
+            chosen.append(candidate)
+        return chosen
+
+
+class ModelInTheLoop:
+    def ordering(self, project: Project) -> EntropyOrdering | None:
+        state = ModelState.objects.filter(project=project).values_list("ranked_version", flat=True).first()
+        if not state:
+            return None
+        return EntropyOrdering(project, version=state, random_share=project.random_share)
+
+    def predictions(self, project: Project, item_ids: list[int]) -> dict[int, dict]:
+        return predictions_for(project, item_ids)
+
+    def status(self, project: Project) -> ModelStatus:
+        state = ModelState.objects.select_related("current_version").filter(project=project).first()
+        if state is None:
+            return ModelStatus()
+        current = state.current_version
+        updating = bool(
+            state.claimed_by and state.heartbeat_at and state.heartbeat_at > timezone.now() - stale_after()
+        )
+        return ModelStatus(
+            training=current is not None or (updating and not state.waiting_for),
+            accuracy=current.accuracy if current else None,
+            model_version=current.number if current else None,
+            updating=updating,
+            detail=state.waiting_for or state.last_error,
+        )
+
+    def judgements_changed(self, project_id: int) -> None:
+        request_training(project_id)

@@ -1,0 +1,133 @@
+"""What the model side of a project keeps in the database.
+
+Files (embedding matrices, model heads) are derived and written atomically under the project's model
+directory; these rows say which files are current, how far background work has got, and who is doing it.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class EmbeddingJob(models.Model):
+    """Progress of embedding one project's items with one encoder version (one row per pair)."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="embedding_jobs")
+    encoder = models.CharField(max_length=64)
+    encoder_version = models.CharField(max_length=128)
+    total = models.PositiveIntegerField(default=0, help_text="Items to embed (every readable item)")
+    embedded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Items whose file could not be read at embed time")
+    # A worker holds the job while `claimed_by` is set and its heartbeat is recent; a crashed worker's
+    # claim goes stale and the next run takes over from the last chunk written.
+    claimed_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    items_per_second = models.FloatField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "encoder", "encoder_version"], name="embeddingjob_unique_project_encoder"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} · {self.encoder}@{self.encoder_version}: {self.embedded}/{self.total}"
+
+    @property
+    def complete(self) -> bool:
+        return self.total > 0 and self.embedded + self.failed >= self.total
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * (self.embedded + self.failed) / self.total if self.total else 0.0
+
+
+class ModelState(models.Model):
+    """One row per project: the current model version and the training bookkeeping."""
+
+    project = models.OneToOneField(
+        "projects.Project", on_delete=models.CASCADE, primary_key=True, related_name="model_state"
+    )
+    current_version = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Judgement revision the newest training request saw, and the one the last finished run used.
+    requested_revision = models.PositiveBigIntegerField(default=0)
+    requested_at = models.DateTimeField(null=True, blank=True)
+    trained_revision = models.PositiveBigIntegerField(default=0)
+    # Which version's scores the queue's ranking holds (the ranking lags a new version by one task).
+    ranked_version = models.PositiveIntegerField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    waiting_for = models.CharField(max_length=300, blank=True, help_text="Why no model yet (minimums not met)")
+
+    def __str__(self) -> str:
+        return f"model state of {self.project}"
+
+
+class ModelVersion(models.Model):
+    """A trained head, numbered per project; its file is written before this row exists."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    encoder = models.CharField(max_length=64)
+    encoder_version = models.CharField(max_length=128)
+    classes = models.JSONField(default=list)
+    file = models.CharField(max_length=300, help_text="Relative to the project's model directory")
+    judgement_revision = models.PositiveBigIntegerField(default=0)
+    train_count = models.PositiveIntegerField(default=0)
+    test_count = models.PositiveIntegerField(default=0)
+    accuracy = models.FloatField(null=True, blank=True, help_text="On the TEST stage (uniformly random items)")
+    loss = models.FloatField(null=True, blank=True, help_text="Mean cross-entropy on TEST")
+    # {"per_class": {class: {"precision", "recall", "f1", "support"}}, "confusion": [[...]], "l2": ...}
+    metrics = models.JSONField(default=dict, blank=True)
+    training_seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="modelversion_unique_number")]
+        ordering = ["project", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.project} v{self.number}"
+
+    @property
+    def labels_count(self) -> int:
+        return self.train_count + self.test_count
+
+
+class ItemPrediction(models.Model):
+    """The current model's scores for one item; the queue serves highest entropy first."""
+
+    item = models.OneToOneField("projects.Item", on_delete=models.CASCADE, primary_key=True, related_name="prediction")
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    version = models.PositiveIntegerField(help_text="ModelVersion.number these scores come from")
+    label = models.CharField(max_length=200)
+    confidence = models.FloatField()
+    entropy = models.FloatField(help_text="Normalised to 0..1 (divided by log of the number of classes)")
+    scores = models.JSONField(default=list, help_text="Probabilities in class order")
+    # Coarse locality-sensitive hash of the embedding: near-duplicates share a bucket, so concurrent
+    # annotators are not all handed the same kind of uncertain item at once.
+    bucket = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["project", "-entropy"], name="itemprediction_entropy_idx"),
+            models.Index(fields=["project", "version"], name="itemprediction_version_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(entropy__gte=0) & Q(confidence__gte=0), name="itemprediction_scores_nonnegative"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {self.label} ({self.confidence:.2f})"

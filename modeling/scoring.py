@@ -1,0 +1,105 @@
+"""A trained head and how it scores embeddings: numpy only, so anything can load a model version.
+
+The head is multinomial logistic regression on standardised encoder features:
+``softmax(((x - mean) / scale) @ weight.T + bias)``. Training (torch) lives in `training.py`; the
+same arithmetic here serves ranking, predictions and (later) the exported bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "lightbulb-head/1"
+
+
+@dataclass
+class Head:
+    classes: list[str]
+    weight: np.ndarray  # (n_classes, dim) float32
+    bias: np.ndarray  # (n_classes,)
+    mean: np.ndarray  # (dim,)
+    scale: np.ndarray  # (dim,)
+    encoder: str
+    encoder_version: str
+    info: dict = field(default_factory=dict)  # l2 strength, counts: kept with the weights for the record
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
+        return x @ self.weight.T + self.bias
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(features))
+
+    def save(self, path: Path) -> None:
+        """Atomic: a temporary file in the same folder, fsync, rename. Never half a model on disk."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT,
+            "classes": self.classes,
+            "encoder": self.encoder,
+            "encoder_version": self.encoder_version,
+            "info": self.info,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(
+                    fh,
+                    weight=self.weight.astype(np.float32),
+                    bias=self.bias.astype(np.float32),
+                    mean=self.mean.astype(np.float32),
+                    scale=self.scale.astype(np.float32),
+                    meta=np.array(json.dumps(meta)),
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> Head:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path} is not a Light Bulb model head ({meta.get('format')!r})")
+            return cls(
+                classes=list(meta["classes"]),
+                weight=data["weight"],
+                bias=data["bias"],
+                mean=data["mean"],
+                scale=data["scale"],
+                encoder=meta["encoder"],
+                encoder_version=meta["encoder_version"],
+                info=meta.get("info", {}),
+            )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def normalised_entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy divided by log(n_classes): 0 = certain, 1 = no idea, comparable across projects."""
+    p = np.clip(probs, 1e-12, 1.0)
+    h = -(p * np.log(p)).sum(axis=1)
+    return h / np.log(probs.shape[1]) if probs.shape[1] > 1 else np.zeros(len(probs))
+
+
+def lsh_buckets(features: np.ndarray, *, bits: int = 10, seed: int = 0) -> np.ndarray:
+    """Sign-of-random-projection hash of centred features: near-duplicates land in the same bucket."""
+    if len(features) == 0:
+        return np.zeros(0, dtype=np.int64)
+    x = features - features.mean(axis=0)
+    planes = np.random.default_rng(seed).standard_normal((features.shape[1], bits)).astype(np.float32)
+    signs = (x @ planes) > 0
+    return (signs * (1 << np.arange(bits))).sum(axis=1).astype(np.int64)

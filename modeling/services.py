@@ -1,0 +1,269 @@
+"""Torch-free side of the model loop: requests for background work, claims, status, and read models.
+
+The web process calls these; the heavy work happens in `modeling.tasks` on a django-q2 worker.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Model, Q
+from django.utils import timezone
+
+from labeling.models import Judgement, Stage
+from projects.models import Project
+
+from .encoders import spec_for
+from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
+
+
+def loop_enabled() -> bool:
+    return bool(getattr(settings, "LIGHTBULB_MODEL_IN_THE_LOOP", True))
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests for background work (called on commit; each task is idempotent and coalesces repeats)
+# --------------------------------------------------------------------------------------------------
+
+
+def _enqueue(func: str, project_id: int, group: str) -> None:
+    from django_q.tasks import async_task
+
+    async_task(func, project_id, group=group)
+
+
+def request_embedding(project_id: int) -> None:
+    """Embed the project's items that the cache does not hold yet."""
+    if loop_enabled():
+        _enqueue("modeling.tasks.embed_project", project_id, f"embed-{project_id}")
+
+
+def request_training(project_id: int, *, force: bool = False) -> None:
+    """Judgements changed: record the wish for a model that reflects them and enqueue a training task.
+
+    Many requests in a row enqueue many tasks; the first does the work and the rest find the model
+    already up to date, so requests coalesce and a newer request supersedes any older one. `force`
+    (the admin's "train now") makes a new version even when no judgement changed.
+    """
+    if not loop_enabled():
+        return
+    if force:
+        ModelState.objects.filter(project_id=project_id).update(trained_revision=0)
+    revision = Project.objects.filter(pk=project_id).values_list("judgement_revision", flat=True).first()
+    if revision is None:
+        return
+    ModelState.objects.get_or_create(project_id=project_id)
+    ModelState.objects.filter(project_id=project_id, requested_revision__lt=revision).update(
+        requested_revision=revision, requested_at=timezone.now()
+    )
+    _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
+
+
+def request_ranking(project_id: int) -> None:
+    if loop_enabled():
+        _enqueue("modeling.tasks.rank_project", project_id, f"rank-{project_id}")
+
+
+def resume_pending_work() -> list[str]:
+    """Enqueue whatever a stopped or crashed worker left undone (called when the worker starts)."""
+    enqueued = []
+    for project in Project.objects.all():
+        if not project.labeling_supported:
+            continue
+        state = ModelState.objects.filter(project=project).first()
+        job = current_embedding_job(project)
+        if job is None or not job.complete:
+            request_embedding(project.pk)
+            enqueued.append(f"embed {project.slug}")
+        if state is not None and state.requested_revision > state.trained_revision:
+            request_training(project.pk)
+            enqueued.append(f"train {project.slug}")
+        elif state is not None and state.current_version_id and state.ranked_version != state.current_version.number:
+            request_ranking(project.pk)
+            enqueued.append(f"rank {project.slug}")
+    return enqueued
+
+
+# --------------------------------------------------------------------------------------------------
+# Claims: one worker at a time per job; a dead worker's claim is taken over
+# --------------------------------------------------------------------------------------------------
+
+
+def needs_training(project: Project, state: ModelState) -> bool:
+    """Judgements changed since the last run, or the project now names another encoder."""
+    if state.trained_revision < project.judgement_revision:
+        return True
+    current = state.current_version
+    return current is not None and current.encoder != project.encoder_name
+
+
+def claim_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(token: str) -> bool:
+    """True when the claim belongs to a process on this machine that no longer exists."""
+    try:
+        host, pid, _ = token.rsplit(":", 2)
+        pid_int = int(pid)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid_int, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=getattr(settings, "LIGHTBULB_CLAIM_STALE_SECONDS", 300))
+
+
+def claim(model: type[Model], *, filters: dict, token: str) -> bool:
+    """Conditional UPDATE: take the row if nobody holds it, or its holder stopped beating or died."""
+    now = timezone.now()
+    free = Q(claimed_by="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - stale_after())
+    if model.objects.filter(free, **filters).update(claimed_by=token, heartbeat_at=now):
+        return True
+    holder = model.objects.filter(**filters).values_list("claimed_by", flat=True).first()
+    if holder and _holder_is_dead(holder):
+        return bool(model.objects.filter(claimed_by=holder, **filters).update(claimed_by=token, heartbeat_at=now))
+    return False
+
+
+def heartbeat(model: type[Model], *, filters: dict, token: str, **fields) -> bool:
+    return bool(model.objects.filter(claimed_by=token, **filters).update(heartbeat_at=timezone.now(), **fields))
+
+
+def release(model: type[Model], *, filters: dict, token: str) -> None:
+    model.objects.filter(claimed_by=token, **filters).update(claimed_by="", heartbeat_at=None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Minimums, status and read models
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingData:
+    train: list[tuple[int, str]]  # (item id, label)
+    test: list[tuple[int, str]]
+
+
+def training_data(project: Project) -> TrainingData:
+    rows = (
+        Judgement.objects.filter(project=project, is_current=True, label__in=project.classes)
+        .order_by("item_id")
+        .values_list("item_id", "label", "stage")
+    )
+    data = TrainingData(train=[], test=[])
+    for item_id, label, stage in rows:
+        (data.test if stage == Stage.TEST else data.train).append((item_id, label))
+    return data
+
+
+def minimums_unmet(project: Project, data: TrainingData) -> str:
+    """Why there cannot be a model yet ("" when there can): Light Bulb's minimums, configurable per project."""
+    needs = []
+    if len(data.test) < project.test_min_judgements:
+        needs.append(f"{project.test_min_judgements - len(data.test)} more TEST label(s)")
+    if len(data.train) < project.min_train_judgements:
+        needs.append(f"{project.min_train_judgements - len(data.train)} more TRAIN label(s)")
+    if len({label for _, label in data.train}) < 2:
+        needs.append("TRAIN labels of at least two classes")
+    return "needs " + " and ".join(needs) if needs else ""
+
+
+def current_embedding_job(project: Project) -> EmbeddingJob | None:
+    spec = spec_for(project.encoder_name, data_type=project.data_type)
+    return EmbeddingJob.objects.filter(project=project, encoder=spec.name, encoder_version=spec.version).first()
+
+
+def model_summary(project: Project) -> dict:
+    """Everything the project page, the admin and the API show about the model."""
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    job = current_embedding_job(project)
+    spec = spec_for(project.encoder_name, data_type=project.data_type)
+    versions = list(
+        ModelVersion.objects.filter(project=project)
+        .order_by("number")
+        .values("number", "train_count", "test_count", "accuracy", "loss", "created_at", "training_seconds")
+    )
+    current = state.current_version if state else None
+    busy = bool(state and state.claimed_by and state.heartbeat_at and state.heartbeat_at > timezone.now() - stale_after())
+    return {
+        "encoder": {"name": spec.name, "version": spec.version, "description": spec.description, "dim": spec.dim},
+        "embedding": {
+            "total": job.total if job else 0,
+            "embedded": job.embedded if job else 0,
+            "failed": job.failed if job else 0,
+            "percent": round(job.percent, 1) if job else 0.0,
+            "complete": bool(job and job.complete),
+            "running": bool(job and job.claimed_by),
+            "items_per_second": job.items_per_second if job else None,
+            "last_error": job.last_error if job else "",
+        },
+        "training": {
+            "in_the_loop": current is not None or busy and not (state and state.waiting_for),
+            "running": busy,
+            "waiting_for": state.waiting_for if state else "",
+            "last_error": state.last_error if state else "",
+            "ranked_version": state.ranked_version if state else None,
+        },
+        "current_version": _version_payload(current) if current else None,
+        "versions": [
+            {**v, "labels": v["train_count"] + v["test_count"], "created_at": v["created_at"].isoformat()}
+            for v in versions
+        ],
+    }
+
+
+def _version_payload(version: ModelVersion) -> dict:
+    return {
+        "number": version.number,
+        "encoder": version.encoder,
+        "encoder_version": version.encoder_version,
+        "classes": version.classes,
+        "train_count": version.train_count,
+        "test_count": version.test_count,
+        "labels": version.labels_count,
+        "accuracy": version.accuracy,
+        "loss": version.loss,
+        "per_class": version.metrics.get("per_class", {}),
+        "confusion": version.metrics.get("confusion", []),
+        "created_at": version.created_at.isoformat(),
+        "training_seconds": version.training_seconds,
+    }
+
+
+def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
+    rows = ItemPrediction.objects.filter(project=project, item_id__in=item_ids)
+    classes = list(project.classes)
+    out = {}
+    for row in rows:
+        scores = dict(zip(classes, row.scores, strict=False)) if len(row.scores) == len(classes) else {}
+        out[row.item_id] = {
+            "label": row.label,
+            "confidence": row.confidence,
+            "entropy": row.entropy,
+            "scores": scores,
+            "model_version": row.version,
+        }
+    return out
+
+
+@transaction.atomic
+def do_set_current_version(project: Project, *, version: ModelVersion, revision: int) -> None:
+    ModelState.objects.filter(project=project).update(
+        current_version=version, trained_revision=revision, waiting_for="", last_error=""
+    )

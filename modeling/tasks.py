@@ -1,0 +1,312 @@
+"""django-q2 tasks of the model loop: embed, train, rank. The only place (with management commands)
+where torch is imported, always inside the functions, so importing this module stays light.
+
+Every task takes a project id, tolerates a deleted project, claims its job with a conditional UPDATE
+(a second copy finds it held and returns), and writes files atomically before the database points at
+them. A worker killed at any moment leaves the last good state; the next run carries on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from projects.models import Project
+
+from .embeddings import embed_pending, embeddable_items, pending_item_ids, store_for
+from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
+from .scoring import Head, lsh_buckets, normalised_entropy
+from .services import (
+    claim,
+    claim_token,
+    heartbeat,
+    minimums_unmet,
+    needs_training,
+    release,
+    request_embedding,
+    request_ranking,
+    training_data,
+)
+
+logger = logging.getLogger(__name__)
+
+UPSERT_BATCH = 2000
+STANDARDISE_SAMPLE = 20000
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def _encoder_loader(project: Project):
+    def load():
+        from .encoders import load_encoder
+
+        return load_encoder(project.encoder_name)
+
+    return load
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedding
+# --------------------------------------------------------------------------------------------------
+
+
+def embed_project(project_id: int) -> str:
+    """Embed the project's items the cache lacks, in chunks, for at most LIGHTBULB_EMBED_TASK_SECONDS.
+
+    A run that stops at its time budget enqueues the next one, so training requests queued meanwhile
+    get the (single) worker in between and labeling never waits for a 100k-item backlog.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    if not project.labeling_supported:
+        return "no model for this label type"
+    spec, store = store_for(project)
+    job, _ = EmbeddingJob.objects.get_or_create(project=project, encoder=spec.name, encoder_version=spec.version)
+    token = claim_token()
+    filters = {"pk": job.pk}
+    if not claim(EmbeddingJob, filters=filters, token=token):
+        return "another worker is embedding this project"
+    more = False
+    try:
+        embeddings = store.load()
+        pending = pending_item_ids(project, embeddings)
+        total = embeddable_items(project).count()
+        valid = set(embeddable_items(project).values_list("id", flat=True))
+        done = sum(1 for i in embeddings.ids.tolist() if i in valid)
+        failed = sum(1 for i in embeddings.failed.tolist() if i in valid)
+        now = timezone.now()
+        EmbeddingJob.objects.filter(pk=job.pk).update(
+            total=total, embedded=done, failed=failed, last_error="",
+            started_at=job.started_at or now, finished_at=None if pending else (job.finished_at or now),
+        )
+        if not pending:
+            store.consolidate()
+            return "up to date"
+        budget = float(_setting("LIGHTBULB_EMBED_TASK_SECONDS", 60))
+        deadline = time.monotonic() + budget if budget > 0 else None
+        progress = {"embedded": done, "failed": failed}
+
+        def on_chunk(n_ok: int, n_failed: int, seconds: float) -> None:
+            progress["embedded"] += n_ok
+            progress["failed"] += n_failed
+            heartbeat(
+                EmbeddingJob, filters=filters, token=token, embedded=progress["embedded"],
+                failed=progress["failed"], items_per_second=(n_ok + n_failed) / seconds if seconds > 0 else None,
+            )
+
+        embedded, n_failed = embed_pending(
+            project, store=store, encoder_loader=_encoder_loader(project), item_ids=pending,
+            chunk_size=int(_setting("LIGHTBULB_EMBED_CHUNK", 256)), deadline=deadline, on_chunk=on_chunk,
+        )
+        more = embedded + n_failed < len(pending)
+        if not more:
+            store.consolidate()
+            EmbeddingJob.objects.filter(pk=job.pk).update(finished_at=timezone.now())
+        return f"embedded {embedded}, failed {n_failed}, {'more to do' if more else 'done'}"
+    except Exception as exc:
+        EmbeddingJob.objects.filter(pk=job.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    finally:
+        release(EmbeddingJob, filters=filters, token=token)
+        if more:
+            transaction.on_commit(lambda: request_embedding(project_id))
+        else:
+            state = ModelState.objects.filter(project_id=project_id).first()
+            if state is not None and state.current_version_id:
+                # New items have vectors now: give them scores so the queue can rank them.
+                transaction.on_commit(lambda: request_ranking(project_id))
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+
+
+def train_project(project_id: int) -> str:
+    """Train a new model version if judgements changed since the last one, then re-rank the pool.
+
+    One training per project at a time (a claim on its ModelState row). Requests that arrive while it
+    runs raise `requested_revision`; the loop below picks them up before letting go, so the newest
+    request always ends in a model and older ones never train separately.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    if not project.labeling_supported:
+        return "no model for this label type"
+    state, _ = ModelState.objects.get_or_create(project=project)
+    if not needs_training(project, state):
+        return "up to date"
+    debounce = float(_setting("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0))
+    if debounce > 0 and state.requested_at is not None:
+        # Let a burst of labels land so one run covers them all.
+        wait = debounce - (timezone.now() - state.requested_at).total_seconds()
+        if wait > 0:
+            time.sleep(min(wait, debounce))
+    token = claim_token()
+    filters = {"pk": project.pk}
+    if not claim(ModelState, filters=filters, token=token):
+        return "another worker is training this project"
+    results = []
+    try:
+        for _round in range(10):
+            project.refresh_from_db()
+            revision = project.judgement_revision
+            state = ModelState.objects.select_related("current_version").get(pk=project.pk)
+            if not needs_training(project, state):
+                break
+            message, made_version = _train_once(project, revision=revision, token=token)
+            results.append(message)
+            if not made_version:
+                break
+    except Exception as exc:
+        ModelState.objects.filter(pk=project.pk).update(
+            last_error=f"{type(exc).__name__}: {exc}"[:2000], last_error_at=timezone.now()
+        )
+        raise
+    finally:
+        release(ModelState, filters=filters, token=token)
+    return "; ".join(results) or "up to date"
+
+
+def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bool]:
+    filters = {"pk": project.pk}
+    data = training_data(project)
+    unmet = minimums_unmet(project, data)
+    if unmet:
+        heartbeat(ModelState, filters=filters, token=token, waiting_for=unmet, trained_revision=revision)
+        return unmet, False
+    spec, store = store_for(project)
+
+    # Labelled items are embedded here if the pool-wide job has not reached them yet.
+    embeddings = store.load()
+    labelled_ids = [i for i, _ in data.train] + [i for i, _ in data.test]
+    missing = pending_item_ids(project, embeddings, only=labelled_ids)
+    if missing:
+        embed_pending(project, store=store, encoder_loader=_encoder_loader(project), item_ids=missing)
+        embeddings = store.load()
+        heartbeat(ModelState, filters=filters, token=token)
+
+    index = {name: i for i, name in enumerate(project.classes)}
+
+    def arrays(rows):
+        ids = [i for i, _ in rows]
+        labels = dict(rows)
+        vectors, present = embeddings.take(ids)
+        return vectors, np.asarray([index[labels[i]] for i in present.tolist()], dtype=np.int64)
+
+    x_train, y_train = arrays(data.train)
+    x_test, y_test = arrays(data.test)
+    if len(np.unique(y_train)) < 2:
+        heartbeat(ModelState, filters=filters, token=token, waiting_for="TRAIN labels of at least two classes",
+                  trained_revision=revision)
+        return "waiting: one class", False
+    pool = embeddings.vectors
+    if len(pool) > STANDARDISE_SAMPLE:
+        pool = pool[np.random.default_rng(0).choice(len(pool), STANDARDISE_SAMPLE, replace=False)]
+
+    from .training import CV_MAX_ITEMS, train_head
+
+    previous = ModelVersion.objects.filter(project=project).order_by("-number").first()
+    l2 = None
+    if previous is not None and len(y_train) > CV_MAX_ITEMS and previous.metrics.get("l2"):
+        l2 = float(previous.metrics["l2"])  # cross-validating big TRAIN sets every label costs too much
+    result = train_head(
+        classes=list(project.classes), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+        pool=pool, encoder=spec.name, encoder_version=spec.version, l2=l2,
+    )
+    heartbeat(ModelState, filters=filters, token=token)
+
+    number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+    relative = f"versions/v{number:05d}.npz"
+    # File first, row second: a crash between leaves an unreferenced file that the next run overwrites.
+    result.head.save(project.model_path / relative)
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            project=project, number=number, encoder=spec.name, encoder_version=spec.version,
+            classes=list(project.classes), file=relative, judgement_revision=revision,
+            train_count=len(y_train), test_count=len(y_test), accuracy=result.accuracy, loss=result.loss,
+            metrics=result.metrics, training_seconds=result.seconds,
+        )
+        ModelState.objects.filter(pk=project.pk).update(
+            current_version=version, trained_revision=revision, waiting_for="", last_error=""
+        )
+    rank_version(project, version=version, head=result.head, embeddings=embeddings)
+    accuracy = "–" if result.accuracy is None else f"{result.accuracy:.3f}"
+    return f"v{number}: {len(y_train)} train, {len(y_test)} test, accuracy {accuracy}", True
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranking
+# --------------------------------------------------------------------------------------------------
+
+
+def rank_project(project_id: int) -> str:
+    """Score every embedded item with the current version (e.g. after new items were embedded)."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    if state is None or state.current_version is None:
+        return "no model yet"
+    version = state.current_version
+    head = Head.load(project.model_path / version.file)
+    _, store = store_for(project)
+    rank_version(project, version=version, head=head, embeddings=store.load())
+    return f"ranked with v{version.number}"
+
+
+def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddings) -> int:
+    """Store each item's prediction and normalised entropy, then point the queue at this version.
+
+    Written in batches of upserts (short write transactions, so labeling is never blocked for long);
+    rows of older versions are removed at the end.
+    """
+    if head.encoder != embeddings_encoder(project):
+        return 0
+    valid = np.fromiter(embeddable_items(project).values_list("id", flat=True), dtype=np.int64)
+    pos, found = embeddings.rows_for(valid)
+    ids = valid[found]
+    vectors = embeddings.vectors[pos[found]]
+    classes = head.classes
+    written = 0
+    buckets = lsh_buckets(vectors)
+    for start in range(0, len(ids), UPSERT_BATCH):
+        probs = head.predict_proba(vectors[start : start + UPSERT_BATCH])
+        entropy = normalised_entropy(probs)
+        best = probs.argmax(axis=1)
+        rows = [
+            ItemPrediction(
+                item_id=int(item_id), project=project, version=version.number, label=classes[int(b)],
+                confidence=float(p[b]), entropy=float(max(0.0, h)), scores=[round(float(x), 5) for x in p],
+                bucket=int(bucket),
+            )
+            for item_id, p, b, h, bucket in zip(
+                ids[start : start + UPSERT_BATCH], probs, best, entropy, buckets[start : start + UPSERT_BATCH],
+                strict=True,
+            )
+        ]
+        with transaction.atomic():
+            ItemPrediction.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["item"],
+                update_fields=["version", "label", "confidence", "entropy", "scores", "bucket"],
+            )
+        written += len(rows)
+    with transaction.atomic():
+        ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
+        # Only point the queue here if no newer version was made meanwhile.
+        ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number)
+    return written
+
+
+def embeddings_encoder(project: Project) -> str:
+    return project.encoder_name

@@ -1,0 +1,80 @@
+"""Tiny real datasets for the model loop: two-topic texts and two-colour images, separable by the
+real pretrained encoders, imported through the real config import."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_config, write_images
+
+SPORT = ["The striker scored a late goal in the football match", "Our team won the basketball final last night",
+         "The tennis champion served an ace to win the set", "A marathon runner crossed the finish line first",
+         "The goalkeeper saved a penalty in extra time", "Cyclists raced up the mountain stage of the tour",
+         "The coach praised the defence after the victory", "She swam the fastest freestyle lap of the season"]
+FOOD = ["Simmer the tomato sauce with garlic and fresh basil", "Knead the bread dough and let it rise overnight",
+        "Roast the vegetables with olive oil and rosemary", "Whisk the eggs with sugar until the cream is fluffy",
+        "This soup needs more salt and a pinch of pepper", "Bake the chocolate cake for forty minutes",
+        "Slice the onions thinly and fry them until golden", "The chef plated grilled salmon with lemon butter"]
+
+
+def topic_rows(n: int, *, seed: int = 0) -> list[tuple[str, str, str]]:
+    """(id, text, true label) rows: sentences from two topics with a varied tail so every text differs."""
+    rng = random.Random(seed)
+    tails = ["today", "again", "this week", "at home", "for the first time", "as expected", "in the end"]
+    rows = []
+    for i in range(n):
+        label = "sport" if i % 2 == 0 else "food"
+        base = rng.choice(SPORT if label == "sport" else FOOD)
+        rows.append((f"t{i:03d}", f"{base} {rng.choice(tails)} #{i}", label))
+    return rows
+
+
+@pytest.fixture
+def loop_on(settings):
+    """The model loop as in production: judgements and imports enqueue real tasks (run synchronously)."""
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
+    settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = 0
+    return settings
+
+
+def make_text_project(root: Path, *, n: int = 40, owner: str = "alice", slug_folder: str = "topics", **label):
+    from projects.config import load_config
+    from projects.services import do_import_config
+
+    rows = topic_rows(n)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{slug_folder}.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text"])
+        writer.writerows([(i, t) for i, t, _ in rows])
+    cfg = write_config(
+        root / f"{slug_folder}.yml",
+        f"task: {{title: Topics}}\ndataset: {{directory: {slug_folder}.csv, data_type: text, id_column: id, "
+        f"text_column: text}}\nlabel: {{type: classification, classes: [sport, food]}}\n"
+        f"model: {{directory: {slug_folder}-model}}\nuser: {owner}\n",
+    )
+    project = do_import_config(load_config(cfg)).project
+    truth = {key: label for key, _, label in rows}
+    return project, truth
+
+
+def make_colour_project(root: Path, *, n: int = 24, owner: str = "alice"):
+    """Half red, half blue noisy PNGs; ground truth by colour."""
+    from projects.config import load_config
+    from projects.services import do_import_config
+
+    write_images(root / "colours", n // 2, prefix="red", color=(210, 30, 30))
+    write_images(root / "colours", n - n // 2, prefix="blue", color=(30, 40, 210))
+    cfg = write_config(
+        root / "colours.yml",
+        "task: {title: Colours}\ndataset: {directory: colours, data_type: images}\n"
+        "label: {type: classification, classes: [red, blue]}\nmodel: {directory: colours-model}\n"
+        f"user: {owner}\n",
+    )
+    project = do_import_config(load_config(cfg)).project
+    truth = {p.name: ("red" if p.name.startswith("red") else "blue") for p in (root / "colours").iterdir()}
+    return project, truth
