@@ -38,7 +38,10 @@ from .services import (
 
 def leased_payloads(project, leased) -> list[dict]:
     predictions = model_hooks().predictions(project, [li.item.pk for li in leased])
-    return [item_payload(project, li.item, stage=li.stage, prediction=predictions.get(li.item.pk)) for li in leased]
+    return [
+        item_payload(project, li.item, stage=li.stage, prediction=predictions.get(li.item.pk), picked_by=li.picked_by)
+        for li in leased
+    ]
 
 
 class NextItemsAPI(APIView):
@@ -115,7 +118,10 @@ class UndoJudgementAPI(APIView):
         project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
         item = do_undo_last_judgement(project, user=request.user)
         prediction = model_hooks().predictions(project, [item.pk]).get(item.pk)
-        return Response(item_payload(project, item, stage=item.lease_stage or None, prediction=prediction))
+        return Response(
+            item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
+                         picked_by=item.lease_picked_by)
+        )
 
 
 class StatsAPI(APIView):

@@ -8,13 +8,21 @@ from projects.models import Item, ItemKind, Project
 from projects.rendering import render_json_item
 
 
-def item_payload(project: Project, item: Item, *, stage: str | None = None, prediction: dict | None = None) -> dict:
+def item_payload(
+    project: Project,
+    item: Item,
+    *,
+    stage: str | None = None,
+    prediction: dict | None = None,
+    picked_by: str | None = None,
+) -> dict:
     payload: dict = {
         "id": item.pk,
         "path": item.key,
         "kind": item.kind,
         "stage": stage,
         "prediction": prediction,
+        "picked_by": picked_by or None,  # "active" (the model's most uncertain) or "random"
     }
     if item.kind == ItemKind.FILE:
         payload["data"] = reverse("api:item-media", args=[item.pk])

@@ -42,6 +42,7 @@ class NextItemSerializer(serializers.Serializer):
     media_url = serializers.CharField(required=False)
     stage = serializers.CharField()
     prediction = serializers.JSONField(allow_null=True)
+    picked_by = serializers.CharField(allow_null=True, help_text="active (most uncertain first) or random")
 
 
 class StatsSerializer(serializers.Serializer):

@@ -142,6 +142,10 @@ class EmbeddingStore:
             )
             for chunk in chunks:
                 chunk.unlink(missing_ok=True)
+        # Temporary files of writers killed mid-write; an hour is far beyond any live write.
+        for tmp in self.path.glob(".*.tmp"):
+            if time.time() - tmp.stat().st_mtime > 3600:
+                tmp.unlink(missing_ok=True)
         return embeddings
 
 

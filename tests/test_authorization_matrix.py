@@ -31,6 +31,7 @@ API = [
     ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409]),
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200]),
 ]
 
 # Pages: anonymous users are redirected to log in (302).
@@ -43,6 +44,7 @@ PAGES = [
     ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200]),
     ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200]),
     ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"}, [302, 404, 403, 403, 302]),
 ]
 

@@ -75,7 +75,10 @@
     const pred = $("prediction");
     if (item.prediction && item.prediction.label) {
       const p = item.prediction;
-      pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)`;
+      const why = item.stage === "TRAIN" && item.picked_by === "active"
+        ? ` · picked as uncertain (entropy ${(p.entropy ?? 0).toFixed(2)})` : "";
+      pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)${why}`;
+      pred.title = Object.entries(p.scores || {}).map(([k, v]) => `${k}: ${(v * 100).toFixed(1)}%`).join("\n");
       pred.hidden = false;
     } else {
       pred.hidden = true;
@@ -221,7 +224,8 @@
       set("train", s.labelled.train);
       set("test", s.labelled.test);
       set("unlabelled", s.unlabelled);
-      set("training", s.training ? "yes" : "no");
+      set("training", s.training ? (s.updating ? "yes · updating" : "yes") : "no");
+      document.querySelectorAll('[data-stat="training"]').forEach((el) => (el.title = s.model_detail || ""));
       set("accuracy", s.accuracy == null ? "–" : `${(s.accuracy * 100).toFixed(1)}%`);
       if (s.you) {
         set("mine", s.you.count);

@@ -1,0 +1,115 @@
+"""The queue after a model exists: highest entropy first, a recorded random share, TEST stays random,
+concurrent annotators spread over buckets, predictions in items/next."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from rest_framework.test import APIClient
+
+from labeling.models import Judgement
+from labeling.services import do_record_judgement, next_items
+from modeling.hooks import EntropyOrdering
+from modeling.models import ItemPrediction, ModelState
+from projects.models import Item, ItemStatus, Membership, Role
+from tests.modeling.conftest import make_text_project
+from tests.modeling.test_training import label_from_queue
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def trained(tmp_path, alice, loop_on, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        project, truth = make_text_project(tmp_path, n=40)
+    label_from_queue(project, alice, truth, 20, django_capture_on_commit_callbacks)
+    state = ModelState.objects.get(project=project)
+    assert state.ranked_version == state.current_version.number
+    return project, truth
+
+
+def _pool_entropies(project):
+    return dict(
+        ItemPrediction.objects.filter(project=project, item__status=ItemStatus.UNLABELLED, item__leased_to=None)
+        .values_list("item_id", "entropy")
+    )
+
+
+def test_it_serves_the_most_uncertain_item_first(trained, alice, django_capture_on_commit_callbacks):
+    project, truth = trained
+    project.random_share = 0.0
+    project.save()
+    entropies = _pool_entropies(project)
+    leased = next_items(project, user=alice, rng=random.Random(1))[0]
+    assert leased.stage == "TRAIN"
+    assert leased.picked_by == "active" and leased.probability == 1.0
+    assert entropies[leased.item.pk] == max(entropies.values())
+    with django_capture_on_commit_callbacks(execute=True):
+        judgement = do_record_judgement(project, item=leased.item, user=alice, label=truth[leased.item.key])
+    judgement.refresh_from_db()
+    assert (judgement.picked_by, judgement.picked_probability) == ("active", 1.0)
+
+
+def test_the_random_share_is_uniform_and_recorded_with_its_probability(trained, alice):
+    project, _ = trained
+    project.random_share = 1.0
+    project.save()
+    pool = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED, leased_to=None).count()
+    leased = next_items(project, user=alice, count=3, rng=random.Random(2))
+    assert {li.picked_by for li in leased} == {"random"}
+    assert all(li.probability == pytest.approx(1.0 / pool) for li in leased)
+
+
+def test_test_items_stay_uniformly_random_whatever_the_model_says(trained, alice):
+    project, _ = trained
+    project.random_share = 0.0
+    project.test_min_judgements = 100  # forces the TEST stage
+    project.save()
+    leased = next_items(project, user=alice, count=4, rng=random.Random(3))
+    assert {li.stage for li in leased} == {"TEST"}
+    assert {li.picked_by for li in leased} == {"random"}
+
+
+def test_concurrent_annotators_are_spread_over_buckets(tmp_path, alice, bob):
+    """Three near-duplicates (one bucket) top the ranking: a second annotator gets a different kind."""
+    project, _ = make_text_project(tmp_path, n=8)
+    Membership.objects.create(project=project, user=bob, role=Role.ANNOTATOR)
+    items = list(project.items.order_by("id"))
+    for rank, item in enumerate(items):
+        ItemPrediction.objects.create(
+            item=item, project=project, version=1, label="sport", confidence=0.5,
+            entropy=1.0 - rank * 0.01, scores=[0.5, 0.5], bucket=7 if rank < 3 else 100 + rank,
+        )
+    ModelState.objects.create(project=project, ranked_version=1)
+    project.test_min_judgements = 0
+    project.test_ratio = 0
+    project.random_share = 0.0
+    project.save()
+
+    first = next_items(project, user=alice, rng=random.Random(0))[0]
+    second = next_items(project, user=bob, rng=random.Random(0))[0]
+    assert first.item.pk == items[0].pk  # the most uncertain
+    assert second.item.pk == items[3].pk  # not items[1]: same bucket as what alice holds
+    # Within one batch too: buckets first, duplicates after.
+    ordering = EntropyOrdering(project, version=1, random_share=0.0)
+    pool = Item.objects.filter(project=project, leased_to=None)
+    picked = [c.item_id for c in ordering.candidates(pool, limit=4, rng=random.Random(0))]
+    assert picked[:3] == [items[4].pk, items[5].pk, items[6].pk]
+
+
+def test_items_next_shows_the_models_prediction_and_scores(trained, alice):
+    project, truth = trained
+    client = APIClient()
+    client.force_authenticate(alice)
+    response = client.get(f"/api/projects/{project.pk}/items/next/?count=2")
+    assert response.status_code == 200
+    assert len(response.json()) == 2
+    for item in response.json():
+        prediction = item["prediction"]
+        assert prediction["label"] in ("sport", "food")
+        assert set(prediction["scores"]) == {"sport", "food"}
+        assert sum(prediction["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert prediction["confidence"] == pytest.approx(max(prediction["scores"].values()), abs=1e-5)
+        assert prediction["model_version"] == ModelState.objects.get(project=project).current_version.number
+    assert Judgement.objects.filter(project=project).count() == 20

@@ -1,0 +1,58 @@
+"""The web process never imports torch: URLconf, every view module and real requests stay torch-free."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import REPO
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import django
+    django.setup()
+    from django.core.management import call_command
+    call_command("migrate", verbosity=0)
+    from django.urls import get_resolver
+    resolver = get_resolver()
+    resolver.url_patterns  # imports every view module the URLconf names
+    import lightbulb_site.wsgi, projects.views, projects.api, labeling.views, labeling.api
+    import modeling.views, modeling.api, modeling.services, modeling.hooks, modeling.admin
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from projects.models import Project, Item, Membership
+    from modeling.models import ModelState, ItemPrediction
+    user = get_user_model().objects.create_superuser("root", "r@example.com", "pw")
+    project = Project.objects.create(slug="p", title="P", data_type="text", classes=["a", "b"], dataset_directory="/nonexistent")
+    items = [Item.objects.create(project=project, key=f"k{i}", kind="text", text=f"t{i}", content_hash=str(i)) for i in range(3)]
+    for i, item in enumerate(items):
+        ItemPrediction.objects.create(item=item, project=project, version=1, label="a", confidence=.6, entropy=.9 - i / 10, scores=[.6, .4])
+    ModelState.objects.create(project=project, ranked_version=1)
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    for url in ["/projects/", f"/projects/{project.pk}/", f"/projects/{project.pk}/label/", f"/projects/{project.pk}/model/card/",
+                f"/api/projects/{project.pk}/model/", f"/api/projects/{project.pk}/items/next/?count=2",
+                f"/api/projects/{project.pk}/stats/", "/admin/modeling/modelversion/", "/admin/modeling/embeddingjob/"]:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.status_code)
+    loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "torchvision", "sentence_transformers")))
+    print("HEAVY:" + ",".join(loaded))
+    """
+)
+
+
+def test_it_never_imports_torch_in_the_web_process(tmp_path):
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/web.sqlite3",
+        "DJANGO_SETTINGS_MODULE": "lightbulb_site.settings",
+        "LIGHTBULB_MODEL_IN_THE_LOOP": "1",
+        "LIGHTBULB_Q_SYNC": "0",
+        "ALLOWED_HOSTS": "localhost",
+    }
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "HEAVY:\n" in done.stdout, done.stdout[-500:]
