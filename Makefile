@@ -13,11 +13,12 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install weights migrate demo run test chromium clean
+.PHONY: help install weights migrate demo run test bench chromium clean
 
 help:
 	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
 	@echo "make test   run the whole test suite"
+	@echo "make bench  measure the model loop on ../shared/datasets (results: docs/benchmarks.md)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +61,14 @@ chromium:
 
 test: install weights chromium
 	$(BIN)/python -m pytest
+
+# Benchmarks run in a throwaway database and data folder; they print markdown tables for
+# docs/benchmarks.md and keep the raw numbers in docs/bench/*.json.
+bench: install weights
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
+	$(BIN)/python manage.py migrate --noinput -v 0 && \
+	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

@@ -44,11 +44,15 @@ def _setting(name: str, default):
     return getattr(settings, name, default)
 
 
-def _encoder_loader(project: Project):
+def _encoder_loader(project: Project, *, pending: int = 0):
     def load():
         from .encoders import load_encoder
 
-        return load_encoder(project.encoder_name)
+        encoder = load_encoder(project.encoder_name)
+        threshold = int(_setting("LIGHTBULB_COMPILE_MIN_ITEMS", 4000))
+        if threshold and pending >= threshold and hasattr(encoder, "compile"):
+            encoder.compile()  # a one-off cost that pays for itself on backlogs this big
+        return encoder
 
     return load
 
@@ -91,7 +95,7 @@ def embed_project(project_id: int) -> str:
         if not pending:
             store.consolidate()
             return "up to date"
-        budget = float(_setting("LIGHTBULB_EMBED_TASK_SECONDS", 60))
+        budget = float(_setting("LIGHTBULB_EMBED_TASK_SECONDS", 20))
         deadline = time.monotonic() + budget if budget > 0 else None
         progress = {"embedded": done, "failed": failed}
 
@@ -104,7 +108,7 @@ def embed_project(project_id: int) -> str:
             )
 
         embedded, n_failed = embed_pending(
-            project, store=store, encoder_loader=_encoder_loader(project), item_ids=pending,
+            project, store=store, encoder_loader=_encoder_loader(project, pending=len(pending)), item_ids=pending,
             chunk_size=int(_setting("LIGHTBULB_EMBED_CHUNK", 256)), deadline=deadline, on_chunk=on_chunk,
         )
         more = embedded + n_failed < len(pending)

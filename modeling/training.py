@@ -35,15 +35,27 @@ class TrainingResult:
 
 
 def standardiser(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre on the pool's mean and divide by one overall spread (the same for every dimension).
+
+    One scalar keeps the encoder's geometry: per-dimension standardisation blew up near-constant
+    dimensions of the sentence encoder and lost accuracy with few labels (2-topic texts, 10 labels:
+    0.3-0.8 instead of 0.9-1.0; fashion_mnist_2k, 20-80 labels: 1-2 points lower).
+    """
     mean = pool.mean(axis=0).astype(np.float32)
-    scale = pool.std(axis=0).astype(np.float32)
-    # Dead ReLU units are constant; keep their (zero) contribution instead of dividing by zero.
-    scale[scale < 1e-6] = 1.0
+    spread = float(np.sqrt(((pool - mean) ** 2).sum(axis=1).mean() / pool.shape[1])) if len(pool) else 1.0
+    scale = np.full(pool.shape[1], spread if spread > 1e-8 else 1.0, dtype=np.float32)
     return mean, scale
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """Minimise mean cross-entropy + l2 * ||W||^2 on standardised features; returns (W, b)."""
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, max_iter: int = 100, balanced: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise cross-entropy + l2 * ||W||^2 on standardised features; returns (W, b).
+
+    `balanced`: every class weighs the same in the loss, and the label frequencies go back into the
+    bias afterwards (a Bayes prior correction). Off by default: on fashion_mnist_2k with 20-80 random
+    labels it measured 0.5-1 point below the plain loss.
+    """
     import torch
 
     from .encoders import configure_torch
@@ -59,14 +71,26 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, max
         history_size=20, line_search_fn="strong_wolfe",
     )
 
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    class_weight = None
+    if balanced:
+        present = counts > 0
+        w = np.zeros(n_classes)
+        w[present] = counts.sum() / (present.sum() * counts[present])
+        class_weight = torch.from_numpy(w.astype(np.float32))
+
     def closure():
         optimiser.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ weight.T + bias, yt) + l2 * (weight * weight).sum()
+        logits = xt @ weight.T + bias
+        loss = torch.nn.functional.cross_entropy(logits, yt, weight=class_weight) + l2 * (weight * weight).sum()
         loss.backward()
         return loss
 
     optimiser.step(closure)
-    return weight.detach().numpy().copy(), bias.detach().numpy().copy()
+    b = bias.detach().numpy().copy()
+    if balanced:
+        b += np.log((counts + 1.0) / (counts.sum() + n_classes)).astype(np.float32)  # Laplace-smoothed prior
+    return weight.detach().numpy().copy(), b
 
 
 def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:

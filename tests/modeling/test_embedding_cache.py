@@ -107,3 +107,17 @@ def test_a_project_can_name_its_encoder_and_unknown_names_are_clear_errors(tmp_p
     wrong.write_text(base + "model: {directory: out, encoder: mobilenet_v2}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="embeds images, not text"):
         load_config(wrong)
+
+
+def test_the_admin_refuses_an_unknown_or_mismatched_encoder(image_project, admin_client):
+    url = f"/admin/projects/project/{image_project.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
+    data |= {"classes": '["Cat", "Not Cat"]', "dataset_options": "{}", "model_options": "{}",
+             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"}
+    for encoder, message in [("resnet9000", "unknown encoder"), ("minilm_l6", "embeds json, text, not images")]:
+        response = admin_client.post(url, data | {"encoder": encoder})
+        assert response.status_code == 200
+        assert message in response.content.decode()
+    image_project.refresh_from_db()
+    assert image_project.encoder == "" and image_project.encoder_name == "mobilenet_v2"
