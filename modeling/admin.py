@@ -6,12 +6,21 @@ from django.utils.html import format_html
 from .models import EmbeddingJob, ModelState, ModelVersion
 
 
+class WrittenByTheWorkerAdmin(admin.ModelAdmin):
+    """Rows the worker writes: shown in full, never added or edited by hand."""
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
 @admin.register(EmbeddingJob)
-class EmbeddingJobAdmin(admin.ModelAdmin):
+class EmbeddingJobAdmin(WrittenByTheWorkerAdmin):
     list_display = ["project", "encoder", "progress", "failed", "speed", "running", "finished_at", "last_error"]
     list_filter = ["encoder", "project"]
     list_select_related = ["project"]
-    readonly_fields = [f.name for f in EmbeddingJob._meta.fields]
 
     @admin.display(description="embedded")
     def progress(self, obj: EmbeddingJob) -> str:
@@ -28,16 +37,12 @@ class EmbeddingJobAdmin(admin.ModelAdmin):
     def running(self, obj: EmbeddingJob) -> bool:
         return bool(obj.claimed_by)
 
-    def has_add_permission(self, request) -> bool:
-        return False  # created by the worker
-
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(WrittenByTheWorkerAdmin):
     list_display = ["project", "number", "labels", "train_count", "test_count", "accuracy_pct", "loss", "created_at"]
     list_filter = ["project", "encoder"]
     list_select_related = ["project"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
 
     @admin.display(description="labels")
     def labels(self, obj: ModelVersion) -> int:
@@ -47,16 +52,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def accuracy_pct(self, obj: ModelVersion) -> str:
         return "–" if obj.accuracy is None else f"{obj.accuracy:.1%}"
 
-    def has_add_permission(self, request) -> bool:
-        return False  # made by training only
-
 
 @admin.register(ModelState)
-class ModelStateAdmin(admin.ModelAdmin):
+class ModelStateAdmin(WrittenByTheWorkerAdmin):
     list_display = ["project", "current_version", "requested_revision", "trained_revision", "ranked_version",
                     "waiting_for", "claimed_by", "last_error"]
     list_select_related = ["project", "current_version"]
-    readonly_fields = [f.name for f in ModelState._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False

@@ -2,13 +2,14 @@
 
 Layout under the project's model directory::
 
-    embeddings/<encoder>@<version>/matrix.npz      ids (int64), vectors (float16), failed (int64)
-    embeddings/<encoder>@<version>/chunk-*.npz     chunks written since the last consolidation
+    embeddings/<encoder>@<version>/matrix.json          names the three files of the current matrix
+    embeddings/<encoder>@<version>/matrix-*.npy         its ids (int64), vectors (float16), failed ids
+    embeddings/<encoder>@<version>/chunk-*.npz          chunks written since the last consolidation
 
 Each file is written to a temporary name and renamed into place, so a worker killed at any moment
 leaves either the old file or the new one, never half of one; the next run embeds only what no file
-holds yet. Vectors are stored as float16 (half the disk and memory; features are compared by cosine,
-where float16 rounding changes nothing that matters) and returned as float32.
+holds yet. Vectors are stored and loaded as float16 (half the disk and memory; float16 rounding
+changes nothing that matters for a linear head) and converted to float32 a batch at a time.
 
 This module imports numpy only; the encoders (torch) are loaded by the functions that embed.
 """
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -27,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lightbulb_site.atomic import atomic_write
 from projects.models import Item, ItemKind, ItemStatus, Project
 
 from .encoders import EncoderSpec, spec_for
 
 logger = logging.getLogger(__name__)
 
-MATRIX = "matrix.npz"
+MATRIX = "matrix.json"  # names the consolidated files below; replaced atomically to switch to new ones
 
 
 def store_path(project: Project, spec: EncoderSpec) -> Path:
@@ -41,24 +41,17 @@ def store_path(project: Project, spec: EncoderSpec) -> Path:
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
 
 
 @dataclass
 class Embeddings:
     ids: np.ndarray  # int64, sorted ascending
-    vectors: np.ndarray  # float32, one row per id
+    vectors: np.ndarray  # float16 as stored (possibly memory-mapped); `take` hands out float32
     failed: np.ndarray  # int64 ids that could not be embedded
 
     def rows_for(self, item_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -72,13 +65,16 @@ class Embeddings:
         return pos, found
 
     def take(self, item_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors of the given ids that are present, and those ids (in the order given)."""
+        """float32 vectors of the given ids that are present, and those ids (in the order given)."""
         wanted = np.asarray(list(item_ids), dtype=np.int64)
         pos, found = self.rows_for(wanted)
-        return self.vectors[pos[found]], wanted[found]
+        return np.asarray(self.vectors[pos[found]], dtype=np.float32), wanted[found]
 
 
 class EmbeddingStore:
+    """The consolidated matrix is three .npy files named by `matrix.json` (vectors are loaded
+    memory-mapped, so even 100k x 1280 opens at once); chunks written since are .npz files."""
+
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path
         self.dim = dim
@@ -86,36 +82,48 @@ class EmbeddingStore:
     def _chunks(self) -> list[Path]:
         return sorted(self.path.glob("chunk-*.npz")) if self.path.exists() else []
 
-    def _read(self, file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _read_chunk(self, file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         try:
             with np.load(file) as data:
-                return data["ids"].astype(np.int64), data["vectors"], data["failed"].astype(np.int64)
+                return data["ids"].astype(np.int64), data["vectors"].astype(np.float16), data["failed"].astype(np.int64)
         except (OSError, ValueError, KeyError) as exc:
             # Only a file renamed into place is ever read, so this is damage from outside (disk, a
             # person); the items in it are simply embedded again.
             logger.warning("ignoring unreadable embedding file %s: %s", file, exc)
             return None
 
+    def _read_matrix(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        manifest = self.path / MATRIX
+        if not manifest.exists():
+            return None
+        try:
+            names = json.loads(manifest.read_text(encoding="utf-8"))
+            ids = np.load(self.path / names["ids"], allow_pickle=False)
+            vectors = np.load(self.path / names["vectors"], mmap_mode="r", allow_pickle=False)
+            failed = np.load(self.path / names["failed"], allow_pickle=False)
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("ignoring unreadable embedding matrix in %s: %s", self.path, exc)
+            return None
+        if vectors.shape != (len(ids), self.dim):
+            logger.warning("ignoring embedding matrix in %s: shape %s for %d ids", self.path, vectors.shape, len(ids))
+            return None
+        return ids.astype(np.int64), vectors, failed.astype(np.int64)
+
     def load(self) -> Embeddings:
-        parts = [p for p in [self.path / MATRIX, *self._chunks()] if p.exists()]
-        ids, vectors, failed = [], [], []
-        for part in parts:
-            read = self._read(part)
-            if read is None:
-                continue
-            ids.append(read[0])
-            vectors.append(read[1])
-            failed.append(read[2])
-        if not ids:
-            return Embeddings(np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32), np.zeros(0, np.int64))
-        all_ids = np.concatenate(ids)
-        all_vectors = np.concatenate(vectors).astype(np.float32)
-        # A chunk may repeat an id (two workers racing on the same item); the later file wins.
+        parts = [p for p in [self._read_matrix(), *(self._read_chunk(c) for c in self._chunks())] if p is not None]
+        if not parts:
+            return Embeddings(np.zeros(0, np.int64), np.zeros((0, self.dim), np.float16), np.zeros(0, np.int64))
+        if len(parts) == 1:
+            ids, vectors, failed = parts[0]  # the usual case: the matrix alone, memory-mapped as it is
+            return Embeddings(ids, vectors, np.setdiff1d(failed, ids))
+        all_ids = np.concatenate([p[0] for p in parts])
+        all_vectors = np.concatenate([p[1] for p in parts])
+        # A chunk may repeat an id (two workers racing on the same item); either copy will do.
         order = np.argsort(all_ids, kind="stable")
         all_ids, all_vectors = all_ids[order], all_vectors[order]
         keep = np.ones(len(all_ids), dtype=bool)
         keep[:-1] = all_ids[1:] != all_ids[:-1]
-        all_failed = np.setdiff1d(np.unique(np.concatenate(failed)), all_ids[keep])
+        all_failed = np.setdiff1d(np.unique(np.concatenate([p[2] for p in parts])), all_ids[keep])
         return Embeddings(all_ids[keep], all_vectors[keep], all_failed)
 
     def append(self, ids: np.ndarray, vectors: np.ndarray, failed: Iterable[int] = ()) -> Path:
@@ -130,23 +138,33 @@ class EmbeddingStore:
         return target
 
     def consolidate(self) -> Embeddings:
-        """Fold the chunks into the one matrix file (atomically), then remove the folded chunks."""
+        """Fold the chunks into a new matrix (new files, then the manifest switched atomically), then
+        remove the folded chunks and the files of the previous matrix."""
         chunks = self._chunks()
+        if not chunks and (self.path / MATRIX).exists():
+            return self.load()
         embeddings = self.load()
-        if chunks or not (self.path / MATRIX).exists():
-            atomic_save_npz(
-                self.path / MATRIX,
-                ids=embeddings.ids,
-                vectors=embeddings.vectors.astype(np.float16),
-                failed=embeddings.failed,
-            )
-            for chunk in chunks:
-                chunk.unlink(missing_ok=True)
+        tag = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        names = {"ids": f"matrix-{tag}.ids.npy", "vectors": f"matrix-{tag}.vectors.npy",
+                 "failed": f"matrix-{tag}.failed.npy"}
+        atomic_save_npy(self.path / names["ids"], np.asarray(embeddings.ids, dtype=np.int64))
+        atomic_save_npy(self.path / names["vectors"], np.asarray(embeddings.vectors, dtype=np.float16))
+        atomic_save_npy(self.path / names["failed"], np.asarray(embeddings.failed, dtype=np.int64))
+        atomic_write(self.path / MATRIX, lambda fh: fh.write(json.dumps(names)), text=True)
+        for chunk in chunks:
+            chunk.unlink(missing_ok=True)
+        current = set(names.values())
+        for old in self.path.glob("matrix-*.npy"):
+            if old.name not in current:
+                old.unlink(missing_ok=True)
         # Temporary files of writers killed mid-write; an hour is far beyond any live write.
         for tmp in self.path.glob(".*.tmp"):
             if time.time() - tmp.stat().st_mtime > 3600:
                 tmp.unlink(missing_ok=True)
-        return embeddings
+        return self.load()
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) if self.path.exists() else 0
 
 
 def store_for(project: Project) -> tuple[EncoderSpec, EmbeddingStore]:

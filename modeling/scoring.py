@@ -8,12 +8,12 @@ same arithmetic here serves ranking, predictions and (later) the exported bundle
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from lightbulb_site.atomic import atomic_write
 
 FORMAT = "lightbulb-head/1"
 
@@ -38,7 +38,6 @@ class Head:
 
     def save(self, path: Path) -> None:
         """Atomic: a temporary file in the same folder, fsync, rename. Never half a model on disk."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT,
             "classes": self.classes,
@@ -46,23 +45,17 @@ class Head:
             "encoder_version": self.encoder_version,
             "info": self.info,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    weight=self.weight.astype(np.float32),
-                    bias=self.bias.astype(np.float32),
-                    mean=self.mean.astype(np.float32),
-                    scale=self.scale.astype(np.float32),
-                    meta=np.array(json.dumps(meta)),
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(
+            path,
+            lambda fh: np.savez(
+                fh,
+                weight=self.weight.astype(np.float32),
+                bias=self.bias.astype(np.float32),
+                mean=self.mean.astype(np.float32),
+                scale=self.scale.astype(np.float32),
+                meta=np.array(json.dumps(meta)),
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path) -> Head:
@@ -99,7 +92,11 @@ def lsh_buckets(features: np.ndarray, *, bits: int = 10, seed: int = 0) -> np.nd
     """Sign-of-random-projection hash of centred features: near-duplicates land in the same bucket."""
     if len(features) == 0:
         return np.zeros(0, dtype=np.int64)
-    x = features - features.mean(axis=0)
+    mean = features.mean(axis=0, dtype=np.float64).astype(np.float32)
     planes = np.random.default_rng(seed).standard_normal((features.shape[1], bits)).astype(np.float32)
-    signs = (x @ planes) > 0
-    return (signs * (1 << np.arange(bits))).sum(axis=1).astype(np.int64)
+    powers = 1 << np.arange(bits)
+    out = np.empty(len(features), dtype=np.int64)
+    for start in range(0, len(features), 8192):  # float32 a batch at a time: the matrix may be float16
+        x = np.asarray(features[start : start + 8192], dtype=np.float32) - mean
+        out[start : start + 8192] = (((x @ planes) > 0) * powers).sum(axis=1)
+    return out

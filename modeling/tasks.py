@@ -216,7 +216,8 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
         return "waiting: one class", False
     pool = embeddings.vectors
     if len(pool) > STANDARDISE_SAMPLE:
-        pool = pool[np.random.default_rng(0).choice(len(pool), STANDARDISE_SAMPLE, replace=False)]
+        pool = pool[np.sort(np.random.default_rng(0).choice(len(pool), STANDARDISE_SAMPLE, replace=False))]
+    pool = np.asarray(pool, dtype=np.float32)
 
     from .training import CV_MAX_ITEMS, train_head
 

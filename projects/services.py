@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +23,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from labeling.models import Judgement, JudgementSource, Stage
+from lightbulb_site.atomic import atomic_write
 
 from .config import ProjectConfig
 from .ingest import DatasetReader, ItemRecord, decode_text
@@ -411,19 +411,8 @@ def write_judgements(project: Project, *, fmt: str, out: TextIO, history: bool =
 
 
 def atomic_write_text(path: Path, writer) -> int:
-    """Write a file through a temporary sibling and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            result = writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return result
+    """Write a text file through a temporary sibling and os.replace, so readers never see half a file."""
+    return atomic_write(path, writer, text=True)
 
 
 def sync_judgements_file(project: Project) -> int | None:

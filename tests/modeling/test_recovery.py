@@ -72,7 +72,7 @@ def test_it_resumes_embedding_after_the_worker_is_killed(tmp_path, alice, loop_o
     assert sorted(final.ids.tolist()) == sorted(project.items.values_list("id", flat=True))
     job.refresh_from_db()
     assert (job.embedded, job.complete, job.claimed_by) == (40, True, "")
-    assert (store.path / "matrix.npz").exists() and not list(store.path.glob("chunk-*.npz"))
+    assert (store.path / "matrix.json").exists() and not list(store.path.glob("chunk-*.npz"))
 
 
 def test_a_worker_killed_while_training_leaves_the_last_good_version(tmp_path, alice, loop_on,
