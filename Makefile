@@ -45,11 +45,20 @@ run: demo
 	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
 	@echo "  Web server and django-q2 worker run together; Ctrl-C stops both."
 	@echo ""
-	@DEBUG=1 $(BIN)/python manage.py resume_model_work
-	@DEBUG=1 $(BIN)/python manage.py qcluster & worker=$$!; \
+	@# The worker runs in its own session, restarted if it dies (re-enqueueing first what it left
+	@# undone; processes a killed qcluster left behind are removed with its process group). Stopping
+	@# goes through the loop: TERM to the qcluster main process alone, which stops its own workers
+	@# cleanly (signalling them all at once leaves qcluster hanging).
+	@setsid bash -c 'trap "kill -TERM \$$q 2>/dev/null; wait \$$q; exit 0" TERM; \
+	  while :; do \
+	    DEBUG=1 $(BIN)/python manage.py resume_model_work; \
+	    DEBUG=1 setsid $(BIN)/python manage.py qcluster & q=$$!; wait $$q; code=$$?; \
+	    kill -9 -- -$$q 2>/dev/null; \
+	    echo "  worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
+	  done' & worker=$$!; \
 	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & web=$$!; \
 	trap 'kill $$worker $$web 2>/dev/null; wait' INT TERM; \
-	wait -n; kill $$worker $$web 2>/dev/null; wait
+	wait $$web; kill $$worker 2>/dev/null; wait
 
 # Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
 chromium:

@@ -72,7 +72,11 @@ def request_ranking(project_id: int) -> None:
 
 def resume_pending_work() -> list[str]:
     """Enqueue whatever a stopped or crashed worker left undone (called when the worker starts)."""
+    from django_q.tasks import async_task
+
     enqueued = []
+    if loop_enabled():
+        async_task("modeling.tasks.warm_up", group="warm-up")  # first, so the first label trains at once
     for project in Project.objects.all():
         if not project.labeling_supported:
             continue
