@@ -285,8 +285,8 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
     Written in batches of upserts (short write transactions, so labeling is never blocked for long);
     rows of older versions are removed at the end.
     """
-    if head.encoder != embeddings_encoder(project):
-        return 0
+    if head.encoder != project.encoder_name:
+        return 0  # the project switched encoders: these vectors are not what this head reads
     valid = np.fromiter(embeddable_items(project).values_list("id", flat=True), dtype=np.int64)
     pos, found = embeddings.rows_for(valid)
     ids = valid[found]
@@ -321,6 +321,3 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
         ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number)
     return written
 
-
-def embeddings_encoder(project: Project) -> str:
-    return project.encoder_name
