@@ -240,14 +240,18 @@ def _embed_one_by_one(encoder, ids, inputs, failed, dim):
     return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), good_ids, failed
 
 
-def pending_item_ids(project: Project, embeddings: Embeddings, *, only: Iterable[int] | None = None) -> list[int]:
-    """Ids of embeddable items the store does not hold yet (and that have not failed)."""
+def embeddable_ids(project: Project, *, only: Iterable[int] | None = None) -> np.ndarray:
+    """Sorted ids of the embeddable items (of `only`, when given)."""
     qs = embeddable_items(project)
     if only is not None:
         qs = qs.filter(pk__in=list(only))
-    all_ids = np.fromiter(qs.values_list("id", flat=True).order_by("id"), dtype=np.int64)
+    return np.fromiter(qs.values_list("id", flat=True).order_by("id"), dtype=np.int64)
+
+
+def pending_item_ids(embeddings: Embeddings, candidate_ids: np.ndarray) -> list[int]:
+    """Those of `candidate_ids` the store does not hold yet (and that have not failed)."""
     done = np.union1d(embeddings.ids, embeddings.failed)
-    return np.setdiff1d(all_ids, done, assume_unique=False).tolist()
+    return np.setdiff1d(candidate_ids, done).tolist()
 
 
 def embed_pending(

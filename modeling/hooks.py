@@ -14,7 +14,7 @@ from labeling.queue import Candidate, ModelStatus
 from projects.models import ItemStatus, Project
 
 from .models import ItemPrediction, ModelState
-from .services import predictions_for, request_training, stale_after
+from .services import loop_flags, predictions_for, request_training
 
 # How many ranked items beyond the request to look at when spreading picks over buckets.
 LOOKAHEAD = 4
@@ -102,11 +102,9 @@ class ModelInTheLoop:
         if state is None:
             return ModelStatus()
         current = state.current_version
-        updating = bool(
-            state.claimed_by and state.heartbeat_at and state.heartbeat_at > timezone.now() - stale_after()
-        )
+        in_the_loop, updating = loop_flags(state)
         return ModelStatus(
-            training=current is not None or (updating and not state.waiting_for),
+            training=in_the_loop,
             accuracy=current.accuracy if current else None,
             model_version=current.number if current else None,
             updating=updating,

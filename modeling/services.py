@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
 from labeling.models import Judgement, Stage
 from projects.models import Project
 
-from .encoders import spec_for
+from .encoders import EncoderSpec, spec_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
 
 
@@ -188,23 +187,34 @@ def minimums_unmet(project: Project, data: TrainingData) -> str:
     return "needs " + " and ".join(needs) if needs else ""
 
 
-def current_embedding_job(project: Project) -> EmbeddingJob | None:
-    spec = spec_for(project.encoder_name, data_type=project.data_type)
+def current_embedding_job(project: Project, spec: EncoderSpec | None = None) -> EmbeddingJob | None:
+    spec = spec or spec_for(project.encoder_name, data_type=project.data_type)
     return EmbeddingJob.objects.filter(project=project, encoder=spec.name, encoder_version=spec.version).first()
+
+
+def loop_flags(state: ModelState | None) -> tuple[bool, bool]:
+    """(in the loop, training right now): Light Bulb's "Training: yes" and the "updating" sign.
+
+    In the loop once a version exists, or while a run that has met the minimums is going on.
+    """
+    if state is None:
+        return False, False
+    running = bool(state.claimed_by and state.heartbeat_at and state.heartbeat_at > timezone.now() - stale_after())
+    return state.current_version_id is not None or (running and not state.waiting_for), running
 
 
 def model_summary(project: Project) -> dict:
     """Everything the project page, the admin and the API show about the model."""
     state = ModelState.objects.select_related("current_version").filter(project=project).first()
-    job = current_embedding_job(project)
     spec = spec_for(project.encoder_name, data_type=project.data_type)
+    job = current_embedding_job(project, spec)
     versions = list(
         ModelVersion.objects.filter(project=project)
         .order_by("number")
         .values("number", "train_count", "test_count", "accuracy", "loss", "created_at", "training_seconds")
     )
     current = state.current_version if state else None
-    busy = bool(state and state.claimed_by and state.heartbeat_at and state.heartbeat_at > timezone.now() - stale_after())
+    in_the_loop, running = loop_flags(state)
     return {
         "encoder": {"name": spec.name, "version": spec.version, "description": spec.description, "dim": spec.dim},
         "embedding": {
@@ -218,8 +228,8 @@ def model_summary(project: Project) -> dict:
             "last_error": job.last_error if job else "",
         },
         "training": {
-            "in_the_loop": current is not None or busy and not (state and state.waiting_for),
-            "running": busy,
+            "in_the_loop": in_the_loop,
+            "running": running,
             "waiting_for": state.waiting_for if state else "",
             "last_error": state.last_error if state else "",
             "ranked_version": state.ranked_version if state else None,
@@ -264,10 +274,3 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
             "model_version": row.version,
         }
     return out
-
-
-@transaction.atomic
-def do_set_current_version(project: Project, *, version: ModelVersion, revision: int) -> None:
-    ModelState.objects.filter(project=project).update(
-        current_version=version, trained_revision=revision, waiting_for="", last_error=""
-    )

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from projects.models import Project
 
-from .embeddings import embed_pending, embeddable_items, pending_item_ids, store_for
+from .embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
 from .scoring import Head, lsh_buckets, normalised_entropy
 from .services import (
@@ -89,16 +89,16 @@ def embed_project(project_id: int) -> str:
     if not claim(EmbeddingJob, filters=filters, token=token):
         return "another worker is embedding this project"
     more = False
+    embedded_now = 0
     try:
         embeddings = store.load()
-        pending = pending_item_ids(project, embeddings)
-        total = embeddable_items(project).count()
-        valid = set(embeddable_items(project).values_list("id", flat=True))
-        done = sum(1 for i in embeddings.ids.tolist() if i in valid)
-        failed = sum(1 for i in embeddings.failed.tolist() if i in valid)
+        valid = embeddable_ids(project)
+        pending = pending_item_ids(embeddings, valid)
+        done = int(np.isin(embeddings.ids, valid).sum())
+        failed = int(np.isin(embeddings.failed, valid).sum())
         now = timezone.now()
         EmbeddingJob.objects.filter(pk=job.pk).update(
-            total=total, embedded=done, failed=failed, last_error="",
+            total=len(valid), embedded=done, failed=failed, last_error="",
             started_at=job.started_at or now, finished_at=None if pending else (job.finished_at or now),
         )
         if not pending:
@@ -120,6 +120,7 @@ def embed_project(project_id: int) -> str:
             project, store=store, encoder_loader=_encoder_loader(project, pending=len(pending)), item_ids=pending,
             chunk_size=int(_setting("LIGHTBULB_EMBED_CHUNK", 256)), deadline=deadline, on_chunk=on_chunk,
         )
+        embedded_now = embedded
         more = embedded + n_failed < len(pending)
         if not more:
             store.consolidate()
@@ -132,11 +133,9 @@ def embed_project(project_id: int) -> str:
         release(EmbeddingJob, filters=filters, token=token)
         if more:
             transaction.on_commit(lambda: request_embedding(project_id))
-        else:
-            state = ModelState.objects.filter(project_id=project_id).first()
-            if state is not None and state.current_version_id:
-                # New items have vectors now: give them scores so the queue can rank them.
-                transaction.on_commit(lambda: request_ranking(project_id))
+        elif embedded_now and ModelState.objects.filter(project_id=project_id, current_version__isnull=False).exists():
+            # New items have vectors now: give them scores so the queue can rank them.
+            transaction.on_commit(lambda: request_ranking(project_id))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     # Labelled items are embedded here if the pool-wide job has not reached them yet.
     embeddings = store.load()
     labelled_ids = [i for i, _ in data.train] + [i for i, _ in data.test]
-    missing = pending_item_ids(project, embeddings, only=labelled_ids)
+    missing = pending_item_ids(embeddings, embeddable_ids(project, only=labelled_ids))
     if missing:
         embed_pending(project, store=store, encoder_loader=_encoder_loader(project), item_ids=missing)
         embeddings = store.load()
@@ -287,7 +286,7 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
     """
     if head.encoder != project.encoder_name:
         return 0  # the project switched encoders: these vectors are not what this head reads
-    valid = np.fromiter(embeddable_items(project).values_list("id", flat=True), dtype=np.int64)
+    valid = embeddable_ids(project)
     pos, found = embeddings.rows_for(valid)
     ids = valid[found]
     vectors = embeddings.vectors[pos[found]]
