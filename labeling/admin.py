@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Judgement
+from .models import Judgement, Proposal, ProposalBatch, ProposalPause
 
 
 @admin.register(Judgement)
@@ -15,3 +15,46 @@ class JudgementAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 100
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the services (proposals, batches, pauses): shown in full, never edited by hand,
+    so the record of who confirmed what stays true."""
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Proposal)
+class ProposalAdmin(ReadOnlyAdmin):
+    list_display = ["item", "label", "origin", "status", "confidence", "version", "reviewed_by", "audit_status", "project"]
+    list_filter = ["status", "origin", "audit_status", "label", "project"]
+    search_fields = ["item__key", "label"]
+    list_select_related = ["item", "project", "reviewed_by"]
+    show_full_result_count = False
+    list_per_page = 100
+
+
+@admin.register(ProposalBatch)
+class ProposalBatchAdmin(ReadOnlyAdmin):
+    list_display = ["id", "project", "label", "origin", "user", "status", "size", "accepted", "rejected", "time_taken",
+                    "audit", "created_at"]
+    list_filter = ["status", "origin", "audit", "project"]
+    list_select_related = ["project", "user"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(ProposalPause)
+class ProposalPauseAdmin(ReadOnlyAdmin):
+    list_display = ["project", "label", "measured", "seen", "target", "paused_at", "lifted_at", "lifted_by_version"]
+    list_filter = ["project", "label"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser  # a superuser may lift a pause by hand (set "lifted at")
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        fields = super().get_readonly_fields(request, obj)
+        return [f for f in fields if f != "lifted_at"] if request.user.is_superuser else fields

@@ -16,9 +16,14 @@ from projects.models import Item, ItemKind, ItemStatus, Role
 from projects.permissions import get_project_for_user
 
 from .models import Judgement
-from .presenters import item_payload
+from .presenters import batch_payload, item_payload
+from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
 from .serializers import (
+    ConfirmBatchSerializer,
+    ConfirmResultSerializer,
+    ProposalBatchSerializer,
+    ProposalQuerySerializer,
     JudgementCreateSerializer,
     JudgementFilterSerializer,
     JudgementSerializer,
@@ -26,6 +31,7 @@ from .serializers import (
     StatsSerializer,
 )
 from .services import (
+    AUDIT,
     MAX_BATCH,
     do_record_judgement,
     do_skip_item,
@@ -39,7 +45,11 @@ from .services import (
 def leased_payloads(project, leased) -> list[dict]:
     predictions = model_hooks().predictions(project, [li.item.pk for li in leased])
     return [
-        item_payload(project, li.item, stage=li.stage, prediction=predictions.get(li.item.pk), picked_by=li.picked_by)
+        item_payload(
+            project, li.item, stage=li.stage, picked_by=li.picked_by,
+            # An audit is a blind second look: the model's guess is not shown.
+            prediction=None if li.picked_by == AUDIT else predictions.get(li.item.pk),
+        )
         for li in leased
     ]
 
@@ -156,3 +166,43 @@ class ItemMediaAPI(APIView):
         response["Cache-Control"] = "private, max-age=3600"
         response["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+class ProposalBatchAPI(APIView):
+    """Lease a batch of proposals of one class (or, with `q`, of texts matching a search)."""
+
+    @extend_schema(parameters=[ProposalQuerySerializer], responses=ProposalBatchSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+        query = ProposalQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        if params.get("q"):
+            leased = lease_search_batch(
+                project, user=request.user, query=params["q"], label=params["label"], count=params.get("count")
+            )
+        else:
+            leased = lease_batch(project, user=request.user, label=params.get("label"), count=params.get("count"))
+        return Response(batch_payload(project, leased, ready=available_by_class(project)))
+
+
+class ConfirmBatchAPI(APIView):
+    """Accepted items become judgements (source confirmed_proposal); rejected ones go back to the queue."""
+
+    @extend_schema(request=ConfirmBatchSerializer, responses=ConfirmResultSerializer)
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+        serializer = ConfirmBatchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        result = do_confirm_batch(
+            project, user=request.user, label=data["label"], accepted=data["accepted"], rejected=data["rejected"],
+            time_taken=data.get("time_taken"),
+        )
+        return Response(
+            {
+                "batch": result.batch.pk, "label": result.batch.label, "accepted": len(result.accepted),
+                "rejected": len(result.rejected), "skipped": result.skipped, "audit": result.audit,
+                "paused": result.paused,
+            }
+        )

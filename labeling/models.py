@@ -13,6 +13,7 @@ class Stage(models.TextChoices):
 class JudgementSource(models.TextChoices):
     HUMAN = "human", "Human"
     CONFIRMED_PROPOSAL = "confirmed_proposal", "Confirmed proposal"
+    SEARCH_BATCH = "search_batch", "Confirmed text-search batch"
     IMPORTED = "imported", "Imported from judgements file"
 
 
@@ -67,3 +68,133 @@ class Skip(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "user"], name="skip_unique_item_user")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Proposals: labels the model (or a text search) suggests, confirmed by people in batches
+# --------------------------------------------------------------------------------------------------
+
+
+class ProposalOrigin(models.TextChoices):
+    MODEL = "model", "Model (above its class threshold)"
+    SEARCH = "search", "Text search"
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # waiting for a person; never a judgement until confirmed
+    ACCEPTED = "accepted", "Accepted"  # a person confirmed it: a judgement was recorded
+    REJECTED = "rejected", "Rejected"  # a person said the item is not of this class
+    WITHDRAWN = "withdrawn", "Withdrawn"  # a newer model version no longer supports it, or its class paused
+    SUPERSEDED = "superseded", "Superseded"  # the item was labelled some other way first
+
+
+class AuditStatus(models.TextChoices):
+    NONE = "", "Not audited"
+    PENDING = "pending", "Waiting for an item-by-item check"
+    AGREED = "agreed", "Check agreed"
+    DISAGREED = "disagreed", "Check disagreed"
+
+
+class BatchStatus(models.TextChoices):
+    OPEN = "open", "Open"  # leased to a reviewer
+    SUBMITTED = "submitted", "Submitted"
+    RELEASED = "released", "Released"  # given up (a new batch of another class was asked for)
+
+
+class ProposalBatch(models.Model):
+    """A page of proposals of one class leased to one reviewer, like a single item's lease."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="proposal_batches")
+    label = models.CharField(max_length=200)
+    origin = models.CharField(max_length=8, choices=ProposalOrigin.choices, default=ProposalOrigin.MODEL)
+    query = models.CharField(max_length=300, blank=True, help_text="The words searched for (text search batches)")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="proposal_batches"
+    )
+    status = models.CharField(max_length=12, choices=BatchStatus.choices, default=BatchStatus.OPEN)
+    leased_until = models.DateTimeField()
+    size = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    time_taken = models.FloatField(null=True, blank=True, help_text="Seconds the reviewer spent on the batch")
+    # Drawn at random on submission (project.audit_share): its accepted items are then labelled again
+    # one by one, blind, to measure how far batch confirmations can be trusted.
+    audit = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "user", "status"], name="batch_project_user_idx")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}: {self.label} × {self.size} ({self.status})"
+
+
+class Proposal(models.Model):
+    """A suggested label for one unlabelled item. Not a judgement: only a person's confirmation makes one."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="proposals")
+    item = models.ForeignKey("projects.Item", on_delete=models.CASCADE, related_name="proposals")
+    label = models.CharField(max_length=200)
+    origin = models.CharField(max_length=8, choices=ProposalOrigin.choices, default=ProposalOrigin.MODEL)
+    # The model version that supports it (and its calibrated confidence); empty for text search.
+    version = models.PositiveIntegerField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=ProposalStatus.choices, default=ProposalStatus.PENDING)
+    # Lease: copied from the batch so a claim is one conditional UPDATE on this table.
+    batch = models.ForeignKey(ProposalBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="proposals")
+    leased_until = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    audit_status = models.CharField(max_length=12, choices=AuditStatus.choices, default=AuditStatus.NONE, blank=True)
+    audit_label = models.CharField(max_length=200, blank=True)
+    audited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="When it stopped being pending")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item"], condition=Q(status="pending"), name="proposal_one_pending_per_item"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status", "label"], name="proposal_project_status_idx"),
+            models.Index(fields=["project", "audit_status"], name="proposal_audit_idx"),
+            models.Index(fields=["item", "status"], name="proposal_item_status_idx"),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} → {self.label}? ({self.status})"
+
+
+class ProposalPause(models.Model):
+    """A class whose measured precision fell below target: not proposed again until the model is retrained
+    on enough new human labels. Kept after it is lifted, for the record."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="proposal_pauses")
+    label = models.CharField(max_length=200)
+    measured = models.FloatField(help_text="Measured precision when paused")
+    seen = models.PositiveIntegerField()
+    target = models.FloatField()
+    human_labels = models.PositiveIntegerField(help_text="Human judgements in the project when paused")
+    paused_at = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "label"], condition=Q(lifted_at__isnull=True), name="pause_one_active_per_class"
+            )
+        ]
+        ordering = ["-paused_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} paused at {self.measured:.0%} ({'lifted' if self.lifted_at else 'active'})"

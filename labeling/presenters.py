@@ -33,3 +33,30 @@ def item_payload(
     else:
         payload["data"] = item.text
     return payload
+
+
+def batch_payload(project: Project, leased, *, ready: dict[str, int]) -> dict:
+    """One JSON shape for a leased batch of proposals (the batch page and the REST API)."""
+    if leased is None:
+        return {"batch": None, "label": None, "origin": None, "query": "", "lease_expires": None, "items": [],
+                "ready": ready}
+    batch = leased.batch
+    items = []
+    for proposal in leased.proposals:
+        payload = item_payload(project, proposal.item)
+        payload["proposal"] = {
+            "label": proposal.label,
+            "confidence": proposal.confidence,
+            "model_version": proposal.version,
+            "status": proposal.status,
+        }
+        items.append(payload)
+    return {
+        "batch": batch.pk,
+        "label": batch.label,
+        "origin": batch.origin,
+        "query": batch.query,
+        "lease_expires": batch.leased_until.isoformat(),
+        "items": items,
+        "ready": ready,
+    }

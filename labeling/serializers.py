@@ -53,4 +53,45 @@ class StatsSerializer(serializers.Serializer):
     model_version = serializers.IntegerField(allow_null=True)
     updating = serializers.BooleanField(help_text="A training run is going on now")
     model_detail = serializers.CharField(help_text="What is still needed before the first model, if anything")
+    proposals = serializers.DictField(help_text="ready/pending per class, accepted, rejected, measured precision")
     you = serializers.DictField(required=False)
+
+
+class ProposalQuerySerializer(serializers.Serializer):
+    count = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    label = serializers.CharField(required=False, max_length=200, help_text="a class (default: the one with most waiting)")
+    q = serializers.CharField(
+        required=False, max_length=300, help_text="text projects: words to search for; needs `label`"
+    )
+
+    def validate(self, attrs):
+        if attrs.get("q") and not attrs.get("label"):
+            raise serializers.ValidationError({"label": "a text search needs the class to propose"})
+        return attrs
+
+
+class ProposalBatchSerializer(serializers.Serializer):
+    batch = serializers.IntegerField(allow_null=True)
+    label = serializers.CharField(allow_null=True)
+    origin = serializers.CharField(allow_null=True, help_text="model (above the class threshold) or search")
+    query = serializers.CharField(allow_blank=True)
+    lease_expires = serializers.DateTimeField(allow_null=True)
+    items = serializers.ListField(child=serializers.DictField())
+    ready = serializers.DictField(child=serializers.IntegerField(), help_text="proposals waiting per class")
+
+
+class ConfirmBatchSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=200)
+    accepted = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
+    rejected = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
+    time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+
+class ConfirmResultSerializer(serializers.Serializer):
+    batch = serializers.IntegerField()
+    label = serializers.CharField()
+    accepted = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    skipped = serializers.ListField(child=serializers.IntegerField(), help_text="labelled by someone else meanwhile")
+    audit = serializers.BooleanField(help_text="drawn for an item-by-item check")
+    paused = serializers.BooleanField(help_text="the class's measured precision fell below target")

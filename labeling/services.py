@@ -18,10 +18,12 @@ from django.utils import timezone
 
 from projects.models import Item, ItemStatus, Project
 
-from .models import Judgement, JudgementSource, Skip, Stage
+from .models import Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
 
 MAX_BATCH = 50
+# picked_by of an item handed out to be checked again (blind) after its batch was confirmed.
+AUDIT = "audit"
 
 
 class LabelingError(Exception):
@@ -133,8 +135,10 @@ def next_items(
     until = now + timedelta(seconds=project.lease_seconds)
 
     # Items the user already holds come back first (a reload shows the same item), with the lease renewed.
+    # Audit items are labelled already (by a confirmed batch) and are held like any other.
     held = list(
-        Item.objects.filter(project=project, status=ItemStatus.UNLABELLED, leased_to=user, leased_until__gt=now)
+        Item.objects.filter(project=project, leased_to=user, leased_until__gt=now)
+        .filter(Q(status=ItemStatus.UNLABELLED) | Q(status=ItemStatus.LABELLED, lease_picked_by=AUDIT))
         .order_by("leased_until", "id")[:count]
     )
     if held:
@@ -143,6 +147,9 @@ def next_items(
         LeasedItem(item=i, stage=i.lease_stage or Stage.TRAIN, picked_by=i.lease_picked_by, probability=i.lease_probability)
         for i in held
     ]
+
+    if len(result) < count:
+        result += _lease_audit_items(project, user=user, count=count - len(result), now=now, until=until)
 
     counts = stage_counts(project, now=now)
     pool = Item.objects.filter(_free(now), project=project, status=ItemStatus.UNLABELLED)
@@ -169,6 +176,25 @@ def next_items(
                                probability=item.lease_probability)
                 )
     return result
+
+
+def _lease_audit_items(
+    project: Project, *, user: AbstractBaseUser, count: int, now: datetime, until: datetime
+) -> list[LeasedItem]:
+    """Items of randomly audited batches come before the queue: each is labelled again, blind."""
+    from .proposals import audit_items
+
+    leased = []
+    for item_id in list(audit_items(project, user=user, now=now)[: count * 2]):
+        if len(leased) >= count:
+            break
+        claimed = Item.objects.filter(_free(now), pk=item_id, status=ItemStatus.LABELLED).update(
+            leased_to=user, leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=AUDIT, lease_probability=None
+        )
+        if claimed:
+            leased.append(LeasedItem(item=Item.objects.get(pk=item_id), stage=Stage.TRAIN, picked_by=AUDIT,
+                                     probability=None))
+    return leased
 
 
 def _candidates(
@@ -273,6 +299,14 @@ def do_record_judgement(
             picked_probability=item.lease_probability if holds_lease else None,
         )
         Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, **LEASE_CLEARED)
+        # A person's label settles the item: pending proposals for it are moot.
+        Proposal.objects.filter(item=item, status=ProposalStatus.PENDING).update(
+            status=ProposalStatus.SUPERSEDED, closed_at=now
+        )
+        if holds_lease and item.lease_picked_by == AUDIT:
+            from .proposals import record_audit
+
+            record_audit(item, user=user, label=label)
         _bump_revision(project)
         _after_change(project)
     return judgement
@@ -287,13 +321,18 @@ def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: dat
     with transaction.atomic():
         last = (
             Judgement.objects.select_for_update()
-            .filter(project=project, user=user, is_current=True, undone_at__isnull=True)
+            # Undo takes back single labels; a confirmed batch is not undone one item at a time.
+            .filter(project=project, user=user, is_current=True, undone_at__isnull=True, source=JudgementSource.HUMAN)
             .order_by("-created_at", "-id")
             .first()
         )
         if last is None:
             raise NothingToUndo("nothing to undo")
         Judgement.objects.filter(pk=last.pk).update(is_current=False, undone_at=now)
+        if last.picked_by == AUDIT:
+            from .proposals import undo_audit
+
+            undo_audit(last.item_id)
         earlier = (
             Judgement.objects.filter(item_id=last.item_id, undone_at__isnull=True)
             .exclude(pk=last.pk)
@@ -350,10 +389,17 @@ def project_stats(project: Project, *, user: AbstractBaseUser | None = None, now
         "model_version": status.model_version,
         "updating": status.updating,
         "model_detail": status.detail,
+        "proposals": _proposal_stats(project, now=now),
     }
     if user is not None:
         stats["you"] = user_stats(project, user=user, now=now)
     return stats
+
+
+def _proposal_stats(project: Project, *, now: datetime) -> dict:
+    from .proposals import proposal_stats
+
+    return proposal_stats(project, now=now)
 
 
 def user_stats(project: Project, *, user: AbstractBaseUser, now: datetime | None = None) -> dict:

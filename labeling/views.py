@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -9,12 +11,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from projects.models import ItemStatus, Role
+from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role
 
 from .hotkeys import class_hotkeys
 from .models import Judgement, Stage
-from .presenters import item_payload
+from .presenters import batch_payload, item_payload
+from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
 from .services import LabelingError, do_record_judgement, get_item
 
@@ -125,3 +128,74 @@ def relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse
         return redirect(detail)
     messages.success(request, f"{item.key} is now labelled {request.POST.get('label')}.")
     return redirect(detail)
+
+
+@login_required
+def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The batch page: a grid of proposals of one class, all ticked; untick what is not that class.
+
+    GET leases a batch (the user's open one first, like the label page's item); POST confirms it. The
+    form works without JavaScript; review.js adds keyboard control and the time spent.
+    """
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    if request.method == "POST":
+        return _submit_batch(request, project)
+    label = request.GET.get("label", "").strip() or None
+    query = " ".join(request.GET.get("q", "").split())
+    error = ""
+    leased = None
+    try:
+        if query:
+            if label is None:
+                raise LabelingError("choose the class to give the matching texts")
+            leased = lease_search_batch(project, user=request.user, query=query, label=label)
+        else:
+            leased = lease_batch(project, user=request.user, label=label)
+    except LabelingError as exc:
+        error = str(exc)
+    payload = batch_payload(project, leased, ready=available_by_class(project))
+    return render(
+        request,
+        "labeling/review.html",
+        {
+            "project": project,
+            "role": role,
+            "batch": payload,
+            "leased": leased,
+            "label": label,
+            "query": query,
+            "error": error,
+            "is_text": project.data_type != DataType.IMAGES,
+            "config": {"project": project.pk, "size": len(payload["items"])},
+        },
+    )
+
+
+def _submit_batch(request: HttpRequest, project) -> HttpResponse:
+    label = request.POST.get("label", "")
+    shown = request.POST.getlist("items")
+    ticked = set(request.POST.getlist("accepted"))
+    query = request.POST.get("q", "")
+    try:
+        time_taken = float(request.POST["time_taken"]) if request.POST.get("time_taken") else None
+    except ValueError:
+        time_taken = None
+    try:
+        result = do_confirm_batch(
+            project, user=request.user, label=label, accepted=[i for i in shown if i in ticked],
+            rejected=[i for i in shown if i not in ticked], time_taken=time_taken,
+        )
+    except LabelingError as exc:
+        messages.error(request, str(exc))
+        return redirect(reverse("labeling:review", args=[project.pk]))
+    note = f"Confirmed {len(result.accepted)} as {label}, rejected {len(result.rejected)}."
+    if result.skipped:
+        note += f" {len(result.skipped)} had been labelled by someone else meanwhile."
+    if result.paused:
+        note += f" {label} proposals are paused: their measured precision fell below the target."
+    messages.success(request, note)
+    if query:
+        return redirect(f"{reverse('labeling:review', args=[project.pk])}?{urlencode({'label': label, 'q': query})}")
+    if available_by_class(project).get(label):
+        return redirect(f"{reverse('labeling:review', args=[project.pk])}?{urlencode({'label': label})}")
+    return redirect(reverse("labeling:review", args=[project.pk]))

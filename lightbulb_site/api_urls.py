@@ -20,6 +20,10 @@ urlpatterns = [
     path("projects/<int:project_id>/judgements/", labeling_api.JudgementListAPI.as_view(), name="judgements"),
     path("projects/<int:project_id>/judgements/undo/", labeling_api.UndoJudgementAPI.as_view(), name="undo"),
     path("projects/<int:project_id>/stats/", labeling_api.StatsAPI.as_view(), name="stats"),
+    path("projects/<int:project_id>/proposals/", labeling_api.ProposalBatchAPI.as_view(), name="proposals"),
+    path(
+        "projects/<int:project_id>/proposals/confirm/", labeling_api.ConfirmBatchAPI.as_view(), name="proposals-confirm"
+    ),
     path("projects/<int:project_id>/model/", modeling_api.ModelSummaryAPI.as_view(), name="model"),
     path("items/<int:item_id>/media", labeling_api.ItemMediaAPI.as_view(), name="item-media"),
 ]

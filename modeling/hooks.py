@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import random
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
+from labeling.models import Proposal, ProposalStatus
 from labeling.queue import Candidate, ModelStatus
 from projects.models import ItemStatus, Project
 
@@ -27,6 +28,7 @@ class EntropyOrdering:
       picked_by="random" with probability random_share / pool size, so TRAIN-side estimates can be
       de-biased); otherwise the most uncertain remaining item (picked_by="active", probability
       1 - random_share: the chance the active rule made this pick).
+    - Items whose proposal was rejected in a batch come first among the active picks.
     - Diversity: among the top of the ranking, items whose bucket (a random-projection hash of the
       embedding) is already held by a live lease or already picked come after the others, so
       concurrent annotators are not handed ten near-duplicates at once.
@@ -60,7 +62,15 @@ class EntropyOrdering:
             else:
                 busy.add(bucket)
                 fresh.append(item_id)
-        active = iter(fresh + repeats)
+        # Items whose proposal a person rejected are the model's confident mistakes: they teach it most,
+        # so they come first among the active picks (their true class is still unknown).
+        rejected = list(
+            pool.filter(Exists(Proposal.objects.filter(item=OuterRef("pk"), status=ProposalStatus.REJECTED)))
+            .order_by("id")
+            .values_list("id", flat=True)[:limit]
+        )
+        taken = set(rejected)
+        active = iter(rejected + [i for i in fresh + repeats if i not in taken])
 
         chosen: list[Candidate] = []
         seen: set[int] = set()

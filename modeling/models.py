@@ -63,6 +63,8 @@ class ModelState(models.Model):
     trained_revision = models.PositiveBigIntegerField(default=0)
     # Which version's scores the queue's ranking holds (the ranking lags a new version by one task).
     ranked_version = models.PositiveIntegerField(null=True, blank=True)
+    # Which version's thresholds the pending proposals reflect.
+    proposed_version = models.PositiveIntegerField(null=True, blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -90,6 +92,13 @@ class ModelVersion(models.Model):
     # {"per_class": {class: {"precision", "recall", "f1", "support"}}, "confusion": [[...]], "l2": ...}
     metrics = models.JSONField(default=dict, blank=True)
     training_seconds = models.FloatField(default=0.0)
+    # Calibration: the head file holds the temperature too; kept here for the admin and the API.
+    temperature = models.FloatField(default=1.0)
+    # Per class: {"threshold", "evidence", "correct", "lower_bound", "predicted", "needed", "reason"},
+    # computed from TEST for `thresholds_target` (recomputed when the owner changes the target).
+    thresholds = models.JSONField(default=dict, blank=True)
+    thresholds_target = models.FloatField(null=True, blank=True)
+    proposal_note = models.CharField(max_length=300, blank=True, help_text="Why no class has a threshold, if so")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

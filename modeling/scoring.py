@@ -1,7 +1,7 @@
 """A trained head and how it scores embeddings: numpy only, so anything can load a model version.
 
 The head is multinomial logistic regression on standardised encoder features:
-``softmax(((x - mean) / scale) @ weight.T + bias)``. Training (torch) lives in `training.py`; the
+``softmax((((x - mean) / scale) @ weight.T + bias) / temperature)``. Training (torch) lives in `training.py`; the
 same arithmetic here serves ranking, predictions and (later) the exported bundle.
 """
 
@@ -28,13 +28,17 @@ class Head:
     encoder: str
     encoder_version: str
     info: dict = field(default_factory=dict)  # l2 strength, counts: kept with the weights for the record
+    # Calibration: logits are divided by this before the softmax (fitted on TEST, see calibration.py).
+    temperature: float = 1.0
 
     def logits(self, features: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (what training fits)."""
         x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
         return x @ self.weight.T + self.bias
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(features))
+        """Calibrated class probabilities, in class order."""
+        return softmax(self.logits(features) / self.temperature)
 
     def save(self, path: Path) -> None:
         """Atomic: a temporary file in the same folder, fsync, rename. Never half a model on disk."""
@@ -44,6 +48,7 @@ class Head:
             "encoder": self.encoder,
             "encoder_version": self.encoder_version,
             "info": self.info,
+            "temperature": float(self.temperature),
         }
         atomic_write(
             path,
@@ -72,6 +77,7 @@ class Head:
                 encoder=meta["encoder"],
                 encoder_version=meta["encoder_version"],
                 info=meta.get("info", {}),
+                temperature=float(meta.get("temperature", 1.0)),
             )
 
 

@@ -64,6 +64,12 @@ def request_training(project_id: int, *, force: bool = False) -> None:
     _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
 
 
+def request_proposals(project_id: int) -> None:
+    """Recompute thresholds and proposals for the current version (the target precision changed)."""
+    if loop_enabled():
+        _enqueue("modeling.tasks.propose_project", project_id, f"propose-{project_id}")
+
+
 def request_ranking(project_id: int) -> None:
     if loop_enabled():
         _enqueue("modeling.tasks.rank_project", project_id, f"rank-{project_id}")
@@ -88,8 +94,11 @@ def resume_pending_work() -> list[str]:
             request_training(project.pk)
             enqueued.append(f"train {project.slug}")
         elif state is not None and state.current_version_id and state.ranked_version != state.current_version.number:
-            request_ranking(project.pk)
+            request_ranking(project.pk)  # proposes when it finishes
             enqueued.append(f"rank {project.slug}")
+        elif state is not None and state.current_version_id and state.proposed_version != state.current_version.number:
+            request_proposals(project.pk)
+            enqueued.append(f"propose {project.slug}")
     return enqueued
 
 
@@ -257,6 +266,10 @@ def _version_payload(version: ModelVersion) -> dict:
         "confusion": version.metrics.get("confusion", []),
         "created_at": version.created_at.isoformat(),
         "training_seconds": version.training_seconds,
+        "calibration": version.metrics.get("calibration", {}),
+        "thresholds": version.thresholds,
+        "thresholds_target": version.thresholds_target,
+        "proposal_note": version.proposal_note,
     }
 
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from projects.models import Project
+from projects.models import ItemStatus, Project
 
 from .embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
@@ -248,12 +248,13 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
             project=project, number=number, encoder=spec.name, encoder_version=spec.version,
             classes=list(project.classes), file=relative, judgement_revision=revision,
             train_count=len(y_train), test_count=len(y_test), accuracy=result.accuracy, loss=result.loss,
-            metrics=result.metrics, training_seconds=result.seconds,
+            metrics=result.metrics, training_seconds=result.seconds, temperature=result.head.temperature,
         )
         ModelState.objects.filter(pk=project.pk).update(
             current_version=version, trained_revision=revision, waiting_for="", last_error=""
         )
     rank_version(project, version=version, head=result.head, embeddings=embeddings)
+    propose_version(project, version=version, head=result.head, embeddings=embeddings)
     accuracy = "–" if result.accuracy is None else f"{result.accuracy:.3f}"
     return f"v{number}: {len(y_train)} train, {len(y_test)} test, accuracy {accuracy}", True
 
@@ -274,7 +275,9 @@ def rank_project(project_id: int) -> str:
     version = state.current_version
     head = Head.load(project.model_path / version.file)
     _, store = store_for(project)
-    rank_version(project, version=version, head=head, embeddings=store.load())
+    embeddings = store.load()
+    rank_version(project, version=version, head=head, embeddings=embeddings)
+    propose_version(project, version=version, head=head, embeddings=embeddings)
     return f"ranked with v{version.number}"
 
 
@@ -320,3 +323,66 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
         ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number)
     return written
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Proposals
+# --------------------------------------------------------------------------------------------------
+
+
+def propose_project(project_id: int) -> str:
+    """Recompute the current version's thresholds (e.g. the owner changed the target) and re-propose."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    if state is None or state.current_version is None:
+        return "no model yet"
+    version = state.current_version
+    if state.ranked_version != version.number:
+        return "waiting for the ranking"  # rank_project proposes when it finishes
+    head = Head.load(project.model_path / version.file)
+    _, store = store_for(project)
+    return propose_version(project, version=version, head=head, embeddings=store.load())
+
+
+def propose_version(project: Project, *, version: ModelVersion, head: Head, embeddings) -> str:
+    """Per-class thresholds from TEST for the project's target precision, then proposals above them.
+
+    Numpy only. TEST evidence is read fresh (every current TEST judgement, including ones added after
+    the version was trained: they are just as unseen by its head), scored with the calibrated head.
+    """
+    from labeling.proposals import do_sync_proposals
+
+    from .thresholds import choose_thresholds
+
+    if head.encoder != project.encoder_name or list(head.classes) != list(project.classes):
+        return "the project changed since this version: not proposing with it"
+    data = training_data(project)
+    index = {name: i for i, name in enumerate(head.classes)}
+    labels = dict(data.test)
+    vectors, present = embeddings.take([i for i, _ in data.test])
+    y_test = np.asarray([index[labels[i]] for i in present.tolist()], dtype=np.int64)
+    probs = head.predict_proba(vectors) if len(y_test) else np.zeros((0, len(head.classes)))
+    target = float(project.target_precision)
+    thresholds, note = choose_thresholds(list(head.classes), probs, y_test, target=target)
+    ModelVersion.objects.filter(pk=version.pk).update(
+        thresholds={label: t.as_dict() for label, t in thresholds.items()}, thresholds_target=target,
+        proposal_note=note[:300],
+    )
+    desired: dict[int, tuple[str, float]] = {}
+    for label, t in thresholds.items():
+        if t.threshold is None:
+            continue
+        rows = ItemPrediction.objects.filter(
+            project=project, version=version.number, label=label, confidence__gte=t.threshold,
+            item__status=ItemStatus.UNLABELLED,
+        ).values_list("item_id", "confidence")
+        desired.update({item_id: (label, confidence) for item_id, confidence in rows})
+    result = do_sync_proposals(project, version=version.number, desired=desired)
+    ModelState.objects.filter(pk=project.pk, current_version=version).update(proposed_version=version.number)
+    ready = sorted(label for label, t in thresholds.items() if t.threshold is not None)
+    return (
+        f"v{version.number} proposals: {result.created} new, {result.kept} kept, {result.withdrawn} withdrawn"
+        f" (classes with a threshold: {', '.join(ready) or 'none'})"
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import calibrate
 from .scoring import Head
 
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -179,8 +180,16 @@ def train_head(
         encoder_version=encoder_version,
         info={"l2": l2, "train_count": int(len(y_train)), "test_count": int(len(y_test))},
     )
-    metrics = evaluate(head, x_test, y_test)
+    metrics = evaluate(head, x_test, y_test)  # temperature 1: accuracy and confusion do not depend on it
     metrics["l2"] = l2
+    # Calibrate on TEST. The reported loss is the cross-fitted one (each TEST item scored with a
+    # temperature fitted without it), so calibration never flatters the numbers it is judged by.
+    temperature, report = calibrate(head.logits(x_test), y_test)
+    head.temperature = temperature
+    metrics["calibration"] = report
+    metrics["loss_uncalibrated"] = metrics["loss"]
+    if report["loss_after"] is not None:
+        metrics["loss"] = report["loss_after"]
     return TrainingResult(
         head=head, metrics=metrics, accuracy=metrics["accuracy"], loss=metrics["loss"],
         seconds=time.perf_counter() - started,

@@ -14,8 +14,13 @@ from projects.permissions import get_project_for_user
 from .services import model_summary
 
 
-def model_card_context(project: Project) -> dict:
+def model_card_context(project: Project, *, role: str | None = None) -> dict:
+    from labeling.proposals import proposal_stats
+    from projects.models import Role
+    from projects.permissions import has_role
+
     summary = model_summary(project)
+    proposals = proposal_stats(project)
     current = summary["current_version"]
     confusion_rows = []
     if current:
@@ -31,8 +36,21 @@ def model_card_context(project: Project) -> dict:
             embedding["embedded"], embedding["failed"], embedding["total"], embedding["running"],
             training["running"], training["waiting_for"], training["last_error"],
             current["number"] if current else 0,
+            proposals["ready"], proposals["pending"], proposals["accepted"], proposals["rejected"],
+            proposals["audits_waiting"], proposals["target_precision"],
+            current["thresholds_target"] if current else None,
         )
     )
+    thresholds = current["thresholds"] if current else {}
+    proposal_rows = [
+        {
+            "name": name,
+            "threshold": thresholds.get(name, {}),
+            "ready": proposals["by_class"].get(name, 0),
+            "measured": proposals["measured_precision"].get(name, {}),
+        }
+        for name in project.classes
+    ]
     curve = [
         {"labels": v["labels"], "accuracy": v["accuracy"], "version": v["number"]}
         for v in summary["versions"]
@@ -46,10 +64,18 @@ def model_card_context(project: Project) -> dict:
             {**v, "created": datetime.fromisoformat(v["created_at"])} for v in reversed(summary["versions"][-10:])
         ],
         "model_signature": signature,
+        "proposals": proposals,
+        "proposal_rows": proposal_rows,
+        "proposal_note": current["proposal_note"] if current else "",
+        "proposal_version": bool(current and current["thresholds_target"] is not None),
+        "is_owner": role is not None and has_role(role, Role.OWNER),
+        "can_label": role is not None and has_role(role, Role.ANNOTATOR) and project.labeling_supported,
     }
 
 
 @login_required
 def model_card(request: HttpRequest, project_id: int) -> HttpResponse:
-    project, _role = get_project_for_user(request.user, project_id)
-    return render(request, "modeling/model_card.html", {"project": project, **model_card_context(project)})
+    project, role = get_project_for_user(request.user, project_id)
+    return render(
+        request, "modeling/model_card.html", {"project": project, **model_card_context(project, role=role)}
+    )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, Q
 
 from .models import Item, ItemStatus, Membership, Project
@@ -28,7 +29,8 @@ class ProjectAdmin(admin.ModelAdmin):
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
         ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "random_share",
-                              "lease_seconds", "target_precision"]}),
+                              "lease_seconds"]}),
+        ("Proposals", {"fields": ["target_precision", "audit_share"]}),
         ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
                       "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
@@ -61,6 +63,14 @@ class ProjectAdmin(admin.ModelAdmin):
     @admin.display(description="members", ordering="_n_members")
     def n_members(self, obj: Project) -> int:
         return obj._n_members
+
+    def save_model(self, request, obj: Project, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and {"target_precision", "audit_share", "classes", "encoder"} & set(form.changed_data):
+            from modeling.services import request_proposals
+
+            # Thresholds depend on the target: the current model re-proposes once this commits.
+            transaction.on_commit(lambda: request_proposals(obj.pk))
 
     @admin.action(description="Rescan dataset directory for new files")
     def rescan_dataset(self, request, queryset) -> None:

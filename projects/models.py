@@ -80,6 +80,12 @@ class Project(models.Model):
         help_text="Proposals are made only where the lower confidence bound on precision reaches this",
     )
 
+    audit_share = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of confirmed proposal batches whose accepted items are checked again one by one",
+    )
+
     # Stages, as in Light Bulb: the TEST stage fills first with uniformly random items, then is kept at
     # about `test_ratio` of TRAIN so accuracy is always measured on an unbiased random sample.
     test_min_judgements = models.PositiveIntegerField(

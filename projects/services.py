@@ -491,3 +491,20 @@ def project_counts(project: Project) -> dict:
         **judgements,
         "per_class": [(c, per_class.get(c, 0)) for c in project.classes],
     }
+
+
+def do_set_target_precision(project: Project, *, target: float) -> Project:
+    """Owners choose how precise proposals must be proven; the current model re-proposes at once."""
+    try:
+        target = float(target)
+    except (TypeError, ValueError):
+        raise ProjectError("target precision must be a number") from None
+    if not 0.5 <= target <= 0.999:
+        raise ProjectError("target precision must be between 50% and 99.9%")
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(target_precision=target)
+        project.target_precision = target
+        from modeling.services import request_proposals
+
+        transaction.on_commit(lambda: request_proposals(project.pk))
+    return project

@@ -7,12 +7,20 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from labeling.services import member_stats
 
 from .models import ItemStatus, Role
 from .permissions import get_project_for_user, has_role, projects_for_user
-from .services import MembershipError, do_add_member, do_remove_member, project_counts
+from .services import (
+    MembershipError,
+    ProjectError,
+    do_add_member,
+    do_remove_member,
+    do_set_target_precision,
+    project_counts,
+)
 
 
 @login_required
@@ -45,7 +53,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     if project.labeling_supported:
         from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
 
-        context.update(model_card_context(project))
+        context.update(model_card_context(project, role=role))
     return render(request, "projects/project_detail.html", context)
 
 
@@ -87,3 +95,19 @@ def _change_members(request: HttpRequest, project) -> None:
             messages.error(request, "Unknown action.")
     except MembershipError as exc:
         messages.error(request, str(exc).capitalize() + ".")
+
+
+@login_required
+@require_POST
+def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners set the target precision (entered in percent) that proposals must be proven to reach."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    raw = request.POST.get("target_percent", "").strip()
+    try:
+        do_set_target_precision(project, target=float(raw) / 100.0)
+    except (ValueError, ProjectError) as exc:
+        message = "target precision must be a number" if isinstance(exc, ValueError) else str(exc)
+        messages.error(request, message[:1].upper() + message[1:] + ".")
+    else:
+        messages.success(request, f"Target precision is now {project.target_precision:.1%}; thresholds are being recomputed.")
+    return redirect(f"{project.get_absolute_url()}#proposals")

@@ -18,3 +18,11 @@ def percent(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "—"
     return f"{value * 100:.{digits}f}%"
+
+
+@register.filter
+def percent_value(value: float | None) -> str:
+    """A fraction as a plain percentage number for an <input type=number> (always a dot, no sign)."""
+    if value is None:
+        return ""
+    return f"{value * 100:.1f}".rstrip("0").rstrip(".")

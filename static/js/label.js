@@ -73,7 +73,12 @@
     stage.textContent = item.stage || "";
     stage.className = `pill pill-stage-${(item.stage || "").toLowerCase()}`;
     const pred = $("prediction");
-    if (item.prediction && item.prediction.label) {
+    if (item.picked_by === "audit") {
+      // A blind second look at an item confirmed in a batch: no model guess, no proposal shown.
+      pred.textContent = "Audit: a random check of a confirmed batch · label what you see";
+      pred.title = "Audits measure how precise batch confirmations are";
+      pred.hidden = false;
+    } else if (item.prediction && item.prediction.label) {
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"
         ? ` · picked as uncertain (entropy ${(p.entropy ?? 0).toFixed(2)})` : "";
@@ -227,6 +232,12 @@
       set("training", s.training ? (s.updating ? "yes · updating" : "yes") : "no");
       document.querySelectorAll('[data-stat="training"]').forEach((el) => (el.title = s.model_detail || ""));
       set("accuracy", s.accuracy == null ? "–" : `${(s.accuracy * 100).toFixed(1)}%`);
+      const ready = s.proposals ? s.proposals.ready : 0;
+      const link = $("proposals-link");
+      if (link) {
+        link.hidden = !ready;
+        set("proposals", ready);
+      }
       if (s.you) {
         set("mine", s.you.count);
         const pace = s.you.last_hour ? `${s.you.last_hour}/h` : "";

@@ -51,10 +51,16 @@
       const res = await fetch(card.dataset.refreshUrl, { credentials: "same-origin" });
       if (!res.ok) return;
       const html = await res.text();
-      const next = new DOMParser().parseFromString(html, "text/html").getElementById("model-card");
+      const doc = new DOMParser().parseFromString(html, "text/html");
+      const next = doc.getElementById("model-card");
       if (next && next.dataset.signature !== card.dataset.signature) {
         const open = card.querySelector("details.versions")?.open;
         card.replaceWith(next);
+        // The proposals card comes with the model card: a new version changes both.
+        const proposals = document.getElementById("proposals");
+        const nextProposals = doc.getElementById("proposals");
+        const typing = proposals && proposals.contains(document.activeElement) && document.activeElement.matches("input, select");
+        if (proposals && nextProposals && !typing) proposals.replaceWith(nextProposals);
         if (open) next.querySelector("details.versions")?.setAttribute("open", "");
         drawCurve();
       }

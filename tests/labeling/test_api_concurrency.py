@@ -77,3 +77,57 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
     assert Judgement.objects.filter(project=project, is_current=True).count() == 120
     assert project.items.filter(status=ItemStatus.LABELLED).count() == 120
     assert sum(1 for ids in leased.values() if ids) > 1
+
+
+def test_eight_reviewers_asking_for_batches_at_once_never_share_a_proposal(live_server, tmp_path, django_user_model):
+    from labeling.models import JudgementSource, Proposal, ProposalStatus
+    from labeling.proposals import do_sync_proposals
+
+    users = [django_user_model.objects.create_user(f"reviewer{i}", password="x") for i in range(8)]
+    project = make_image_project(
+        tmp_path, n=100, owner="reviewer0", label="{type: classification, classes: [red, blue]}"
+    )
+    for user in users[1:]:
+        do_add_member(project, user=user, role=Role.ANNOTATOR)
+    # One rejection per batch would pause the class at the default 95% target; this test is about leases.
+    project.target_precision = 0.5
+    project.save()
+    do_sync_proposals(project, version=1, desired={i.pk: ("red", 0.99) for i in project.items.all()})
+    tokens = [Token.objects.create(user=u).key for u in users]
+    base = f"{live_server.url}/api/projects/{project.pk}"
+    seen: dict[int, list[int]] = {}
+    failures: list[str] = []
+    barrier = threading.Barrier(len(tokens))
+
+    def reviewer(n: int, token: str) -> None:
+        mine = []
+        barrier.wait()
+        while True:
+            status, batch = _call(f"{base}/proposals/?count=7", token)
+            if status != 200:
+                failures.append(f"proposals -> {status} {batch}")
+                return
+            ids = [i["id"] for i in batch["items"]]
+            if not ids:
+                break
+            mine += ids
+            status, body = _call(f"{base}/proposals/confirm/", token,
+                                 {"label": "red", "accepted": ids[1:], "rejected": ids[:1], "time_taken": 2})
+            if status != 200:
+                failures.append(f"confirm -> {status} {body}")
+                return
+        seen[n] = mine
+
+    threads = [threading.Thread(target=reviewer, args=(n, t)) for n, t in enumerate(tokens)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures[:5]
+    everything = [i for ids in seen.values() for i in ids]
+    assert len(everything) == len(set(everything)) == 100  # every proposal reviewed exactly once
+    assert not Proposal.objects.filter(project=project, status=ProposalStatus.PENDING).exists()
+    confirmed = Judgement.objects.filter(project=project, source=JudgementSource.CONFIRMED_PROPOSAL, is_current=True)
+    rejected = Proposal.objects.filter(project=project, status=ProposalStatus.REJECTED).count()
+    assert confirmed.count() + rejected == 100
+    assert sum(1 for ids in seen.values() if ids) > 1

@@ -1,0 +1,609 @@
+"""Write paths for proposals: syncing them with a model version, leasing batches, confirming, audits.
+
+A proposal is the model's (or a text search's) suggested label for an unlabelled item. It never counts
+as a judgement: a person confirms a batch of them, and only the ticked items become judgements
+(source=confirmed_proposal, stage TRAIN, so the TEST stage stays a uniform random sample).
+
+Called alike by the batch page, the REST API, the modeling task that proposes after each version, and
+simulations. Errors are the labeling domain errors; views turn them into 400 / 404 / 409.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from projects.models import DataType, Item, ItemStatus, Project
+
+from .models import (
+    AuditStatus,
+    BatchStatus,
+    Judgement,
+    JudgementSource,
+    Proposal,
+    ProposalBatch,
+    ProposalOrigin,
+    ProposalPause,
+    ProposalStatus,
+    Stage,
+)
+from .services import (
+    LEASE_CLEARED,
+    InvalidLabel,
+    LabelingError,
+    LeaseConflict,
+    _after_change,
+    _bump_revision,
+    validate_label,
+)
+
+MAX_BATCH_ITEMS = 100
+# A class is paused once at least this many of its proposals were reviewed and too few held up.
+PAUSE_MIN_SEEN = 20
+# ... and proposed again once the model has been retrained on this many more human labels.
+RESUME_AFTER_HUMAN_LABELS = 10
+SYNC_CHUNK = 500
+
+
+class BatchError(LabelingError):
+    """A confirmation that does not match the reviewer's batch (shown as 400, nothing is written)."""
+
+
+class BatchConflict(LeaseConflict):
+    """Someone else holds these proposals now (their lease expired and was taken): 409."""
+
+
+def default_batch_size(project: Project) -> int:
+    """About a screenful: many thumbnails fit, but only ~20 texts can be read at once."""
+    if project.data_type == DataType.IMAGES:
+        return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_IMAGES", 60))
+    return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_TEXT", 20))
+
+
+def _free(now: datetime) -> Q:
+    return Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+
+
+def human_label_count(project: Project) -> int:
+    return Judgement.objects.filter(
+        project=project, is_current=True, source__in=[JudgementSource.HUMAN, JudgementSource.IMPORTED]
+    ).count()
+
+
+# --------------------------------------------------------------------------------------------------
+# Syncing with a model version (called by modeling.tasks after every version)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncResult:
+    created: int = 0
+    kept: int = 0
+    withdrawn: int = 0
+    paused: list[str] = field(default_factory=list)
+    lifted: list[str] = field(default_factory=list)
+
+
+def active_pauses(project: Project) -> dict[str, ProposalPause]:
+    return {p.label: p for p in ProposalPause.objects.filter(project=project, lifted_at__isnull=True)}
+
+
+def do_sync_proposals(
+    project: Project, *, version: int, desired: dict[int, tuple[str, float]], now: datetime | None = None
+) -> SyncResult:
+    """Make the pending model proposals exactly `desired` (item id → (label, confidence)) for `version`.
+
+    - Proposals the version still supports are kept (a batch being reviewed keeps them) and re-dated.
+    - Pending proposals it no longer supports are withdrawn, leased or not: a reviewer's verdict on
+      them still counts (a person looked), but no new batch offers them.
+    - Never proposed: items labelled meanwhile, (item, class) pairs a person already rejected, and
+      classes paused for low measured precision, unless this retrained model lifts the pause.
+    """
+    now = now or timezone.now()
+    result = SyncResult()
+    humans = human_label_count(project)
+    for label, pause in active_pauses(project).items():
+        if humans >= pause.human_labels + RESUME_AFTER_HUMAN_LABELS:
+            ProposalPause.objects.filter(pk=pause.pk).update(lifted_at=now, lifted_by_version=version)
+            result.lifted.append(label)
+    paused = set(active_pauses(project))
+    result.paused = sorted(paused)
+    desired = {i: lc for i, lc in desired.items() if lc[0] not in paused}
+
+    rejected = set(
+        Proposal.objects.filter(project=project, status=ProposalStatus.REJECTED).values_list("item_id", "label")
+    )
+    open_ = Proposal.objects.filter(project=project, status=ProposalStatus.PENDING)
+    pending = {
+        item_id: (pk, label)
+        for pk, item_id, label in open_.filter(origin=ProposalOrigin.MODEL).values_list("pk", "item_id", "label")
+    }
+    # A pending search proposal stays (a person asked for it); the model does not propose over it.
+    search_held = set(open_.filter(origin=ProposalOrigin.SEARCH).values_list("item_id", flat=True))
+    unlabelled = set(Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).values_list("pk", flat=True))
+
+    withdraw, keep, create = [], [], []
+    for item_id, (pk, label) in pending.items():
+        wanted = desired.get(item_id)
+        if wanted is None or wanted[0] != label or item_id not in unlabelled:
+            withdraw.append(pk)
+    for item_id, (label, confidence) in desired.items():
+        if item_id not in unlabelled or (item_id, label) in rejected or item_id in search_held:
+            continue
+        if item_id in pending and pending[item_id][1] == label:
+            keep.append((pending[item_id][0], confidence))
+        else:
+            create.append(
+                Proposal(project=project, item_id=item_id, label=label, origin=ProposalOrigin.MODEL,
+                         version=version, confidence=confidence)
+            )
+    # Short transactions: a pool of 100k items must not hold the write lock for long.
+    for start in range(0, len(withdraw), SYNC_CHUNK):
+        with transaction.atomic():
+            result.withdrawn += Proposal.objects.filter(
+                pk__in=withdraw[start : start + SYNC_CHUNK], status=ProposalStatus.PENDING
+            ).update(status=ProposalStatus.WITHDRAWN, closed_at=now)
+    for start in range(0, len(keep), SYNC_CHUNK):
+        rows = [Proposal(pk=pk, version=version, confidence=c) for pk, c in keep[start : start + SYNC_CHUNK]]
+        with transaction.atomic():
+            Proposal.objects.bulk_update(rows, ["version", "confidence"])
+        result.kept += len(rows)
+    for start in range(0, len(create), SYNC_CHUNK):
+        with transaction.atomic():
+            # ignore_conflicts: an item that gained a pending proposal meanwhile (a search) keeps that one.
+            Proposal.objects.bulk_create(create[start : start + SYNC_CHUNK], ignore_conflicts=True)
+        result.created += len(create[start : start + SYNC_CHUNK])
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Leasing batches
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LeasedBatch:
+    batch: ProposalBatch
+    proposals: list[Proposal]
+
+
+def _available(project: Project, now: datetime):
+    """Pending proposals nobody is reviewing, on unlabelled items nobody is labelling one by one."""
+    return Proposal.objects.filter(
+        _free(now), project=project, status=ProposalStatus.PENDING, item__status=ItemStatus.UNLABELLED
+    ).filter(Q(item__leased_until__isnull=True) | Q(item__leased_until__lte=now))
+
+
+def available_by_class(project: Project, *, now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    rows = (
+        _available(project, now).filter(origin=ProposalOrigin.MODEL).values("label").annotate(n=Count("id"))
+    )
+    counts = {row["label"]: row["n"] for row in rows}
+    return {label: counts[label] for label in project.classes if counts.get(label)}
+
+
+def _held_batch(project: Project, user: AbstractBaseUser, now: datetime) -> ProposalBatch | None:
+    return (
+        ProposalBatch.objects.filter(project=project, user=user, status=BatchStatus.OPEN, leased_until__gt=now)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def _batch_proposals(batch: ProposalBatch) -> list[Proposal]:
+    return list(batch.proposals.select_related("item").order_by("id"))
+
+
+def _renew(batch: ProposalBatch, until: datetime) -> None:
+    ProposalBatch.objects.filter(pk=batch.pk).update(leased_until=until)
+    Proposal.objects.filter(batch=batch, status=ProposalStatus.PENDING).update(leased_until=until)
+    batch.leased_until = until
+
+
+def do_release_batch(batch: ProposalBatch) -> None:
+    """Give a batch up unreviewed: its pending proposals go back to the pool."""
+    with transaction.atomic():
+        Proposal.objects.filter(batch=batch, status=ProposalStatus.PENDING).update(batch=None, leased_until=None)
+        ProposalBatch.objects.filter(pk=batch.pk, status=BatchStatus.OPEN).update(status=BatchStatus.RELEASED)
+
+
+def lease_batch(
+    project: Project,
+    *,
+    user: AbstractBaseUser,
+    label: str | None = None,
+    count: int | None = None,
+    rng: random.Random | None = None,
+    now: datetime | None = None,
+) -> LeasedBatch | None:
+    """Lease up to `count` pending model proposals of one class to `user` (None when there are none).
+
+    The user's open batch comes back first (a reload shows the same page). Without `label`, the class
+    with the most proposals waiting. Items are drawn at random within the class, so the precision people
+    measure batch by batch is that of the class's proposals as a whole, not of its easiest ones.
+    """
+    if label is not None:
+        validate_label(project, label)
+    count = max(1, min(int(count or default_batch_size(project)), MAX_BATCH_ITEMS))
+    rng = rng or random.Random()
+    now = now or timezone.now()
+    until = now + timedelta(seconds=project.lease_seconds)
+
+    held = _held_batch(project, user, now)
+    if held is not None and (label is None or held.label == label) and held.origin == ProposalOrigin.MODEL:
+        _renew(held, until)
+        return LeasedBatch(batch=held, proposals=_batch_proposals(held))
+    if held is not None:
+        do_release_batch(held)
+
+    if label is None:
+        waiting = available_by_class(project, now=now)
+        if not waiting:
+            return None
+        label = max(waiting, key=lambda c: (waiting[c], -project.classes.index(c)))
+    ids = list(
+        _available(project, now).filter(origin=ProposalOrigin.MODEL, label=label).values_list("pk", flat=True)
+    )
+    if not ids:
+        return None
+    rng.shuffle(ids)
+    return _claim_batch(project, user=user, label=label, origin=ProposalOrigin.MODEL, ids=ids, count=count,
+                        until=until, now=now)
+
+
+def _claim_batch(
+    project: Project, *, user, label: str, origin: str, ids: list[int], count: int, until: datetime,
+    now: datetime, query: str = "",
+) -> LeasedBatch | None:
+    with transaction.atomic():
+        batch = ProposalBatch.objects.create(
+            project=project, label=label, origin=origin, user=user, leased_until=until, query=query[:300]
+        )
+        claimed, position = 0, 0
+        while claimed < count and position < len(ids):
+            want = ids[position : position + count - claimed]
+            position += len(want)
+            # Conditional UPDATE: only proposals still free and pending are taken, so two reviewers
+            # asking at the same moment never share one.
+            claimed += Proposal.objects.filter(_free(now), pk__in=want, status=ProposalStatus.PENDING).update(
+                batch=batch, leased_until=until
+            )
+        if not claimed:
+            batch.delete()
+            return None
+        ProposalBatch.objects.filter(pk=batch.pk).update(size=claimed)
+        batch.size = claimed
+    return LeasedBatch(batch=batch, proposals=_batch_proposals(batch))
+
+
+def search_items(project: Project, query: str):
+    """Unlabelled items whose text contains every word of `query` (case-insensitive)."""
+    words = [w for w in query.split() if w]
+    items = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED)
+    for word in words:
+        items = items.filter(Q(text__icontains=word) | Q(key__icontains=word))
+    return items
+
+
+def lease_search_batch(
+    project: Project,
+    *,
+    user: AbstractBaseUser,
+    query: str,
+    label: str,
+    count: int | None = None,
+    now: datetime | None = None,
+) -> LeasedBatch | None:
+    """A batch of unlabelled texts containing `query`, all proposed as `label`, for a person to confirm."""
+    validate_label(project, label)
+    query = " ".join(query.split())
+    if not query:
+        raise LabelingError("type some words to search for")
+    if project.data_type == DataType.IMAGES:
+        raise LabelingError("text search is for text and JSON projects")
+    count = max(1, min(int(count or default_batch_size(project)), MAX_BATCH_ITEMS))
+    now = now or timezone.now()
+    until = now + timedelta(seconds=project.lease_seconds)
+    held = _held_batch(project, user, now)
+    if held is not None and held.origin == ProposalOrigin.SEARCH and held.query == query and held.label == label:
+        _renew(held, until)
+        return LeasedBatch(batch=held, proposals=_batch_proposals(held))
+    if held is not None:
+        do_release_batch(held)
+
+    rejected = Proposal.objects.filter(project=project, status=ProposalStatus.REJECTED, label=label).values("item_id")
+    busy = Proposal.objects.filter(
+        project=project, status=ProposalStatus.PENDING, leased_until__gt=now
+    ).values("item_id")
+    matches = list(
+        search_items(project, query)
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .exclude(pk__in=rejected)
+        .exclude(pk__in=busy)
+        .order_by("id")
+        .values_list("pk", flat=True)[:count]
+    )
+    if not matches:
+        return None
+    with transaction.atomic():
+        # The search replaces any free model proposal on these items (one pending proposal per item).
+        Proposal.objects.filter(item_id__in=matches, status=ProposalStatus.PENDING).filter(_free(now)).update(
+            status=ProposalStatus.WITHDRAWN, closed_at=now
+        )
+        Proposal.objects.bulk_create(
+            [Proposal(project=project, item_id=i, label=label, origin=ProposalOrigin.SEARCH) for i in matches],
+            ignore_conflicts=True,
+        )
+        ids = list(
+            Proposal.objects.filter(
+                item_id__in=matches, status=ProposalStatus.PENDING, origin=ProposalOrigin.SEARCH, label=label
+            ).values_list("pk", flat=True)
+        )
+        return _claim_batch(project, user=user, label=label, origin=ProposalOrigin.SEARCH, ids=ids, count=count,
+                            until=until, now=now, query=query)
+
+
+# --------------------------------------------------------------------------------------------------
+# Confirming a batch
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConfirmResult:
+    batch: ProposalBatch
+    accepted: list[int]
+    rejected: list[int]
+    skipped: list[int]  # items someone labelled one by one while the batch was open
+    audit: bool
+    paused: bool  # this class's measured precision fell below target: no more proposals until retrained
+
+
+def do_confirm_batch(
+    project: Project,
+    *,
+    user: AbstractBaseUser,
+    label: str,
+    accepted: list[int],
+    rejected: list[int],
+    time_taken: float | None = None,
+    rng: random.Random | None = None,
+    now: datetime | None = None,
+) -> ConfirmResult:
+    """Accepted items become judgements of `label` by `user`; rejected proposals are closed for good.
+
+    All or nothing: an id that is not in the user's open batch, or a label that is not the batch's,
+    writes nothing. Unmentioned proposals of the batch go back to the pool.
+    """
+    validate_label(project, label)
+    rng = rng or random.Random()
+    now = now or timezone.now()
+    try:
+        accepted_ids = [int(i) for i in accepted]
+        rejected_ids = [int(i) for i in rejected]
+    except (TypeError, ValueError):
+        raise BatchError("accepted and rejected must be lists of item ids") from None
+    both = set(accepted_ids) & set(rejected_ids)
+    if both:
+        raise BatchError(f"items both accepted and rejected: {sorted(both)}")
+    if not accepted_ids and not rejected_ids:
+        raise BatchError("nothing to confirm: list the accepted and rejected item ids")
+    mentioned = accepted_ids + rejected_ids
+
+    with transaction.atomic():
+        batch_id = (
+            Proposal.objects.filter(
+                project=project, item_id__in=mentioned, batch__user=user, batch__status=BatchStatus.OPEN
+            )
+            .order_by("-batch_id")
+            .values_list("batch_id", flat=True)
+            .first()
+        )
+        batch = ProposalBatch.objects.select_for_update().filter(pk=batch_id).first() if batch_id else None
+        if batch is None:
+            taken = Proposal.objects.filter(
+                project=project, item_id__in=mentioned, leased_until__gt=now
+            ).exclude(batch__user=user)
+            if taken.exists():
+                raise BatchConflict("these proposals are being reviewed by someone else (your batch expired)")
+            raise BatchError("these items are not in a batch of yours: ask for a batch first")
+        if batch.label != label:
+            raise InvalidLabel(label, [batch.label])
+        proposals = {p.item_id: p for p in Proposal.objects.select_for_update().filter(batch=batch)}
+        foreign = [i for i in mentioned if i not in proposals]
+        if foreign:
+            raise BatchError(f"items not in your batch {batch.pk}: {sorted(foreign)}")
+        settled = [i for i in mentioned if proposals[i].status in (ProposalStatus.ACCEPTED, ProposalStatus.REJECTED)]
+        if settled:
+            raise BatchError(f"items already confirmed or rejected: {sorted(settled)}")
+
+        seen = len(mentioned)
+        per_item = None if time_taken is None else max(0.0, min(float(time_taken), 24 * 3600.0)) / seen
+        source = JudgementSource.CONFIRMED_PROPOSAL if batch.origin == ProposalOrigin.MODEL else JudgementSource.SEARCH_BATCH
+        items = {i.pk: i for i in Item.objects.select_for_update().filter(pk__in=accepted_ids)}
+        done_accepted, skipped = [], []
+        for item_id in accepted_ids:
+            item = items[item_id]
+            if item.status != ItemStatus.UNLABELLED:
+                skipped.append(item_id)
+                continue
+            Judgement.objects.create(
+                project=project, item=item, label=label, user=user, labelled_by=user.get_username(),
+                stage=Stage.TRAIN, source=source, time_taken=per_item,
+                picked_by="proposal" if batch.origin == ProposalOrigin.MODEL else "search",
+            )
+            done_accepted.append(item_id)
+        if done_accepted:
+            Item.objects.filter(pk__in=done_accepted).update(status=ItemStatus.LABELLED, **LEASE_CLEARED)
+        audit = batch.origin == ProposalOrigin.MODEL and bool(done_accepted) and rng.random() < project.audit_share
+        closing = {"reviewed_by": user, "reviewed_at": now, "closed_at": now, "leased_until": None}
+        Proposal.objects.filter(batch=batch, item_id__in=done_accepted).update(
+            status=ProposalStatus.ACCEPTED, audit_status=AuditStatus.PENDING if audit else AuditStatus.NONE, **closing
+        )
+        Proposal.objects.filter(batch=batch, item_id__in=skipped).update(status=ProposalStatus.SUPERSEDED, **closing)
+        Proposal.objects.filter(batch=batch, item_id__in=rejected_ids).update(status=ProposalStatus.REJECTED, **closing)
+        # Unmentioned ones go back to the pool for someone else.
+        Proposal.objects.filter(batch=batch, status=ProposalStatus.PENDING).update(batch=None, leased_until=None)
+        ProposalBatch.objects.filter(pk=batch.pk).update(
+            status=BatchStatus.SUBMITTED, submitted_at=now, accepted=len(done_accepted), rejected=len(rejected_ids),
+            time_taken=time_taken, audit=audit,
+        )
+        if done_accepted:
+            _bump_revision(project)
+            _after_change(project)
+        paused = batch.origin == ProposalOrigin.MODEL and _pause_if_below_target(project, label=label, now=now)
+    batch.refresh_from_db()
+    return ConfirmResult(
+        batch=batch, accepted=done_accepted, rejected=rejected_ids, skipped=skipped, audit=audit, paused=paused
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Measured precision, pauses, audits
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    label: str
+    seen: int  # model proposals of this class people reviewed (since the class was last resumed)
+    accepted: int
+    overturned: int  # accepted in a batch, then labelled otherwise in an item-by-item audit
+    audited: int
+
+    @property
+    def confirmed(self) -> int:
+        return self.accepted - self.overturned
+
+    @property
+    def precision(self) -> float | None:
+        return self.confirmed / self.seen if self.seen else None
+
+
+def measured_precision(project: Project) -> dict[str, Measured]:
+    """Per class: confirmed / seen over reviewed model proposals, audits counted against confirmations.
+
+    Counted since the class's last pause was lifted, so a retrained model starts with a clean record.
+    """
+    lifted = dict(
+        ProposalPause.objects.filter(project=project, lifted_at__isnull=False)
+        .order_by("label", "lifted_at")
+        .values_list("label", "lifted_at")
+    )
+    out = {}
+    reviewed = Proposal.objects.filter(
+        project=project, origin=ProposalOrigin.MODEL, status__in=[ProposalStatus.ACCEPTED, ProposalStatus.REJECTED]
+    )
+    for label in project.classes:
+        rows = reviewed.filter(label=label)
+        if label in lifted:
+            rows = rows.filter(reviewed_at__gt=lifted[label])
+        c = rows.aggregate(
+            seen=Count("id"),
+            accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
+            overturned=Count("id", filter=Q(audit_status=AuditStatus.DISAGREED)),
+            audited=Count("id", filter=Q(audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED])),
+        )
+        out[label] = Measured(label=label, **c)
+    return out
+
+
+def _pause_if_below_target(project: Project, *, label: str, now: datetime) -> bool:
+    """Stop proposing `label` when its measured precision fell below the target (enough reviews seen)."""
+    if ProposalPause.objects.filter(project=project, label=label, lifted_at__isnull=True).exists():
+        return True
+    m = measured_precision(project)[label]
+    if m.seen < PAUSE_MIN_SEEN or m.precision is None or m.precision >= project.target_precision:
+        return False
+    ProposalPause.objects.create(
+        project=project, label=label, measured=m.precision, seen=m.seen, target=project.target_precision,
+        human_labels=human_label_count(project), paused_at=now,
+    )
+    # Free pending proposals of the class are withdrawn; ones in open batches are still reviewed.
+    Proposal.objects.filter(
+        project=project, label=label, status=ProposalStatus.PENDING, origin=ProposalOrigin.MODEL
+    ).filter(_free(now)).update(status=ProposalStatus.WITHDRAWN, closed_at=now)
+    return True
+
+
+def record_audit(item: Item, *, user: AbstractBaseUser, label: str) -> None:
+    """An item-by-item check of a confirmed proposal: does the blind label agree with the batch?"""
+    for proposal in Proposal.objects.filter(item=item, audit_status=AuditStatus.PENDING):
+        Proposal.objects.filter(pk=proposal.pk).update(
+            audit_status=AuditStatus.AGREED if proposal.label == label else AuditStatus.DISAGREED,
+            audit_label=label, audited_by=user,
+        )
+    if Proposal.objects.filter(item=item, audit_status=AuditStatus.DISAGREED).exists():
+        project = item.project
+        proposal = Proposal.objects.filter(item=item, audit_status=AuditStatus.DISAGREED).first()
+        _pause_if_below_target(project, label=proposal.label, now=timezone.now())
+
+
+def undo_audit(item_id: int) -> None:
+    """The audit label was taken back: the check is owed again."""
+    Proposal.objects.filter(
+        item_id=item_id, audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED]
+    ).update(audit_status=AuditStatus.PENDING, audit_label="", audited_by=None)
+
+
+def audit_items(project: Project, *, user: AbstractBaseUser, now: datetime):
+    """Items of audited batches still to be checked, nobody else's lease on them, others' batches first."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    from .models import Skip
+
+    skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
+    return (
+        Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING, item__status=ItemStatus.LABELLED)
+        .filter(Q(item__leased_until__isnull=True) | Q(item__leased_until__lte=now))
+        .exclude(item_id__in=skipped)
+        .annotate(own=Case(When(reviewed_by=user, then=Value(1)), default=Value(0), output_field=IntegerField()))
+        .order_by("own", "reviewed_at", "id")
+        .values_list("item_id", flat=True)
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Read model
+# --------------------------------------------------------------------------------------------------
+
+
+def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
+    """What the project page, the header and the stats API say about proposals."""
+    now = now or timezone.now()
+    waiting = available_by_class(project, now=now)
+    pending = dict(
+        Proposal.objects.filter(project=project, status=ProposalStatus.PENDING, origin=ProposalOrigin.MODEL)
+        .values("label").annotate(n=Count("id")).values_list("label", "n")
+    )
+    measured = measured_precision(project)
+    pauses = active_pauses(project)
+    reviewed = Proposal.objects.filter(project=project, status__in=[ProposalStatus.ACCEPTED, ProposalStatus.REJECTED])
+    totals = reviewed.aggregate(
+        accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
+        rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
+    )
+    audits = Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING).count()
+    return {
+        "ready": sum(waiting.values()),
+        "pending": sum(pending.values()),
+        "by_class": {label: waiting.get(label, 0) for label in project.classes},
+        "accepted": totals["accepted"],
+        "rejected": totals["rejected"],
+        "audits_waiting": audits,
+        "target_precision": project.target_precision,
+        "measured_precision": {
+            label: {
+                "seen": m.seen, "confirmed": m.confirmed, "audited": m.audited, "overturned": m.overturned,
+                "precision": m.precision, "paused": label in pauses,
+            }
+            for label, m in measured.items()
+        },
+    }
