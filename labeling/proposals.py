@@ -595,6 +595,7 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
         "ready": sum(waiting.values()),
         "pending": sum(pending.values()),
         "by_class": {label: waiting.get(label, 0) for label in project.classes},
+        "ready_classes": [(label, n) for label, n in waiting.items()],
         "accepted": totals["accepted"],
         "rejected": totals["rejected"],
         "audits_waiting": audits,

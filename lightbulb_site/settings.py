@@ -258,6 +258,9 @@ LIGHTBULB_COMPILE_MIN_ITEMS = env_int("LIGHTBULB_COMPILE_MIN_ITEMS", 4000)
 LIGHTBULB_EMBED_CHUNK = env_int("LIGHTBULB_EMBED_CHUNK", 256)  # items per cache file / progress step
 LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = env_float("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0)
 LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
+# Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
+LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)
+LIGHTBULB_BATCH_SIZE_TEXT = env_int("LIGHTBULB_BATCH_SIZE_TEXT", 20)
 
 # Model weights live here; the Makefile provisions them so nothing downloads at run time.
 TORCH_HOME = env_path("TORCH_HOME", BASE_DIR / ".cache" / "torch")

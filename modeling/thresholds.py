@@ -16,7 +16,7 @@ class gets a threshold only when the TEST stage (uniformly random items, never t
   class has enough TEST items (decided from their count, before any label is read), alpha is split
   between two sequences (Bonferroni): one starting at the smallest m that can pass with no mistake, one
   at the smallest m that can pass with three; the larger m that passes wins. Measured on synthetic
-  scores (scripts in tests/modeling/test_thresholds.py): with 400-1000 TEST items this proposes 30-40%
+  scores (as in tests/modeling/test_thresholds.py): with 400-1000 TEST items this proposes 30-40%
   more items than one sequence; with 150 it would propose fewer, hence one sequence there.
 - No class gets a threshold until the model's TEST accuracy beats chance by Light Bulb's margin
   (accuracy >= 1.35 / number of classes).

@@ -32,6 +32,10 @@ API = [
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200]),
     ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200]),
+    # Members who may confirm get past authorization to the service, which says there is no batch.
+    ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
+     [401, 404, 403, 400, 400]),
 ]
 
 # Pages: anonymous users are redirected to log in (302).
@@ -45,6 +49,10 @@ PAGES = [
     ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200]),
+    ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
+    ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
+    ("post", "/projects/{p}/proposals/settings/", {"target_percent": "90"}, [302, 404, 403, 403, 302]),
     ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"}, [302, 404, 403, 403, 302]),
 ]
 
@@ -94,5 +102,10 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         # The write went through for those allowed to make it.
         if "relabel" in url:
             assert item.judgements.get(is_current=True).labelled_by == actors[who].username
+        elif "proposals/settings" in url:
+            image_project.refresh_from_db()
+            assert image_project.target_precision == pytest.approx(0.9)
+        elif "proposals/review" in url:
+            assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
         else:
             assert image_project.memberships.get(user__username="dave").role == Role.ANNOTATOR

@@ -78,3 +78,28 @@ def make_colour_project(root: Path, *, n: int = 24, owner: str = "alice"):
     project = do_import_config(load_config(cfg)).project
     truth = {p.name: ("red" if p.name.startswith("red") else "blue") for p in (root / "colours").iterdir()}
     return project, truth
+
+
+def make_proposing_project(root: Path, user, settings, *, n: int = 300, test: int = 130, train: int = 40):
+    """A two-topic project labelled far enough for proposals at the default 95% target.
+
+    59 flawless TEST items per predicted class are the least evidence that can prove 95% precision
+    with 95% confidence, so TEST is filled to `test` first (an owner's setting), then `train` TRAIN
+    labels; the real embedding and training tasks then run once, as the worker would run them.
+    """
+    from labeling.services import do_record_judgement
+    from modeling.tasks import embed_project, train_project
+
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # label first, train once (a run per label is slow here)
+    project, truth = make_text_project(root, n=n)
+    project.test_min_judgements = test
+    project.save()
+    items = {i.key: i for i in project.items.all()}
+    for key in sorted(items)[: test + train]:
+        do_record_judgement(project, item=items[key], user=user, label=truth[key], time_taken=2.0)
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
+    settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = 0
+    embed_project(project.pk)
+    train_project(project.pk)
+    project.refresh_from_db()
+    return project, truth
