@@ -1,7 +1,8 @@
 """Provision pretrained weights from package registries, so nothing downloads at run time.
 
 Kept free of torch imports: the Makefile runs this before anything heavy, and the web process may
-import it to report what is installed.
+import it to report what is installed. Django is imported only where settings are read, so the
+encoders and the exported-model loader (modeling/bundle.py) run without it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from django.conf import settings
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,9 @@ class WheelFile:
 
 
 def mobilenet_v2_weights() -> WheelFile:
+    # Django only here: the encoders (and the exported-model loader) import this module without it.
+    from django.conf import settings
+
     # torchvision's own ImageNet checkpoint, byte for byte; torchvision finds it in its hub cache
     # and `mobilenet_v2(weights="IMAGENET1K_V1")` then loads exactly as with internet access.
     return WheelFile(

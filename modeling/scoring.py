@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -40,8 +41,8 @@ class Head:
         """Calibrated class probabilities, in class order."""
         return softmax(self.logits(features) / self.temperature)
 
-    def save(self, path: Path) -> None:
-        """Atomic: a temporary file in the same folder, fsync, rename. Never half a model on disk."""
+    def write(self, fh) -> None:
+        """The head as an .npz (arrays plus a JSON `meta`) written to an open binary file."""
         meta = {
             "format": FORMAT,
             "classes": self.classes,
@@ -50,24 +51,26 @@ class Head:
             "info": self.info,
             "temperature": float(self.temperature),
         }
-        atomic_write(
-            path,
-            lambda fh: np.savez(
-                fh,
-                weight=self.weight.astype(np.float32),
-                bias=self.bias.astype(np.float32),
-                mean=self.mean.astype(np.float32),
-                scale=self.scale.astype(np.float32),
-                meta=np.array(json.dumps(meta)),
-            ),
+        np.savez(
+            fh,
+            weight=self.weight.astype(np.float32),
+            bias=self.bias.astype(np.float32),
+            mean=self.mean.astype(np.float32),
+            scale=self.scale.astype(np.float32),
+            meta=np.array(json.dumps(meta)),
         )
 
+    def save(self, path: Path) -> None:
+        """Atomic: a temporary file in the same folder, fsync, rename. Never half a model on disk."""
+        atomic_write(path, self.write)
+
     @classmethod
-    def load(cls, path: Path) -> Head:
-        with np.load(path, allow_pickle=False) as data:
+    def load(cls, source: Path | IO[bytes]) -> Head:
+        """From a path or an open binary file (e.g. a member of a model bundle)."""
+        with np.load(source, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
             if meta.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a Light Bulb model head ({meta.get('format')!r})")
+                raise ValueError(f"{source} is not a Light Bulb model head ({meta.get('format')!r})")
             return cls(
                 classes=list(meta["classes"]),
                 weight=data["weight"],

@@ -287,3 +287,50 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
             "model_version": row.version,
         }
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------------
+
+
+class NoModelYet(Exception):
+    """The project has no model version (to export or to score with)."""
+
+
+def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, bytes]:
+    """(file name, bytes) of a self-contained `.lbmodel` for a version (default: the current one).
+
+    Numpy and zipfile only: the web process serves the download without loading torch.
+    """
+    from django.utils import timezone as tz
+
+    from .bundle import build_bundle
+    from .scoring import Head
+
+    if number is None:
+        state = ModelState.objects.select_related("current_version").filter(project=project).first()
+        version = state.current_version if state else None
+    else:
+        version = ModelVersion.objects.filter(project=project, number=number).first()
+    if version is None:
+        raise NoModelYet(f"project {project.slug} has no model version{'' if number is None else f' {number}'}")
+    head = Head.load(project.model_path / version.file)
+    meta = {
+        "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type},
+        "model_version": version.number,
+        "trained_at": version.created_at.isoformat(),
+        "exported_at": tz.now().isoformat(),
+        "train_count": version.train_count,
+        "test_count": version.test_count,
+        "metrics": {
+            "accuracy": version.accuracy,
+            "loss": version.loss,
+            "per_class": version.metrics.get("per_class", {}),
+            "confusion": version.metrics.get("confusion", []),
+            "calibration": version.metrics.get("calibration", {}),
+            "l2": version.metrics.get("l2"),
+        },
+        "thresholds": {"target_precision": version.thresholds_target, "per_class": version.thresholds},
+    }
+    return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta)

@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from projects.models import Project
+from projects.models import Project, Role
 from projects.permissions import get_project_for_user
 
-from .services import model_summary
+from .services import NoModelYet, export_bundle, model_summary
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> dict:
     from labeling.proposals import proposal_stats
-    from projects.models import Role
     from projects.permissions import has_role
 
     summary = model_summary(project)
@@ -79,3 +78,17 @@ def model_card(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request, "modeling/model_card.html", {"project": project, **model_card_context(project, role=role)}
     )
+
+
+@login_required
+def export_model(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners download the current model version as a self-contained .lbmodel file."""
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        name, data = export_bundle(project)
+    except NoModelYet:
+        raise Http404("This project has no model yet.") from None
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

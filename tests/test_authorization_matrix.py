@@ -50,6 +50,8 @@ PAGES = [
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200]),
+    # Owners only; this project has no model yet, so even the owner gets "not found".
+    ("get", "/projects/{p}/model/export/", None, [302, 404, 403, 403, 404]),
     ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
     ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
     ("post", "/projects/{p}/proposals/settings/", {"target_percent": "90"}, [302, 404, 403, 403, 302]),
