@@ -261,6 +261,12 @@ LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  #
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)
 LIGHTBULB_BATCH_SIZE_TEXT = env_int("LIGHTBULB_BATCH_SIZE_TEXT", 20)
+# /score's image URLs (modeling/fetch.py): size cap, one deadline per URL, redirects followed (each
+# checked). ALLOW_NETWORKS lets private networks through and exists for tests only (a local server).
+LIGHTBULB_FETCH_MAX_BYTES = env_int("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024)
+LIGHTBULB_FETCH_TIMEOUT = env_float("LIGHTBULB_FETCH_TIMEOUT", 10.0)
+LIGHTBULB_FETCH_MAX_REDIRECTS = env_int("LIGHTBULB_FETCH_MAX_REDIRECTS", 3)
+LIGHTBULB_FETCH_ALLOW_NETWORKS = env_list("LIGHTBULB_FETCH_ALLOW_NETWORKS", [])
 
 # Model weights live here; the Makefile provisions them so nothing downloads at run time.
 TORCH_HOME = env_path("TORCH_HOME", BASE_DIR / ".cache" / "torch")

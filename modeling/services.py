@@ -334,3 +334,15 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
         "thresholds": {"target_precision": version.thresholds_target, "per_class": version.thresholds},
     }
     return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta)
+
+
+def fetch_limits():
+    """The SSRF guard's limits from settings (modeling/fetch.py itself stays Django-free)."""
+    from .fetch import FetchLimits
+
+    return FetchLimits(
+        max_bytes=int(getattr(settings, "LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024)),
+        timeout=float(getattr(settings, "LIGHTBULB_FETCH_TIMEOUT", 10.0)),
+        max_redirects=int(getattr(settings, "LIGHTBULB_FETCH_MAX_REDIRECTS", 3)),
+        allow_networks=tuple(getattr(settings, "LIGHTBULB_FETCH_ALLOW_NETWORKS", [])),
+    )
