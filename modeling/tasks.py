@@ -264,14 +264,23 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
 # --------------------------------------------------------------------------------------------------
 
 
-def rank_project(project_id: int) -> str:
-    """Score every embedded item with the current version (e.g. after new items were embedded)."""
+def _current_model(project_id: int) -> tuple[Project, ModelState] | str:
+    """The project and its model state with a current version, or why there is nothing to do."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
     state = ModelState.objects.select_related("current_version").filter(project=project).first()
     if state is None or state.current_version is None:
         return "no model yet"
+    return project, state
+
+
+def rank_project(project_id: int) -> str:
+    """Score every embedded item with the current version (e.g. after new items were embedded)."""
+    found = _current_model(project_id)
+    if isinstance(found, str):
+        return found
+    project, state = found
     version = state.current_version
     head = Head.load(project.model_path / version.file)
     _, store = store_for(project)
@@ -332,12 +341,10 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
 
 def propose_project(project_id: int) -> str:
     """Recompute the current version's thresholds (e.g. the owner changed the target) and re-propose."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        return "project deleted"
-    state = ModelState.objects.select_related("current_version").filter(project=project).first()
-    if state is None or state.current_version is None:
-        return "no model yet"
+    found = _current_model(project_id)
+    if isinstance(found, str):
+        return found
+    project, state = found
     version = state.current_version
     if state.ranked_version != version.number:
         return "waiting for the ranking"  # rank_project proposes when it finishes
