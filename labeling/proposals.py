@@ -41,6 +41,7 @@ from .services import (
     LeaseConflict,
     _after_change,
     _bump_revision,
+    free_lease,
     validate_label,
 )
 
@@ -65,10 +66,6 @@ def default_batch_size(project: Project) -> int:
     if project.data_type == DataType.IMAGES:
         return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_IMAGES", 60))
     return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_TEXT", 20))
-
-
-def _free(now: datetime) -> Q:
-    return Q(leased_until__isnull=True) | Q(leased_until__lte=now)
 
 
 def human_label_count(project: Project) -> int:
@@ -109,11 +106,13 @@ def do_sync_proposals(
     now = now or timezone.now()
     result = SyncResult()
     humans = human_label_count(project)
+    paused = set()
     for label, pause in active_pauses(project).items():
         if humans >= pause.human_labels + RESUME_AFTER_HUMAN_LABELS:
             ProposalPause.objects.filter(pk=pause.pk).update(lifted_at=now, lifted_by_version=version)
             result.lifted.append(label)
-    paused = set(active_pauses(project))
+        else:
+            paused.add(label)
     result.paused = sorted(paused)
     desired = {i: lc for i, lc in desired.items() if lc[0] not in paused}
 
@@ -177,8 +176,8 @@ class LeasedBatch:
 def _available(project: Project, now: datetime):
     """Pending proposals nobody is reviewing, on unlabelled items nobody is labelling one by one."""
     return Proposal.objects.filter(
-        _free(now), project=project, status=ProposalStatus.PENDING, item__status=ItemStatus.UNLABELLED
-    ).filter(Q(item__leased_until__isnull=True) | Q(item__leased_until__lte=now))
+        free_lease(now), project=project, status=ProposalStatus.PENDING, item__status=ItemStatus.UNLABELLED
+    ).filter(free_lease(now, "item__leased_until"))
 
 
 def available_by_class(project: Project, *, now: datetime | None = None) -> dict[str, int]:
@@ -273,7 +272,7 @@ def _claim_batch(
             position += len(want)
             # Conditional UPDATE: only proposals still free and pending are taken, so two reviewers
             # asking at the same moment never share one.
-            claimed += Proposal.objects.filter(_free(now), pk__in=want, status=ProposalStatus.PENDING).update(
+            claimed += Proposal.objects.filter(free_lease(now), pk__in=want, status=ProposalStatus.PENDING).update(
                 batch=batch, leased_until=until
             )
         if not claimed:
@@ -325,7 +324,7 @@ def lease_search_batch(
     ).values("item_id")
     matches = list(
         search_items(project, query)
-        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
+        .filter(free_lease(now))
         .exclude(pk__in=rejected)
         .exclude(pk__in=busy)
         .order_by("id")
@@ -335,7 +334,7 @@ def lease_search_batch(
         return None
     with transaction.atomic():
         # The search replaces any free model proposal on these items (one pending proposal per item).
-        Proposal.objects.filter(item_id__in=matches, status=ProposalStatus.PENDING).filter(_free(now)).update(
+        Proposal.objects.filter(item_id__in=matches, status=ProposalStatus.PENDING).filter(free_lease(now)).update(
             status=ProposalStatus.WITHDRAWN, closed_at=now
         )
         Proposal.objects.bulk_create(
@@ -497,22 +496,23 @@ def measured_precision(project: Project) -> dict[str, Measured]:
         .order_by("label", "lifted_at")
         .values_list("label", "lifted_at")
     )
-    out = {}
     reviewed = Proposal.objects.filter(
         project=project, origin=ProposalOrigin.MODEL, status__in=[ProposalStatus.ACCEPTED, ProposalStatus.REJECTED]
     )
-    for label in project.classes:
-        rows = reviewed.filter(label=label)
-        if label in lifted:
-            rows = rows.filter(reviewed_at__gt=lifted[label])
-        c = rows.aggregate(
+    for label, when in lifted.items():
+        reviewed = reviewed.exclude(label=label, reviewed_at__lte=when)
+    # One grouped query: the stats API (polled by the labeling page after every label) calls this.
+    rows = {
+        row.pop("label"): row
+        for row in reviewed.values("label").annotate(
             seen=Count("id"),
             accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
             overturned=Count("id", filter=Q(audit_status=AuditStatus.DISAGREED)),
             audited=Count("id", filter=Q(audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED])),
         )
-        out[label] = Measured(label=label, **c)
-    return out
+    }
+    empty = {"seen": 0, "accepted": 0, "overturned": 0, "audited": 0}
+    return {label: Measured(label=label, **rows.get(label, empty)) for label in project.classes}
 
 
 def _pause_if_below_target(project: Project, *, label: str, now: datetime) -> bool:
@@ -529,21 +529,19 @@ def _pause_if_below_target(project: Project, *, label: str, now: datetime) -> bo
     # Free pending proposals of the class are withdrawn; ones in open batches are still reviewed.
     Proposal.objects.filter(
         project=project, label=label, status=ProposalStatus.PENDING, origin=ProposalOrigin.MODEL
-    ).filter(_free(now)).update(status=ProposalStatus.WITHDRAWN, closed_at=now)
+    ).filter(free_lease(now)).update(status=ProposalStatus.WITHDRAWN, closed_at=now)
     return True
 
 
 def record_audit(item: Item, *, user: AbstractBaseUser, label: str) -> None:
     """An item-by-item check of a confirmed proposal: does the blind label agree with the batch?"""
-    for proposal in Proposal.objects.filter(item=item, audit_status=AuditStatus.PENDING):
+    for proposal in Proposal.objects.select_related("project").filter(item=item, audit_status=AuditStatus.PENDING):
+        agreed = proposal.label == label
         Proposal.objects.filter(pk=proposal.pk).update(
-            audit_status=AuditStatus.AGREED if proposal.label == label else AuditStatus.DISAGREED,
-            audit_label=label, audited_by=user,
+            audit_status=AuditStatus.AGREED if agreed else AuditStatus.DISAGREED, audit_label=label, audited_by=user,
         )
-    if Proposal.objects.filter(item=item, audit_status=AuditStatus.DISAGREED).exists():
-        project = item.project
-        proposal = Proposal.objects.filter(item=item, audit_status=AuditStatus.DISAGREED).first()
-        _pause_if_below_target(project, label=proposal.label, now=timezone.now())
+        if not agreed:  # an overturned confirmation lowers the class's measured precision
+            _pause_if_below_target(proposal.project, label=proposal.label, now=timezone.now())
 
 
 def undo_audit(item_id: int) -> None:
@@ -562,7 +560,7 @@ def audit_items(project: Project, *, user: AbstractBaseUser, now: datetime):
     skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
     return (
         Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING, item__status=ItemStatus.LABELLED)
-        .filter(Q(item__leased_until__isnull=True) | Q(item__leased_until__lte=now))
+        .filter(free_lease(now, "item__leased_until"))
         .exclude(item_id__in=skipped)
         .annotate(own=Case(When(reviewed_by=user, then=Value(1)), default=Value(0), output_field=IntegerField()))
         .order_by("own", "reviewed_at", "id")
@@ -595,7 +593,6 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
         "ready": sum(waiting.values()),
         "pending": sum(pending.values()),
         "by_class": {label: waiting.get(label, 0) for label in project.classes},
-        "ready_classes": [(label, n) for label, n in waiting.items()],
         "accepted": totals["accepted"],
         "rejected": totals["rejected"],
         "audits_waiting": audits,

@@ -98,8 +98,9 @@ LEASE_CLEARED = {
 }
 
 
-def _free(now: datetime) -> Q:
-    return Q(leased_until__isnull=True) | Q(leased_until__lte=now)
+def free_lease(now: datetime, field: str = "leased_until") -> Q:
+    """No live lease: `field` empty or past. `field` may span a relation (e.g. "item__leased_until")."""
+    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now})
 
 
 def _claim(candidate: Candidate, *, user: AbstractBaseUser, stage: str, now: datetime, until: datetime) -> bool:
@@ -108,7 +109,7 @@ def _claim(candidate: Candidate, *, user: AbstractBaseUser, stage: str, now: dat
     if stage == Stage.TEST and picked_by != "random":
         picked_by, probability = "random", None
     return (
-        Item.objects.filter(_free(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED).update(
+        Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED).update(
             leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
             lease_probability=probability,
         )
@@ -152,7 +153,7 @@ def next_items(
         result += _lease_audit_items(project, user=user, count=count - len(result), now=now, until=until)
 
     counts = stage_counts(project, now=now)
-    pool = Item.objects.filter(_free(now), project=project, status=ItemStatus.UNLABELLED)
+    pool = Item.objects.filter(free_lease(now), project=project, status=ItemStatus.UNLABELLED)
     skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
     attempts = 0
     while len(result) < count and attempts < 5:
@@ -188,7 +189,7 @@ def _lease_audit_items(
     for item_id in list(audit_items(project, user=user, now=now)[: count * 2]):
         if len(leased) >= count:
             break
-        claimed = Item.objects.filter(_free(now), pk=item_id, status=ItemStatus.LABELLED).update(
+        claimed = Item.objects.filter(free_lease(now), pk=item_id, status=ItemStatus.LABELLED).update(
             leased_to=user, leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=AUDIT, lease_probability=None
         )
         if claimed:

@@ -64,6 +64,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
         ],
         "model_signature": signature,
         "proposals": proposals,
+        "proposal_ready_classes": [(name, n) for name, n in proposals["by_class"].items() if n],
         "proposal_rows": proposal_rows,
         "proposal_note": current["proposal_note"] if current else "",
         "proposal_version": bool(current and current["thresholds_target"] is not None),

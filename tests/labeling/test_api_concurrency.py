@@ -32,6 +32,15 @@ def _call(url: str, token: str, body: dict | None = None) -> tuple[int, object]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
+def _run_together(worker, tokens: list[str]) -> None:
+    """One thread per token, `worker(n, token)`, all started before any is awaited."""
+    threads = [threading.Thread(target=worker, args=(n, t)) for n, t in enumerate(tokens)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+
+
 def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_server, tmp_path, django_user_model):
     users = [django_user_model.objects.create_user(f"client{i}", password="x") for i in range(20)]
     project = make_image_project(tmp_path, n=120, owner="client0")
@@ -64,11 +73,7 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
                 done.append(body["id"])
         leased[n], created[n] = mine, done
 
-    threads = [threading.Thread(target=client, args=(n, t)) for n, t in enumerate(tokens)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    _run_together(client, tokens)
     assert not failures, failures[:5]
     all_leases = [i for ids in leased.values() for i in ids]
     assert len(all_leases) == len(set(all_leases)) == 120  # 0 duplicate leases
@@ -118,11 +123,7 @@ def test_eight_reviewers_asking_for_batches_at_once_never_share_a_proposal(live_
                 return
         seen[n] = mine
 
-    threads = [threading.Thread(target=reviewer, args=(n, t)) for n, t in enumerate(tokens)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
+    _run_together(reviewer, tokens)
     assert not failures, failures[:5]
     everything = [i for ids in seen.values() for i in ids]
     assert len(everything) == len(set(everything)) == 100  # every proposal reviewed exactly once
