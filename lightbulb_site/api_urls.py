@@ -25,5 +25,7 @@ urlpatterns = [
         "projects/<int:project_id>/proposals/confirm/", labeling_api.ConfirmBatchAPI.as_view(), name="proposals-confirm"
     ),
     path("projects/<int:project_id>/model/", modeling_api.ModelSummaryAPI.as_view(), name="model"),
+    path("projects/<int:project_id>/score/", modeling_api.ScoreAPI.as_view(), name="score"),
+    path("projects/<int:project_id>/predict/", modeling_api.PredictAPI.as_view(), name="predict"),
     path("items/<int:item_id>/media", labeling_api.ItemMediaAPI.as_view(), name="item-media"),
 ]

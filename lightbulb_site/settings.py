@@ -268,6 +268,21 @@ LIGHTBULB_FETCH_TIMEOUT = env_float("LIGHTBULB_FETCH_TIMEOUT", 10.0)
 LIGHTBULB_FETCH_MAX_REDIRECTS = env_int("LIGHTBULB_FETCH_MAX_REDIRECTS", 3)
 LIGHTBULB_FETCH_ALLOW_NETWORKS = env_list("LIGHTBULB_FETCH_ALLOW_NETWORKS", [])
 
+# /score. The web process never imports torch: it checks inputs and hands them to the inference
+# worker (`manage.py inference_worker`, modeling/inference.py), which keeps encoders and heads loaded.
+LIGHTBULB_INFERENCE_ADDRESS = env_str("LIGHTBULB_INFERENCE_ADDRESS", "127.0.0.1:8765")
+LIGHTBULB_INFERENCE_TIMEOUT = env_float("LIGHTBULB_INFERENCE_TIMEOUT", 60.0)  # includes a cold encoder load
+LIGHTBULB_INFERENCE_THREADS = env_int("LIGHTBULB_INFERENCE_THREADS", 0)  # torch threads in the worker; 0: all cores
+LIGHTBULB_INFERENCE_MAX_BATCH = env_int("LIGHTBULB_INFERENCE_MAX_BATCH", 64)  # inputs run through the encoder together
+LIGHTBULB_INFERENCE_BATCH_WAIT_MS = env_float("LIGHTBULB_INFERENCE_BATCH_WAIT_MS", 0.0)  # 0: batch what queued up
+LIGHTBULB_SCORE_MAX_ITEMS = env_int("LIGHTBULB_SCORE_MAX_ITEMS", 64)  # inputs per request
+LIGHTBULB_SCORE_MAX_REQUEST_BYTES = env_int("LIGHTBULB_SCORE_MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+# Images sent to /score (uploaded or fetched): bytes capped by LIGHTBULB_FETCH_MAX_BYTES, pixels here
+# (a decompression bomb is refused from its header, before anything is decoded).
+LIGHTBULB_SCORE_MAX_IMAGE_PIXELS = env_int("LIGHTBULB_SCORE_MAX_IMAGE_PIXELS", 50_000_000)
+LIGHTBULB_SCORE_MAX_TEXT_CHARS = env_int("LIGHTBULB_SCORE_MAX_TEXT_CHARS", 100_000)  # MiniLM reads 256 tokens anyway
+LIGHTBULB_SCORE_RATE = env_str("LIGHTBULB_SCORE_RATE", "120/min")  # requests per user (token), DRF rate syntax
+
 # Model weights live here; the Makefile provisions them so nothing downloads at run time.
 TORCH_HOME = env_path("TORCH_HOME", BASE_DIR / ".cache" / "torch")
 os.environ.setdefault("TORCH_HOME", str(TORCH_HOME))

@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
+
+from modeling.api import LegacyScoreAPI
 
 admin.site.site_header = "Light Bulb administration"
 admin.site.site_title = "Light Bulb admin"
@@ -16,4 +18,6 @@ urlpatterns = [
     path("projects/", include("labeling.urls")),
     path("projects/", include("modeling.urls")),
     path("api/", include("lightbulb_site.api_urls")),
+    # Light Bulb's own endpoint, kept for its clients (with authentication and a "project" field).
+    re_path(r"^score/?$", LegacyScoreAPI.as_view(), name="score"),
 ]

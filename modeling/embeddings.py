@@ -180,11 +180,15 @@ def embeddable_items(project: Project):
 def text_of(item: Item) -> str:
     """What the text encoder reads for an item: its text, or a json item's fields as `key: value` lines."""
     if item.kind == ItemKind.JSON:
-        data = item.data
-        if isinstance(data, dict):
-            return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
-        return json.dumps(data, ensure_ascii=False)
+        return json_text(item.data)
     return item.text
+
+
+def json_text(data: object) -> str:
+    """A json record as the text encoder reads it (items and /score inputs alike): `key: value` lines."""
+    if isinstance(data, dict):
+        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
+    return json.dumps(data, ensure_ascii=False)
 
 
 class UnreadableItem(Exception):

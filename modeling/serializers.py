@@ -30,3 +30,38 @@ class ModelSummarySerializer(serializers.Serializer):
     training = serializers.DictField(help_text="in_the_loop, running, waiting_for, last_error, ranked_version")
     current_version = CurrentVersionSerializer(allow_null=True)
     versions = VersionSerializer(many=True)
+
+
+class ScoreRequestSerializer(serializers.Serializer):
+    """For the schema: the views read the body themselves (JSON or multipart), see modeling/serving.py."""
+
+    type = serializers.ChoiceField(choices=["images", "text", "json", "sequence"])
+    urls = serializers.ListField(child=serializers.URLField(), required=False, help_text="type images: http(s) URLs")
+    texts = serializers.ListField(
+        child=serializers.JSONField(), required=False, help_text="type text/sequence: strings; type json: objects"
+    )
+    project = serializers.CharField(required=False, help_text="/score only: project id or slug")
+
+
+class ScoreErrorSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="position of the input in the request")
+    input = serializers.CharField(help_text="the URL, file name or start of the text")
+    detail = serializers.CharField()
+
+
+class ScoreResponseSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField(), help_text="the classes, in score order")
+    scores = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField(), allow_null=True),
+        help_text="one row per input (null where it failed); each row sums to 1",
+    )
+    model_version = serializers.IntegerField()
+    errors = ScoreErrorSerializer(many=True)
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    predictions = serializers.ListField(child=serializers.CharField(allow_null=True))
+    confidences = serializers.ListField(child=serializers.FloatField(allow_null=True))
+    labels = serializers.ListField(child=serializers.CharField())
+    model_version = serializers.IntegerField()
+    errors = ScoreErrorSerializer(many=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import random
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_config, write_images
+from tests.conftest import png_bytes, write_config, write_images
 
 SPORT = ["The striker scored a late goal in the football match", "Our team won the basketball final last night",
          "The tennis champion served an ace to win the set", "A marathon runner crossed the finish line first",
@@ -103,3 +106,105 @@ def make_proposing_project(root: Path, user, settings, *, n: int = 300, test: in
     train_project(project.pk)
     project.refresh_from_db()
     return project, truth
+
+
+# A local image server for /score URL tests: the SSRF guard lets it through only because the tests
+# name its address in LIGHTBULB_FETCH_ALLOW_NETWORKS.
+IMAGE = png_bytes((200, 30, 30))
+BLUE_IMAGE = png_bytes((30, 40, 210), seed=5)
+IMAGE_SERVER_IP = "127.0.0.2"  # the only address the tests allow; 127.0.0.1 stays refused
+
+
+class ImageHandler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        port = self.server.server_address[1]
+        routes = {
+            "/cat.png": (200, {"Content-Type": "image/png"}, IMAGE),
+            "/blue.png": (200, {"Content-Type": "image/png"}, BLUE_IMAGE),
+            "/corrupt.png": (200, {"Content-Type": "image/png"}, IMAGE[: len(IMAGE) // 2]),
+            "/to-loopback": (302, {"Location": f"http://127.0.0.1:{port}/cat.png"}, b""),
+            "/to-cat": (302, {"Location": "/cat.png"}, b""),
+            "/loop": (302, {"Location": "/loop"}, b""),
+            "/big": (200, {"Content-Length": str(11 * 1024 * 1024)}, b""),
+        }
+        if self.path == "/stream":  # no Content-Length: the cap must hold while reading
+            self.send_response(200)
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x" * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading at its cap, as it should
+            return
+        status, headers, body = routes.get(self.path, (404, {}, b"missing"))
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serving_images():
+    """A real HTTP server on 127.0.0.2 (image, redirects, oversized bodies); yields its base URL."""
+    httpd = ThreadingHTTPServer((IMAGE_SERVER_IP, 0), ImageHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{IMAGE_SERVER_IP}:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def inference_worker(tmp_path_factory):
+    """The real inference worker (`manage.py inference_worker`) in its own process, on a free port.
+
+    It needs no database: requests name the head file and the encoder, so one worker serves every
+    test's projects. Encoders load on first use.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    folder = tmp_path_factory.mktemp("inference")
+    port_file, log = folder / "port", folder / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "inference_worker", "--address", "127.0.0.1:0", "--port-file",
+             str(port_file), "--no-warm"],
+            cwd=REPO, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("the inference worker did not start:\n" + log.read_text(errors="replace")[-3000:])
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port_file.read_text()}"
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture
+def scoring(settings, inference_worker):
+    """Settings pointing the web side at the running worker, with the test image server allowed."""
+    settings.LIGHTBULB_INFERENCE_ADDRESS = inference_worker
+    settings.LIGHTBULB_FETCH_ALLOW_NETWORKS = [f"{IMAGE_SERVER_IP}/32"]
+    settings.LIGHTBULB_FETCH_TIMEOUT = 5.0
+    return settings

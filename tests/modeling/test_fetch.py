@@ -2,60 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from modeling.fetch import FetchError, FetchLimits, check_url, fetch_url
-from tests.conftest import png_bytes
+from tests.modeling.conftest import IMAGE, IMAGE_SERVER_IP, serving_images
 
-IMAGE = png_bytes((200, 30, 30))
-SERVER_IP = "127.0.0.2"  # the only address the tests allow; 127.0.0.1 stays refused
-
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        port = self.server.server_address[1]
-        routes = {
-            "/cat.png": (200, {"Content-Type": "image/png"}, IMAGE),
-            "/to-loopback": (302, {"Location": f"http://127.0.0.1:{port}/cat.png"}, b""),
-            "/to-cat": (302, {"Location": "/cat.png"}, b""),
-            "/loop": (302, {"Location": "/loop"}, b""),
-            "/big": (200, {"Content-Length": str(11 * 1024 * 1024)}, b""),
-        }
-        if self.path == "/stream":  # no Content-Length: the cap must hold while reading
-            self.send_response(200)
-            self.end_headers()
-            try:
-                for _ in range(200):
-                    self.wfile.write(b"x" * 65536)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client stopped reading at its cap, as it should
-            return
-        status, headers, body = routes.get(self.path, (404, {}, b"missing"))
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        if "Content-Length" not in headers:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args):
-        pass
+SERVER_IP = IMAGE_SERVER_IP
 
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer((SERVER_IP, 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{SERVER_IP}:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving_images() as url:
+        yield url
 
 
 ALLOW_TEST_SERVER = FetchLimits(allow_networks=[f"{SERVER_IP}/32"], timeout=5)

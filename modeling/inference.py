@@ -1,0 +1,460 @@
+"""The inference worker behind /score: a long-lived process that keeps encoders and heads loaded.
+
+Why a dedicated process rather than a django-q2 task with a result wait: the django-q2 worker is the
+one ML worker of the machine and is busy for seconds at a time (embedding chunks, fitting heads), and
+the ORM broker polls every 0.5 s, so a score would wait behind training and pay the poll on top.
+This worker answers in milliseconds, keeps the encoders warm, and batches concurrent requests.
+
+    web process (no torch) --TCP, one framed request per connection--> InferenceServer
+        handler threads: read + authenticate a request, queue it, wait for its answer
+        one compute thread: take every queued request for the same encoder (up to `max_batch`
+        inputs), run the encoder once over all of them, apply each request's head
+
+The encoder code and the head arithmetic are the ones training and ranking use (`encoders.py`,
+`scoring.Head`), so a score equals what the project page shows and what an exported bundle gives.
+
+The protocol is small and private: a frame is `LBI1`, the header length and the payload length
+(network order), a JSON header, then the payload (inputs as raw bytes, sizes in the header). Every
+request carries a key derived from the site's SECRET_KEY, so only processes holding it can score.
+
+Nothing here imports Django; torch is imported only inside the compute thread.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import socket
+import socketserver
+import struct
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+
+import numpy as np
+
+from .encoders import REGISTRY, EncoderError
+from .scoring import Head
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"LBI1"
+PREFIX = struct.Struct("!4sII")  # magic, header bytes, payload bytes
+MAX_HEADER = 4 * 1024 * 1024
+DEFAULT_MAX_PAYLOAD = 512 * 1024 * 1024
+
+
+class InferenceUnavailable(Exception):
+    """The worker is not running, not reachable, or did not answer in time."""
+
+
+class InferenceFailed(Exception):
+    """The worker answered with an error for the whole request (unknown head, wrong key, ...)."""
+
+
+def derive_key(secret: str) -> bytes:
+    """The key both sides derive from SECRET_KEY (never the secret itself on the wire)."""
+    return hmac.new(secret.encode("utf-8"), b"lightbulb-inference-worker/1", sha256).digest()
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """'host:port' (IPv6 as '[::1]:8765')."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"inference address must be host:port, got {address!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# --------------------------------------------------------------------------------------------------
+# Framing
+# --------------------------------------------------------------------------------------------------
+
+
+def write_frame(sock: socket.socket, header: dict, blobs: Sequence[bytes] = ()) -> None:
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    payload_size = sum(len(b) for b in blobs)
+    sock.sendall(PREFIX.pack(MAGIC, len(head), payload_size) + head)
+    for blob in blobs:
+        sock.sendall(blob)
+
+
+def _read_exactly(sock: socket.socket, n: int) -> bytes:
+    buffer = bytearray(n)
+    view = memoryview(buffer)
+    got = 0
+    while got < n:
+        read = sock.recv_into(view[got:], min(n - got, 1 << 20))
+        if read == 0:
+            raise ConnectionError("connection closed mid-frame")
+        got += read
+    return bytes(buffer)
+
+
+def read_frame(sock: socket.socket, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> tuple[dict, bytes]:
+    magic, header_size, payload_size = PREFIX.unpack(_read_exactly(sock, PREFIX.size))
+    if magic != MAGIC:
+        raise ConnectionError("not a Light Bulb inference frame")
+    if header_size > MAX_HEADER or payload_size > max_payload:
+        raise ConnectionError(f"frame too large ({header_size} + {payload_size} bytes)")
+    header = json.loads(_read_exactly(sock, header_size).decode("utf-8"))
+    payload = _read_exactly(sock, payload_size) if payload_size else b""
+    return header, payload
+
+
+def split_payload(payload: bytes, sizes: Sequence[int]) -> list[bytes]:
+    if sum(sizes) != len(payload) or any(s < 0 for s in sizes):
+        raise ValueError("payload sizes do not add up")
+    out, start = [], 0
+    for size in sizes:
+        out.append(payload[start : start + size])
+        start += size
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Client (used by the web process)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreResult:
+    classes: list[str]
+    scores: list[list[float] | None]  # one row per input, None where that input failed
+    errors: dict[int, str]  # input index -> why it could not be scored
+    batch_inputs: int  # how many inputs the encoder ran together with these (batching across requests)
+
+
+class InferenceClient:
+    def __init__(self, address: tuple[str, int], *, key: bytes, timeout: float = 60.0) -> None:
+        self.address = address
+        self.key = key
+        self.timeout = timeout
+
+    def _call(self, header: dict, blobs: Sequence[bytes] = ()) -> dict:
+        header = {**header, "auth": self.key.hex()}
+        try:
+            with socket.create_connection(self.address, timeout=self.timeout) as sock:
+                write_frame(sock, header, blobs)
+                answer, _ = read_frame(sock, max_payload=0)
+        except (TimeoutError, socket.timeout):
+            raise InferenceUnavailable(f"the inference worker did not answer within {self.timeout:g} s") from None
+        except (ConnectionError, OSError) as exc:
+            raise InferenceUnavailable(
+                f"the inference worker is not reachable at {self.address[0]}:{self.address[1]} ({exc})"
+            ) from None
+        if not answer.get("ok"):
+            raise InferenceFailed(answer.get("error") or "the inference worker refused the request")
+        return answer
+
+    def score(self, *, encoder: str, encoder_version: str, head_path: str | Path, inputs: Sequence[bytes | str]) -> ScoreResult:
+        """Scores for raw inputs: image bytes for image encoders, strings for text encoders."""
+        blobs = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in inputs]
+        answer = self._call(
+            {
+                "op": "score",
+                "encoder": encoder,
+                "encoder_version": encoder_version,
+                "head": str(head_path),
+                "text": bool(inputs) and isinstance(inputs[0], str),
+                "sizes": [len(b) for b in blobs],
+            },
+            blobs,
+        )
+        return ScoreResult(
+            classes=list(answer["classes"]),
+            scores=answer["scores"],
+            errors={int(k): v for k, v in answer.get("errors", {}).items()},
+            batch_inputs=int(answer.get("batch_inputs", len(blobs))),
+        )
+
+    def status(self) -> dict:
+        return self._call({"op": "status"})
+
+
+# --------------------------------------------------------------------------------------------------
+# Server (the worker process)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    encoder: str
+    encoder_version: str
+    head_path: str
+    inputs: list  # bytes (images) or str (texts)
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: dict = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    requests: int = 0
+    inputs: int = 0
+    batches: int = 0
+    max_batch_inputs: int = 0
+    max_batch_requests: int = 0
+    compute_seconds: float = 0.0
+
+
+class InferenceServer:
+    """Serve scores on `host:port` until `shutdown()`. Port 0 picks a free port (see `.address`)."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        key: bytes,
+        max_batch: int = 64,
+        batch_wait: float = 0.0,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        head_cache: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        self.key = key
+        self.max_batch = max_batch
+        # 0: "natural" batching, no added latency. Requests that arrive while the encoder runs are
+        # queued and all go into the next batch, so batches grow exactly when the load does.
+        self.batch_wait = batch_wait
+        self.max_payload = max_payload
+        self.threads = threads
+        self.stats = Stats()
+        self._jobs: deque[_Job] = deque()
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._heads: OrderedDict[tuple, Head] = OrderedDict()
+        self._head_cache = head_cache
+        self._heads_lock = threading.Lock()  # handler threads and the compute thread share the cache
+        self._encoders: dict[str, object] = {}
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                server._handle(self.request)
+
+        class TCPServer(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self._tcp = TCPServer((host, port), Handler)
+        self._compute = threading.Thread(target=self._compute_loop, name="inference-compute", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._tcp.server_address[:2]
+
+    def warm(self, encoders: Sequence[str]) -> None:
+        """Load encoders now (seconds each), so the first request does not pay for it."""
+        for name in encoders:
+            self._encoder(name)
+
+    def serve_forever(self) -> None:
+        self._compute.start()
+        try:
+            self._tcp.serve_forever(poll_interval=0.5)
+        finally:
+            self._stop_compute()
+
+    def shutdown(self) -> None:
+        self._tcp.shutdown()
+        self._tcp.server_close()
+        self._stop_compute()
+
+    def _stop_compute(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+
+    # -- connection handling (one thread per connection) --------------------------------------------
+
+    def _handle(self, sock: socket.socket) -> None:
+        try:
+            sock.settimeout(60)
+            header, payload = read_frame(sock, max_payload=self.max_payload)
+        except (ConnectionError, OSError, ValueError, struct.error) as exc:
+            logger.warning("bad inference request: %s", exc)
+            return
+        try:
+            answer = self._answer(header, payload)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes an error answer, never a dead socket
+            logger.exception("inference request failed")
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        try:
+            write_frame(sock, answer)
+        except OSError as exc:
+            logger.info("client went away before its answer: %s", exc)
+
+    def _answer(self, header: dict, payload: bytes) -> dict:
+        if not hmac.compare_digest(str(header.get("auth", "")), self.key.hex()):
+            return {"ok": False, "error": "wrong key: the web process and the worker must share SECRET_KEY"}
+        op = header.get("op")
+        if op == "status":
+            return {"ok": True, "pid": os.getpid(), "encoders": sorted(self._encoders), **self.stats.__dict__,
+                    "heads_cached": len(self._heads), "queued": len(self._jobs)}
+        if op != "score":
+            return {"ok": False, "error": f"unknown operation {op!r}"}
+        blobs = split_payload(payload, [int(s) for s in header.get("sizes", [])])
+        inputs: list = [b.decode("utf-8", errors="replace") for b in blobs] if header.get("text") else blobs
+        job = _Job(
+            encoder=str(header.get("encoder")),
+            encoder_version=str(header.get("encoder_version")),
+            head_path=str(header.get("head")),
+            inputs=inputs,
+        )
+        if not job.inputs:
+            head = self._head(job.head_path)
+            return {"ok": True, "classes": head.classes, "scores": [], "errors": {}, "batch_inputs": 0}
+        with self._cv:
+            self._jobs.append(job)
+            self._cv.notify_all()
+        job.done.wait()
+        return job.answer
+
+    # -- the compute thread ---------------------------------------------------------------------
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The oldest job plus every queued job for the same encoder, up to `max_batch` inputs."""
+        with self._cv:
+            while not self._jobs and not self._stopping:
+                self._cv.wait()
+            if self._stopping:
+                return None
+            if self.batch_wait > 0:
+                deadline = time.monotonic() + self.batch_wait
+                while sum(len(j.inputs) for j in self._jobs) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self._cv.wait(left)
+            first = self._jobs.popleft()
+            batch, size, kept = [first], len(first.inputs), deque()
+            while self._jobs:
+                job = self._jobs.popleft()
+                if job.encoder == first.encoder and size + len(job.inputs) <= self.max_batch:
+                    batch.append(job)
+                    size += len(job.inputs)
+                else:
+                    kept.append(job)
+            self._jobs.extendleft(reversed(kept))
+            return batch
+
+    def _compute_loop(self) -> None:
+        if self.threads:
+            from .encoders import configure_torch
+
+            configure_torch(self.threads)
+        while (batch := self._next_batch()) is not None:
+            started = time.perf_counter()
+            try:
+                self._run_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive any one batch
+                logger.exception("inference batch failed")
+                for job in batch:
+                    if not job.done.is_set():
+                        job.answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for job in batch:
+                    job.done.set()
+            n = sum(len(j.inputs) for j in batch)
+            s = self.stats
+            s.requests += len(batch)
+            s.inputs += n
+            s.batches += 1
+            s.max_batch_inputs = max(s.max_batch_inputs, n)
+            s.max_batch_requests = max(s.max_batch_requests, len(batch))
+            s.compute_seconds += time.perf_counter() - started
+
+    def _encoder(self, name: str):
+        if name not in self._encoders:
+            from .encoders import load_encoder
+
+            self._encoders[name] = load_encoder(name)
+        return self._encoders[name]
+
+    def _head(self, path: str) -> Head:
+        """Heads cached by (path, mtime, size): a retrained version is a new file, read once."""
+        file = Path(path)
+        if file.suffix != ".npz":
+            raise ValueError(f"not a model head file: {path}")
+        st = file.stat()
+        key = (str(file), st.st_mtime_ns, st.st_size)
+        with self._heads_lock:
+            head = self._heads.get(key)
+            if head is None:
+                head = Head.load(file)
+                self._heads[key] = head
+                while len(self._heads) > self._head_cache:
+                    self._heads.popitem(last=False)
+            else:
+                self._heads.move_to_end(key)
+            return head
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        name = batch[0].encoder
+        spec = REGISTRY.get(name)
+        problem = ""
+        if spec is None:
+            problem = f"unknown encoder {name!r}"
+        for job in batch:
+            job_problem = problem or (
+                f"the model was trained on {name}@{job.encoder_version}; this worker has {name}@{spec.version}"
+                if job.encoder_version != spec.version
+                else ""
+            )
+            if job_problem:
+                job.answer = {"ok": False, "error": job_problem}
+        live = [job for job in batch if not job.answer]
+        if not live:
+            return
+        try:
+            encoder = self._encoder(name)
+        except EncoderError as exc:
+            for job in live:
+                job.answer = {"ok": False, "error": str(exc)}
+            return
+        inputs = [x for job in live for x in job.inputs]
+        features, failed = _embed(encoder, inputs, spec.dim)
+        start = 0
+        for job in live:
+            rows = range(start, start + len(job.inputs))
+            start += len(job.inputs)
+            try:
+                head = self._head(job.head_path)
+            except (OSError, ValueError, KeyError) as exc:
+                job.answer = {"ok": False, "error": f"cannot read the model head: {exc}"}
+                continue
+            if head.encoder != name:
+                job.answer = {"ok": False, "error": f"the head was trained on {head.encoder}, not {name}"}
+                continue
+            probs = head.predict_proba(features[list(rows)]) if len(rows) else np.zeros((0, len(head.classes)))
+            scores: list[list[float] | None] = []
+            errors: dict[str, str] = {}
+            for i, row in enumerate(rows):
+                if row in failed:
+                    scores.append(None)
+                    errors[str(i)] = failed[row]
+                else:
+                    scores.append([float(p) for p in probs[i]])
+            job.answer = {"ok": True, "classes": head.classes, "scores": scores, "errors": errors,
+                          "batch_inputs": len(inputs)}
+
+
+def _embed(encoder, inputs: list, dim: int) -> tuple[np.ndarray, dict[int, str]]:
+    """Features for all inputs in one call; if that fails, item by item, so one bad input fails alone."""
+    try:
+        return encoder.embed(inputs), {}
+    except Exception:  # noqa: BLE001 - find the culprit below; the others still get scores
+        logger.info("batch of %d failed; embedding one by one", len(inputs))
+    rows, failed = [], {}
+    for i, x in enumerate(inputs):
+        try:
+            rows.append(encoder.embed([x])[0])
+        except Exception as exc:  # noqa: BLE001 - reported to the caller for this input only
+            failed[i] = f"cannot be read: {exc}"
+            rows.append(np.zeros(dim, np.float32))
+    return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), failed

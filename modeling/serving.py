@@ -1,0 +1,253 @@
+"""Scoring new inputs with a project's current model: /score, /predict and the classify page.
+
+Torch-free, like the rest of the web process. Here the inputs are read and checked (URLs fetched
+through the SSRF guard, images verified, texts bounded); the inference worker
+(`modeling/inference.py`) runs the encoder and the head. One bad input gets its own error and the
+others are still scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from projects.ingest import verify_image
+from projects.models import DataType, Project
+
+from .embeddings import json_text
+from .fetch import FetchError, fetch_url
+from .inference import InferenceClient, InferenceFailed, InferenceUnavailable, derive_key, parse_address
+from .models import ModelState, ModelVersion
+from .services import NoModelYet, fetch_limits
+
+TEXT_TYPES = ("text", "json", "sequence")
+FETCH_THREADS = 8
+
+
+class ScoreRequestError(ValueError):
+    """The request itself is malformed (400): nothing is scored."""
+
+
+class ScoreRequestTooLarge(ScoreRequestError):
+    """More inputs or bytes than the limits allow (413)."""
+
+
+class ScoringUnavailable(Exception):
+    """The inference worker is not running or failed the whole request (503)."""
+
+
+class NothingScored(Exception):
+    """Every input failed its checks (422); `errors` says why for each."""
+
+    def __init__(self, message: str, errors: list[dict]) -> None:
+        super().__init__(message)
+        self.errors = errors
+
+
+@dataclass
+class ScoreInput:
+    source: str  # what the caller sent, shortened: a URL, a file name or the start of a text
+    payload: bytes | str | None = None
+    error: str = ""
+
+
+@dataclass
+class ScoreOutcome:
+    classes: list[str]
+    scores: list[list[float] | None]
+    errors: list[dict]
+    model_version: int
+    batch_inputs: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def as_scores(self) -> dict[str, Any]:
+        """Light Bulb's response, plus the version and the per-input errors."""
+        return {"labels": self.classes, "scores": self.scores, "model_version": self.model_version,
+                "errors": self.errors}
+
+    def as_predictions(self) -> dict[str, Any]:
+        predictions, confidences = [], []
+        for row in self.scores:
+            if row is None:
+                predictions.append(None)
+                confidences.append(None)
+            else:
+                best = max(range(len(row)), key=row.__getitem__)
+                predictions.append(self.classes[best])
+                confidences.append(row[best])
+        return {"predictions": predictions, "confidences": confidences, "labels": self.classes,
+                "model_version": self.model_version, "errors": self.errors}
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def _short(value: str, n: int = 80) -> str:
+    return value if len(value) <= n else value[: n - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing and checking inputs
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_inputs(project: Project, data: Mapping, files: Sequence) -> list[ScoreInput]:
+    """Turn a request body (JSON or form) and uploaded `images` into checked inputs.
+
+    Raises ScoreRequestError for a malformed request (wrong type for the project, missing lists,
+    too many inputs); a single input that cannot be used gets `error` instead.
+    """
+    max_items = int(_setting("LIGHTBULB_SCORE_MAX_ITEMS", 64))
+    kind = data.get("type")
+    if files:
+        if project.data_type != DataType.IMAGES:
+            raise ScoreRequestError(f"this project scores {project.data_type}, not uploaded images")
+        if kind not in (None, "", "images"):
+            raise ScoreRequestError(f"uploaded files are images; type {kind!r} does not fit")
+        if len(files) > max_items:
+            raise ScoreRequestTooLarge(f"at most {max_items} inputs per request (got {len(files)})")
+        return [_check_upload(f) for f in files]
+    if project.data_type == DataType.IMAGES:
+        if kind != "images":
+            raise ScoreRequestError(
+                'this project scores images: send {"type": "images", "urls": [...]} or upload files in the field "images"'
+            )
+        urls = data.get("urls")
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ScoreRequestError('"urls" must be a list of strings')
+        _check_count(len(urls), max_items)
+        return fetch_images(urls)
+    if kind not in TEXT_TYPES:
+        raise ScoreRequestError(
+            f'this project scores {project.data_type}: send {{"type": "{"json" if project.data_type == DataType.JSON else "text"}", '
+            '"texts": [...]}'
+        )
+    texts = data.get("texts")
+    if not isinstance(texts, list):
+        raise ScoreRequestError('"texts" must be a list')
+    _check_count(len(texts), max_items)
+    return [_check_text(t, as_json=kind == "json") for t in texts]
+
+
+def _check_count(n: int, max_items: int) -> None:
+    if n == 0:
+        raise ScoreRequestError("nothing to score: the list is empty")
+    if n > max_items:
+        raise ScoreRequestTooLarge(f"at most {max_items} inputs per request (got {n})")
+
+
+def _check_text(value: object, *, as_json: bool) -> ScoreInput:
+    """A text as the encoder reads it; json records (objects, or strings holding one) as `key: value` lines."""
+    import json
+
+    if as_json:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                return ScoreInput(source=_short(value), error=f"not valid JSON: {exc.msg} (line {exc.lineno})")
+        text = json_text(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ScoreRequestError('every entry of "texts" must be a string (use type "json" for objects)')
+    text = text.replace("\x00", "")
+    limit = int(_setting("LIGHTBULB_SCORE_MAX_TEXT_CHARS", 100_000))
+    if len(text) > limit:
+        return ScoreInput(source=_short(text), error=f"longer than {limit:,} characters")
+    return ScoreInput(source=_short(text), payload=text)
+
+
+def check_image(raw: bytes, source: str) -> ScoreInput:
+    """The same checks as imported images: recognisable, fully decodable, pixels under the cap."""
+    if not raw:
+        return ScoreInput(source=source, error="empty file")
+    max_bytes = int(_setting("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024))
+    if len(raw) > max_bytes:
+        return ScoreInput(source=source, error=f"larger than {max_bytes:,} bytes")
+    _meta, reason = verify_image(raw, max_pixels=int(_setting("LIGHTBULB_SCORE_MAX_IMAGE_PIXELS", 50_000_000)))
+    if reason:
+        return ScoreInput(source=source, error=reason)
+    return ScoreInput(source=source, payload=raw)
+
+
+def _check_upload(upload) -> ScoreInput:
+    name = _short(getattr(upload, "name", "") or "upload")
+    max_bytes = int(_setting("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024))
+    if upload.size > max_bytes:  # checked before reading it into memory
+        return ScoreInput(source=name, error=f"larger than {max_bytes:,} bytes")
+    return check_image(upload.read(), name)
+
+
+def fetch_images(urls: Sequence[str]) -> list[ScoreInput]:
+    """Fetch every URL through the SSRF guard (a few at a time), then check it as an image."""
+    limits = fetch_limits()
+
+    def one(url: str) -> ScoreInput:
+        try:
+            raw = fetch_url(url, limits=limits)
+        except FetchError as exc:
+            return ScoreInput(source=_short(url), error=str(exc))
+        return check_image(raw, _short(url))
+
+    if len(urls) == 1:
+        return [one(urls[0])]
+    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(urls)), thread_name_prefix="score-fetch") as pool:
+        return list(pool.map(one, urls))
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+
+
+def current_version(project: Project) -> ModelVersion:
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    if state is None or state.current_version is None:
+        raise NoModelYet("this project has no trained model yet: label more items first")
+    return state.current_version
+
+
+def inference_client() -> InferenceClient:
+    return InferenceClient(
+        parse_address(_setting("LIGHTBULB_INFERENCE_ADDRESS", "127.0.0.1:8765")),
+        key=derive_key(settings.SECRET_KEY),
+        timeout=float(_setting("LIGHTBULB_INFERENCE_TIMEOUT", 60.0)),
+    )
+
+
+def score_inputs(project: Project, inputs: list[ScoreInput]) -> ScoreOutcome:
+    """Scores of the current model version for every usable input; errors for the others."""
+    version = current_version(project)
+    errors = [
+        {"index": i, "input": item.source, "detail": item.error} for i, item in enumerate(inputs) if item.error
+    ]
+    usable = [i for i, item in enumerate(inputs) if not item.error]
+    if not usable:
+        raise NothingScored(f"none of the {len(inputs)} input(s) could be scored", errors)
+    try:
+        result = inference_client().score(
+            encoder=version.encoder,
+            encoder_version=version.encoder_version,
+            head_path=project.model_path / version.file,
+            inputs=[inputs[i].payload for i in usable],
+        )
+    except (InferenceUnavailable, InferenceFailed) as exc:
+        raise ScoringUnavailable(str(exc)) from None
+    scores: list[list[float] | None] = [None] * len(inputs)
+    for j, i in enumerate(usable):
+        scores[i] = result.scores[j]
+        if j in result.errors:
+            errors.append({"index": i, "input": inputs[i].source, "detail": result.errors[j]})
+    errors.sort(key=lambda e: e["index"])
+    if all(row is None for row in scores):
+        raise NothingScored(f"none of the {len(inputs)} input(s) could be scored", errors)
+    return ScoreOutcome(
+        classes=result.classes, scores=scores, errors=errors, model_version=version.number,
+        batch_inputs=result.batch_inputs,
+    )
