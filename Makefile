@@ -43,7 +43,7 @@ demo: migrate weights
 run: demo
 	@echo ""
 	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
-	@echo "  Web server and django-q2 worker run together; Ctrl-C stops both."
+	@echo "  Web server, django-q2 worker and inference worker (/score) run together; Ctrl-C stops all three."
 	@echo ""
 	@# The worker runs in its own session, restarted if it dies (re-enqueueing first what it left
 	@# undone; processes a killed qcluster left behind are removed with its process group). Stopping
@@ -56,9 +56,14 @@ run: demo
 	    kill -9 -- -$$q 2>/dev/null; \
 	    echo "  worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
 	  done' & worker=$$!; \
+	setsid bash -c 'trap "kill -TERM \$$i 2>/dev/null; wait \$$i; exit 0" TERM; \
+	  while :; do \
+	    DEBUG=1 $(BIN)/python manage.py inference_worker & i=$$!; wait $$i; code=$$?; \
+	    echo "  inference worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
+	  done' & inference=$$!; \
 	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & web=$$!; \
-	trap 'kill $$worker $$web 2>/dev/null; wait' INT TERM; \
-	wait $$web; kill $$worker 2>/dev/null; wait
+	trap 'kill $$worker $$inference $$web 2>/dev/null; wait' INT TERM; \
+	wait $$web; kill $$worker $$inference 2>/dev/null; wait
 
 # Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
 chromium:

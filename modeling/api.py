@@ -16,7 +16,7 @@ from projects.permissions import get_project_for_user, projects_for_user
 
 from .serializers import ModelSummarySerializer, PredictResponseSerializer, ScoreRequestSerializer, ScoreResponseSerializer
 from .services import model_summary
-from .serving import parse_inputs, score_inputs
+from .serving import score_request
 
 
 class ModelSummaryAPI(APIView):
@@ -67,7 +67,7 @@ class _ScoringView(APIView):
 
     def _score(self, request: Request, project: Project, data) -> Response:
         files = request.FILES.getlist("images") if hasattr(request, "FILES") else []
-        outcome = score_inputs(project, parse_inputs(project, data, files))
+        outcome = score_request(project, data, files)
         return Response(outcome.as_predictions() if self.predict else outcome.as_scores())
 
 

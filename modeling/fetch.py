@@ -90,6 +90,7 @@ def check_url(url: str, *, limits: FetchLimits, resolver: Resolver = system_reso
         literal = ipaddress.ip_address(host)
         candidates = [str(literal)]
     except ValueError:
+        literal = None
         candidates = resolver(host, port)
     if not candidates:
         raise FetchError(f"{host} does not resolve to any address")
@@ -97,6 +98,8 @@ def check_url(url: str, *, limits: FetchLimits, resolver: Resolver = system_reso
     refused = [a for a in addresses if not _allowed(a, limits)]
     if refused:
         # All of a name's addresses must be public: a name that also points inside is refused outright.
+        if literal is not None:
+            raise FetchError(f"{host} is a non-public address: refused")
         raise FetchError(f"{host} resolves to a non-public address ({refused[0]}): refused")
     return scheme, host, port, str(addresses[0])
 

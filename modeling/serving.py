@@ -221,9 +221,16 @@ def inference_client() -> InferenceClient:
     )
 
 
-def score_inputs(project: Project, inputs: list[ScoreInput]) -> ScoreOutcome:
-    """Scores of the current model version for every usable input; errors for the others."""
+def score_request(project: Project, data: Mapping, files: Sequence = ()) -> ScoreOutcome:
+    """The one service behind /score, /predict and the classify page: the model is checked first (no
+    URL is fetched for a project that cannot score), then the inputs are read and scored."""
     version = current_version(project)
+    return score_inputs(project, parse_inputs(project, data, files), version=version)
+
+
+def score_inputs(project: Project, inputs: list[ScoreInput], *, version: ModelVersion | None = None) -> ScoreOutcome:
+    """Scores of the current model version for every usable input; errors for the others."""
+    version = version or current_version(project)
     errors = [
         {"index": i, "input": item.source, "detail": item.error} for i, item in enumerate(inputs) if item.error
     ]

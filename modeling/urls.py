@@ -7,4 +7,5 @@ app_name = "modeling"
 urlpatterns = [
     path("<int:project_id>/model/card/", views.model_card, name="card"),
     path("<int:project_id>/model/export/", views.export_model, name="export"),
+    path("<int:project_id>/classify/", views.classify, name="classify"),
 ]

@@ -1,9 +1,12 @@
-"""The model card on the project page (also served alone, so the page can refresh it in place)."""
+"""The model card on the project page (also served alone, so the page can refresh it in place), the
+model download, and the upload-and-classify page."""
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -11,6 +14,13 @@ from django.shortcuts import render
 from projects.models import Project, Role
 from projects.permissions import get_project_for_user
 
+from .serving import (
+    NothingScored,
+    ScoreRequestError,
+    ScoringUnavailable,
+    current_version,
+    score_request,
+)
 from .services import NoModelYet, export_bundle, model_summary
 
 
@@ -93,3 +103,62 @@ def export_model(request: HttpRequest, project_id: int) -> HttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+PREVIEW_MAX_BYTES = 2 * 1024 * 1024  # the no-JS result page inlines uploaded images up to this size
+
+
+@login_required
+def classify(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Drop an image or paste a text, see the current model's class probabilities.
+
+    With JS, the page calls the score API and draws the bars in place. Without it, the form posts
+    here and the same services score the input.
+    """
+    project, _role = get_project_for_user(request.user, project_id)
+    try:
+        version = current_version(project)
+    except NoModelYet:
+        version = None  # the page says so; a POST answers 409
+    context = {"project": project, "version": version, "results": [], "error": "", "text": "", "url": "",
+               "max_items": getattr(settings, "LIGHTBULB_SCORE_MAX_ITEMS", 64)}
+    status = 200
+    if request.method == "POST" and version is not None:
+        files = request.FILES.getlist("images")
+        context["text"] = request.POST.get("text", "")
+        context["url"] = request.POST.get("url", "").strip()
+        if project.data_type == "images":
+            data = {} if files else {"type": "images", "urls": [context["url"]] if context["url"] else []}
+        else:
+            data = {"type": "json" if project.data_type == "json" else "text", "texts": [context["text"]]}
+        previews = [_preview(f) for f in files] if files else [context["url"] or context["text"]]
+        try:
+            outcome = score_request(project, data, files)
+        except ScoreRequestError as exc:
+            context["error"], status = str(exc), 400
+        except NothingScored as exc:
+            context["error"], status = "; ".join(e["detail"] for e in exc.errors), 422
+        except ScoringUnavailable as exc:
+            context["error"], status = f"Scoring is unavailable right now: {exc}", 503
+        else:
+            errors = {e["index"]: e["detail"] for e in outcome.errors}
+            for i, row in enumerate(outcome.scores):
+                bars = sorted(zip(outcome.classes, row or [], strict=False), key=lambda pair: -pair[1])
+                context["results"].append(
+                    {"preview": previews[i] if i < len(previews) else "", "bars": bars, "error": errors.get(i, ""),
+                     "name": getattr(files[i], "name", "") if files else ""}
+                )
+    elif request.method == "POST":
+        context["error"], status = "This project has no trained model yet: label more items first.", 409
+    return render(request, "modeling/classify.html", context, status=status)
+
+
+def _preview(upload) -> str:
+    """A data: URL of a small uploaded image, so the no-JS result shows what was scored."""
+    if upload.size > PREVIEW_MAX_BYTES:
+        return ""
+    upload.seek(0)
+    data = upload.read()
+    upload.seek(0)
+    kind = (upload.content_type or "image/png") if (upload.content_type or "").startswith("image/") else "image/png"
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"

@@ -36,6 +36,13 @@ API = [
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
      [401, 404, 403, 400, 400]),
+    # Scoring is reading: every member gets past authorization; this project has no model yet (409).
+    ("post", "/api/projects/{p}/score/", {"type": "images", "urls": ["http://example.com/x.png"]},
+     [401, 404, 409, 409, 409]),
+    ("post", "/api/projects/{p}/predict/", {"type": "images", "urls": ["http://example.com/x.png"]},
+     [401, 404, 409, 409, 409]),
+    ("post", "/score", {"project": "{p}", "type": "images", "urls": ["http://example.com/x.png"]},
+     [401, 404, 409, 409, 409]),
 ]
 
 # Pages: anonymous users are redirected to log in (302).
@@ -50,6 +57,8 @@ PAGES = [
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200]),
+    ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200]),
+    ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409]),
     # Owners only; this project has no model yet, so even the owner gets "not found".
     ("get", "/projects/{p}/model/export/", None, [302, 404, 403, 403, 404]),
     ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),

@@ -208,3 +208,33 @@ def scoring(settings, inference_worker):
     settings.LIGHTBULB_FETCH_ALLOW_NETWORKS = [f"{IMAGE_SERVER_IP}/32"]
     settings.LIGHTBULB_FETCH_TIMEOUT = 5.0
     return settings
+
+
+# Trained projects for the scoring tests (the worker fixture above serves them).
+
+
+@pytest.fixture
+def topics(tmp_path, alice, settings, scoring):
+    project, _truth = make_proposing_project(tmp_path / "t", alice, settings, n=80, test=20, train=20)
+    return project
+
+
+@pytest.fixture
+def colours(tmp_path, alice, settings, scoring):
+    """Red vs blue PNGs, labelled, embedded by MobileNetV2 and trained once."""
+    from labeling.services import do_record_judgement
+    from modeling.models import ModelState
+    from modeling.tasks import embed_project, train_project
+
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
+    project, truth = make_colour_project(tmp_path / "c", n=24)
+    project.test_min_judgements = 6
+    project.min_train_judgements = 6
+    project.save()
+    for item in project.items.order_by("key"):
+        do_record_judgement(project, item=item, user=alice, label=truth[item.key.split("/")[-1]], time_taken=1.0)
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
+    embed_project(project.pk)
+    train_project(project.pk)
+    assert ModelState.objects.get(project=project).current_version is not None
+    return project

@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     resolver = get_resolver()
     resolver.url_patterns  # imports every view module the URLconf names
     import lightbulb_site.wsgi, projects.views, projects.api, labeling.views, labeling.api
-    import modeling.views, modeling.api, modeling.services, modeling.hooks, modeling.admin
+    import modeling.views, modeling.api, modeling.services, modeling.hooks, modeling.admin, modeling.serving, modeling.inference
     from django.contrib.auth import get_user_model
     from django.test import Client
     from projects.models import Project, Item, Membership
@@ -38,6 +38,10 @@ SCRIPT = textwrap.dedent(
                 f"/api/projects/{project.pk}/stats/", "/admin/modeling/modelversion/", "/admin/modeling/embeddingjob/"]:
         response = client.get(url)
         assert response.status_code == 200, (url, response.status_code)
+    # Scoring is routed to the inference worker: the web side reads inputs and answers without torch.
+    assert client.get(f"/projects/{project.pk}/classify/").status_code == 200
+    response = client.post(f"/api/projects/{project.pk}/score/", {"type": "text", "texts": ["x"]}, content_type="application/json")
+    assert response.status_code == 409, response.content
     loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "torchvision", "sentence_transformers")))
     print("HEAVY:" + ",".join(loaded))
     """
