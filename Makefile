@@ -82,7 +82,8 @@ bench: install weights
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
-	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json
+	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json && \
+	$(BIN)/python manage.py bench_score --out docs/bench/score.json
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

@@ -211,7 +211,7 @@ def embed_items(
     *,
     store: EmbeddingStore,
     encoder,
-    batch_size: int = 32,
+    batch_size: int | None = None,  # None: the encoder's own best size
 ) -> tuple[int, int]:
     """Embed `items` and append them to the store as one chunk; (embedded, failed)."""
     ids, inputs, failed = [], [], []
@@ -265,7 +265,7 @@ def embed_pending(
     encoder_loader: Callable[[], object],
     item_ids: list[int],
     chunk_size: int = 256,
-    batch_size: int = 32,
+    batch_size: int | None = None,  # None: the encoder's own best size
     deadline: float | None = None,
     on_chunk: Callable[[int, int, float], None] | None = None,
 ) -> tuple[int, int]:

@@ -49,7 +49,7 @@ def _encoder_loader(project: Project, *, pending: int = 0):
         from .encoders import load_encoder
 
         encoder = load_encoder(project.encoder_name)
-        threshold = int(_setting("LIGHTBULB_COMPILE_MIN_ITEMS", 4000))
+        threshold = int(_setting("LIGHTBULB_COMPILE_MIN_ITEMS", 0))
         if threshold and pending >= threshold and hasattr(encoder, "compile"):
             encoder.compile()  # a one-off cost that pays for itself on backlogs this big
         return encoder
