@@ -66,8 +66,7 @@ class _ScoringView(APIView):
         return data
 
     def _score(self, request: Request, project: Project, data) -> Response:
-        files = request.FILES.getlist("images") if hasattr(request, "FILES") else []
-        outcome = score_request(project, data, files)
+        outcome = score_request(project, data, request.FILES.getlist("images"))
         return Response(outcome.as_predictions() if self.predict else outcome.as_scores())
 
 
