@@ -112,9 +112,7 @@ def resolve_project_key(user, key) -> int:
         raise ParseError('say which project to score: "project": id or slug (you can see several)')
     if isinstance(key, bool) or not isinstance(key, (int, str)):
         raise ParseError('"project" must be a project id or slug')
-    if isinstance(key, int) or key.isdigit():
-        return int(key)
-    project_id = Project.objects.filter(slug=key).values_list("id", flat=True).first()
-    if project_id is None:
+    project = Project.objects.by_key(key)
+    if project is None:
         raise Http404("No such project")
-    return project_id
+    return project.pk

@@ -37,6 +37,19 @@ class Role(models.TextChoices):
 ROLE_RANK = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.OWNER: 3}
 
 
+class ProjectQuerySet(models.QuerySet):
+    def by_key(self, key: int | str) -> Project | None:
+        """The project a person names by id or slug (a slug that looks like a number wins over an id)."""
+        if isinstance(key, int) and not isinstance(key, bool):
+            return self.filter(pk=key).first()
+        if not isinstance(key, str) or not key:
+            return None
+        project = self.filter(slug=key).first()
+        if project is None and key.isdigit():
+            project = self.filter(pk=int(key)).first()
+        return project
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=100, unique=True, help_text="Short stable name, used by the CLI")
     title = models.CharField(max_length=300)
@@ -108,6 +121,8 @@ class Project(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
+
+    objects = ProjectQuerySet.as_manager()
 
     class Meta:
         ordering = ["title"]

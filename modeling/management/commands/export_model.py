@@ -23,8 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         key = options["project"]
-        project = Project.objects.filter(pk=int(key)).first() if key.isdigit() else None
-        project = project or Project.objects.filter(slug=key).first()
+        project = Project.objects.by_key(key)
         if project is None:
             raise CommandError(f"no project with id or slug '{key}'")
         try:

@@ -10,9 +10,7 @@ from projects.services import ProjectError, atomic_write_text, write_judgements
 
 def project_from_arg(value: str) -> Project:
     """A project named on the command line by id or slug."""
-    project = Project.objects.filter(slug=value).first()
-    if project is None and value.isdigit():
-        project = Project.objects.filter(pk=int(value)).first()
+    project = Project.objects.by_key(value)
     if project is None:
         raise CommandError(f"no project with id or slug {value!r}")
     return project
