@@ -1,0 +1,103 @@
+"""`manage.py simulate` end to end on a tiny generated dataset: the real command, in its own throwaway
+database, with the real encoder and tasks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.modeling.conftest import topic_rows
+
+pytestmark = pytest.mark.django_db
+
+
+def write_dataset(root: Path, n: int = 40) -> tuple[Path, Path]:
+    rows = topic_rows(n, seed=3)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "texts.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "text"])
+        writer.writerows((i, t) for i, t, _ in rows)
+    with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "label"])
+        writer.writerows((i, label) for i, _, label in rows)
+    config = root / "topics.yml"
+    config.write_text(
+        "task: {title: Topics}\ndataset: {directory: texts.csv, data_type: text, id_column: id, text_column: text}\n"
+        "label: {type: classification, classes: [sport, food]}\nmodel: {directory: must-not-be-written}\nuser: owner\n",
+        encoding="utf-8",
+    )
+    return config, root / "labels.csv"
+
+
+def simulate(config: Path, oracle: Path, out: Path, *extra: str) -> dict:
+    call_command("simulate", "--config", str(config), "--oracle", str(oracle), "--out", str(out),
+                 "--no-progress", "--cache", str(out.parent / "cache"), *extra)
+    return json.loads(out.read_text())
+
+
+def test_it_measures_a_curve_labels_everything_and_is_deterministic(tmp_path):
+    config, oracle = write_dataset(tmp_path / "data")
+    args = ("--budget", "25", "--step", "5", "--holdout", "0.25", "--seed", "7", "--label-all")
+    first = simulate(config, oracle, tmp_path / "a.json", *args)
+    assert set(first) == {"strategy", "seed", "items", "holdout", "curve", "label_all"}
+    assert (first["strategy"], first["seed"], first["items"], first["holdout"]) == ("active", 7, 40, 10)
+    assert [p["labels"] for p in first["curve"]] == [5, 10, 15, 20, 25]
+    # Minimums: 10 TEST and 10 TRAIN labels before the first version; then the curve has accuracies.
+    assert first["curve"][0]["accuracy"] is None and first["curve"][1]["accuracy"] is None
+    assert first["curve"][-1]["accuracy"] >= 0.8  # two topics the encoder separates well
+    la = first["label_all"]
+    assert set(la) >= {"single_labels", "batch_items_seen", "batch_rejections", "final_label_accuracy",
+                       "proposal_precision", "seconds"}
+    assert la["unlabelled_left"] == 0 and la["final_label_accuracy"] == 1.0  # a truthful annotator
+    assert la["single_labels"] + la["batch_items_seen"] - la["batch_rejections"] >= 30
+    assert la["seconds"] == pytest.approx(2.5 * la["single_labels"] + 0.3 * la["batch_items_seen"]
+                                          + 1.0 * la["batch_rejections"], abs=0.1)
+
+    # The same seed gives the same result; the cache made the second run skip the encoder.
+    assert (tmp_path / "cache").is_dir() and any((tmp_path / "cache").iterdir())
+    second = simulate(config, oracle, tmp_path / "b.json", *args)
+    assert second == first
+    # The user's folders and database were not touched.
+    assert not (tmp_path / "data" / "must-not-be-written").exists()
+    from projects.models import Project
+
+    assert not Project.objects.exists()
+
+
+def test_random_strategy_changes_only_the_queue_order(tmp_path):
+    config, oracle = write_dataset(tmp_path / "data")
+    args = ("--budget", "20", "--step", "10", "--holdout", "0.25", "--seed", "7")
+    active = simulate(config, oracle, tmp_path / "active.json", *args)
+    random_ = simulate(config, oracle, tmp_path / "random.json", *args, "--strategy", "random")
+    assert random_["strategy"] == "random" and active["strategy"] == "active"
+    assert (random_["items"], random_["holdout"]) == (active["items"], active["holdout"])  # same holdout
+    assert [p["labels"] for p in random_["curve"]] == [10, 20]
+    assert random_["curve"][-1]["accuracy"] is not None and "label_all" not in random_
+
+
+def test_bad_oracles_get_clear_errors_and_write_nothing(tmp_path, capfd):
+    config, oracle = write_dataset(tmp_path / "data")
+    rows = oracle.read_text().splitlines()
+    partial = tmp_path / "partial.csv"
+    partial.write_text("\n".join(rows[:-3]) + "\n")
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text(oracle.read_text().replace(",food", ",cooking"))
+    headless = tmp_path / "headless.csv"
+    headless.write_text("t000,sport\n")
+    for bad, message in [(partial, "3 item(s) have no ground-truth label"),
+                         (unknown, "labels that are not classes of the project: cooking"),
+                         (headless, "needs a `path,label` or `id,label` header")]:
+        out = tmp_path / f"{bad.stem}.json"
+        with pytest.raises(CommandError, match="the simulation failed"):
+            simulate(config, bad, out)
+        assert message in capfd.readouterr().err
+        assert not out.exists()
+    with pytest.raises(CommandError, match="--oracle: file not found"):
+        simulate(config, tmp_path / "nope.csv", tmp_path / "x.json")
