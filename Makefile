@@ -78,12 +78,18 @@ test: install weights chromium
 
 # Benchmarks run in a throwaway database and data folder; they print markdown tables for
 # docs/benchmarks.md and keep the raw numbers in docs/bench/*.json.
-bench: install weights
+# Plotting is for the benchmarks only, so it stays out of requirements.txt.
+$(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: install weights $(VENV)/.bench-installed
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json && \
-	$(BIN)/python manage.py bench_score --out docs/bench/score.json
+	$(BIN)/python manage.py bench_score --out docs/bench/score.json && \
+	$(BIN)/python manage.py bench_simulate --out docs/bench
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

@@ -60,6 +60,7 @@ class Options:
     holdout: float = 0.2
     seed: int = 0
     label_all: bool = False
+    reference: bool = False  # also fit the product's head on every pool label: the "all labels" yardstick
     cache: Path | None = None  # embedding cache kept between runs (content hash -> vector)
     progress: Callable[[str, int, int], None] | None = None
 
@@ -84,12 +85,15 @@ class Result:
     holdout: int
     curve: list[dict] = field(default_factory=list)
     label_all: dict | None = None
+    reference: dict | None = None
 
     def as_json(self) -> dict:
         out = {"strategy": self.strategy, "seed": self.seed, "items": self.items, "holdout": self.holdout,
                "curve": self.curve}
         if self.label_all is not None:
             out["label_all"] = self.label_all
+        if self.reference is not None:
+            out["reference"] = self.reference
         return out
 
 
@@ -239,6 +243,12 @@ class Simulation:
         self.holdout_y = [truth[i] for i in holdout]
         self.project, self.user, self.truth = project, user, truth
         result = Result(strategy=o.strategy, seed=o.seed, items=len(ids), holdout=len(holdout))
+        if o.reference:
+            held = set(holdout)
+            pool_ids = [i for i in ids if i not in held]
+            pool_x = np.asarray(embeddings.vectors[[rows[i] for i in pool_ids]], dtype=np.float32)
+            result.reference = {"labels": len(pool_ids),
+                                "accuracy": self._reference_accuracy(pool_x, [truth[i] for i in pool_ids])}
 
         settings.LIGHTBULB_MODEL_IN_THE_LOOP = True  # from here on, every judgement trains as in production
         pool = len(ids) - len(holdout)
@@ -326,19 +336,45 @@ class Simulation:
         predicted = np.asarray(head.classes)[head.predict_proba(self.holdout_x).argmax(axis=1)]
         return round(float(np.mean(predicted == np.asarray(self.holdout_y))), 6)
 
+    def _reference_accuracy(self, x: np.ndarray, labels: list[str]) -> float | None:
+        """Holdout accuracy of the product's own head fitted on every pool item's true label."""
+        from .training import train_head
+
+        if not self.holdout_y or len(set(labels)) < 2:
+            return None
+        spec, _ = store_for(self.project)
+        classes = list(self.project.classes)
+        index = {c: k for k, c in enumerate(classes)}
+        trained = train_head(
+            classes=classes, x_train=x, y_train=np.array([index[c] for c in labels]),
+            x_test=self.holdout_x, y_test=np.array([index[c] for c in self.holdout_y]), pool=x,
+            encoder=spec.name, encoder_version=spec.version,
+        )
+        predicted = np.asarray(classes)[trained.head.predict_proba(self.holdout_x).argmax(axis=1)]
+        return round(float(np.mean(predicted == np.asarray(self.holdout_y))), 6)
+
     def _progress(self, phase: str, done: int, total: int) -> None:
         if self.o.progress is not None:
             self.o.progress(phase, done, total)
 
 
 def text_progress(stream=sys.stderr) -> Callable[[str, int, int], None]:
-    """A one-line progress bar, redrawn in place."""
+    """A one-line progress bar redrawn in place on a terminal; a line per tenth in a log file."""
     started = time.monotonic()
+    interactive = stream.isatty()
+    shown: dict[str, int] = {}
 
     def draw(phase: str, done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        if not interactive:
+            tenth = 10 * done // total if total else 10
+            if shown.get(phase, -1) < tenth:
+                shown[phase] = tenth
+                stream.write(f"{phase}: {done}/{total} after {elapsed:.0f} s\n")
+                stream.flush()
+            return
         width = 30
         filled = int(width * done / total) if total else width
-        elapsed = time.monotonic() - started
         stream.write(f"\r{phase:>9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:6.0f} s")
         if done >= total:
             stream.write("\n")

@@ -38,6 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--label-all", action="store_true",
                             help="then go on until every item has a label (single labels and proposal batches)")
+        parser.add_argument("--reference", action="store_true",
+                            help="also report the holdout accuracy of the same head trained on every pool label")
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
                             help="embedding cache kept between runs (by content), so repeated runs are fast")
         parser.add_argument("--no-progress", action="store_true")
@@ -88,6 +90,8 @@ class Command(BaseCommand):
             ]
             if options["label_all"]:
                 argv.append("--label-all")
+            if options["reference"]:
+                argv.append("--reference")
             if options["no_progress"]:
                 argv.append("--no-progress")
             done = subprocess.run(argv, env=env, stdout=sys.stdout, stderr=sys.stderr)
@@ -102,7 +106,7 @@ class Command(BaseCommand):
         opts = Options(
             config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
             budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
-            label_all=options["label_all"], cache=Path(options["cache"]) if options["cache"] else None,
+            label_all=options["label_all"], reference=options["reference"], cache=Path(options["cache"]) if options["cache"] else None,
             progress=None if options["no_progress"] else text_progress(),
         )
         started = time.monotonic()
@@ -114,6 +118,8 @@ class Command(BaseCommand):
         write_result(result, Path(options["out"]))
         last = result.curve[-1] if result.curve else {}
         summary = f"{result.strategy}, seed {result.seed}: {last.get('labels', 0)} labels -> holdout accuracy {last.get('accuracy')}"
+        if result.reference:
+            summary += f" (all {result.reference['labels']} labels: {result.reference['accuracy']})"
         if result.label_all:
             la = result.label_all
             summary += (f"; label-all: {la['single_labels']} single labels, {la['batch_items_seen']} batch items "

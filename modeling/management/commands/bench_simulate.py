@@ -1,0 +1,209 @@
+"""Label efficiency on the real datasets: `simulate` for active vs random, several seeds, plus the cost of
+labeling everything; writes the raw results, PNG plots and a markdown summary.
+
+    python manage.py bench_simulate [--dataset NAME ...] [--seeds 3] [--budget 200] [--out docs/bench]
+
+Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
+datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
+The active run with seed 0 also labels everything (`--label-all`) and fits the all-labels reference.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+# name -> (data type, items folder or file inside the dataset, extra dataset keys)
+DATASETS = {
+    "fashion_mnist_2k": ("images", "images", ""),
+    "emoji": ("images", "images", ""),
+    "spam_assassin_2k": ("text", "docs", ""),
+    "election_tweets": ("text", "tweets.csv", ", id_column: id, text_column: text"),
+}
+STRATEGIES = ("active", "random")
+GOAL_LABELS = 80
+CACHE = Path(settings.BASE_DIR) / ".cache" / "simulate"  # embeddings kept between bench runs
+
+
+class Command(BaseCommand):
+    help = "Run simulate on ../shared/datasets (active vs random, several seeds) and plot label efficiency."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--datasets", default=str(Path(settings.BASE_DIR).parent / "shared" / "datasets"))
+        parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), help="default: all four")
+        parser.add_argument("--seeds", type=int, default=3)
+        parser.add_argument("--budget", type=int, default=200)
+        parser.add_argument("--step", type=int, default=10)
+        parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
+        parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench"),
+                            help="results go to OUT/simulate/*.json, plots to OUT/plots/*.png")
+
+    def handle(self, *args, **options) -> None:
+        root = Path(options["datasets"])
+        if not root.is_dir():
+            raise CommandError(f"datasets folder not found: {root}")
+        out = Path(options["out"])
+        (out / "simulate").mkdir(parents=True, exist_ok=True)
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+        names = options["dataset"] or list(DATASETS)
+        summary = {}
+        with tempfile.TemporaryDirectory(prefix="lightbulb-bench-sim-") as tmp:
+            for name in names:
+                config = self._config(name, root, Path(tmp))
+                oracle = root / name / "labels.csv"
+                runs = []
+                for strategy in STRATEGIES:
+                    for seed in range(options["seeds"]):
+                        label_all = strategy == "active" and seed == 0 and not options["no_label_all"]
+                        target = out / "simulate" / f"{name}-{strategy}-{seed}.json"
+                        extra = ["--label-all", "--reference"] if label_all else []
+                        self.stdout.write(f"== {name} {strategy} seed {seed}{' (label all)' if label_all else ''}")
+                        started = time.monotonic()
+                        call_command("simulate", "--config", str(config), "--oracle", str(oracle), "--out", str(target),
+                                     "--strategy", strategy, "--seed", str(seed), "--budget", str(options["budget"]),
+                                     "--step", str(options["step"]), "--cache", str(CACHE), *extra,
+                                     stdout=self.stdout, stderr=self.stderr)
+                        result = json.loads(target.read_text(encoding="utf-8"))
+                        result["wall_seconds"] = round(time.monotonic() - started, 1)
+                        runs.append(result)
+                summary[name] = self._summarise(runs)
+                self._plot(name, summary[name], out / "plots" / f"{name}.png")
+        self._plot_costs(summary, out / "plots" / "label-all.png")
+        import torch
+
+        report = {
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+            "budget": options["budget"], "step": options["step"], "seeds": options["seeds"], "datasets": summary,
+        }
+        (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        self.stdout.write(self._markdown(report))
+
+    def _config(self, name: str, root: Path, tmp: Path) -> Path:
+        data_type, items, extra = DATASETS[name]
+        with open(root / name / "labels.csv", newline="", encoding="utf-8") as fh:
+            classes = sorted({row["label"] for row in csv.DictReader(fh)})
+        config = tmp / f"{name}.yml"
+        config.write_text(
+            f"task: {{title: {name}}}\ndataset: {{directory: {json.dumps(str(root / name / items))}, "
+            f"data_type: {data_type}{extra}}}\nlabel: {{type: classification, classes: {json.dumps(classes)}}}\n"
+            f"model: {{directory: models}}\nuser: bench\n",
+            encoding="utf-8",
+        )
+        return config
+
+    @staticmethod
+    def _summarise(runs: list[dict]) -> dict:
+        out: dict = {"items": runs[0]["items"], "holdout": runs[0]["holdout"], "strategies": {}}
+        for strategy in STRATEGIES:
+            mine = [r for r in runs if r["strategy"] == strategy]
+            if not mine:
+                continue
+            points = {}
+            for r in mine:
+                for p in r["curve"]:
+                    if p["accuracy"] is not None:
+                        points.setdefault(p["labels"], []).append(p["accuracy"])
+            curve = [
+                {"labels": n, "mean": round(statistics.fmean(a), 4), "min": min(a), "max": max(a), "runs": len(a)}
+                for n, a in sorted(points.items())
+            ]
+            out["strategies"][strategy] = {"curve": curve, "wall_seconds": [r["wall_seconds"] for r in mine]}
+            for r in mine:
+                if "label_all" in r:
+                    out["label_all"] = r["label_all"]
+                if "reference" in r:
+                    out["reference"] = r["reference"]
+        return out
+
+    @staticmethod
+    def _at(curve: list[dict], labels: int) -> dict | None:
+        return next((p for p in curve if p["labels"] == labels), None)
+
+    def _plot(self, name: str, summary: dict, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+        colours = {"active": "#1d4ed8", "random": "#9ca3af"}
+        for strategy, data in summary["strategies"].items():
+            xs = [p["labels"] for p in data["curve"]]
+            ax.plot(xs, [p["mean"] for p in data["curve"]], label=f"{strategy} (mean of {data['curve'][-1]['runs']})",
+                    color=colours[strategy], linewidth=2)
+            ax.fill_between(xs, [p["min"] for p in data["curve"]], [p["max"] for p in data["curve"]],
+                            color=colours[strategy], alpha=0.18, linewidth=0)
+        reference = summary.get("reference")
+        if reference and reference.get("accuracy") is not None:
+            ax.axhline(reference["accuracy"], color="#059669", linestyle="--", linewidth=1,
+                       label=f"all {reference['labels']:,} labels")
+            ax.axhline(0.98 * reference["accuracy"], color="#059669", linestyle=":", linewidth=1, label="98% of that")
+        ax.axvline(GOAL_LABELS, color="#d1d5db", linewidth=1)
+        ax.set_title(f"{name}: holdout accuracy vs human labels")
+        ax.set_xlabel("human labels (TRAIN and TEST)")
+        ax.set_ylabel("accuracy on held-out items")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def _plot_costs(self, summary: dict, path: Path) -> None:
+        rows = [(name, s["label_all"]) for name, s in summary.items() if s.get("label_all")]
+        if not rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
+        names = [n for n, _ in rows]
+        singles = [la["single_labels"] * 2.5 / 60 for _, la in rows]
+        seen = [la["batch_items_seen"] * 0.3 / 60 for _, la in rows]
+        rejections = [la["batch_rejections"] * 1.0 / 60 for _, la in rows]
+        ax.barh(names, singles, color="#1d4ed8", label="single labels (2.5 s)")
+        ax.barh(names, seen, left=singles, color="#60a5fa", label="batch items seen (0.3 s)")
+        ax.barh(names, rejections, left=[a + b for a, b in zip(singles, seen, strict=True)], color="#f87171",
+                label="rejections (1.0 s)")
+        ax.set_xlabel("modeled human minutes to label every item")
+        ax.legend(fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def _markdown(self, report: dict) -> str:
+        lines = ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for name, s in report["datasets"].items():
+            cells = []
+            for labels in (GOAL_LABELS, report["budget"]):
+                for strategy in STRATEGIES:
+                    p = self._at(s["strategies"].get(strategy, {}).get("curve", []), labels)
+                    cells.append(f"{p['mean']:.3f} ({p['min']:.3f}–{p['max']:.3f})" if p else "—")
+            ref = (s.get("reference") or {}).get("accuracy")
+            a80 = self._at(s["strategies"].get("active", {}).get("curve", []), GOAL_LABELS)
+            ratio = f"{a80['mean'] / ref:.3f}" if ref and a80 else "—"
+            lines.append(f"| {name} | {s['items']:,} ({s['holdout']}) | {' | '.join(cells)} | {ref if ref is not None else '—'} | {ratio} |")
+        lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | final label accuracy | modeled time | per item |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, s in report["datasets"].items():
+            la = s.get("label_all")
+            if la:
+                lines.append(
+                    f"| {name} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
+                    f"{la['proposal_precision']} | {la['final_label_accuracy']} | {la['seconds'] / 60:.0f} min | "
+                    f"{la['seconds_per_item']} s |"
+                )
+        return "\n".join(lines) + "\n"
