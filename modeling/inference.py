@@ -29,10 +29,13 @@ import os
 import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -460,3 +463,34 @@ def _embed(encoder, inputs: list, dim: int) -> tuple[np.ndarray, dict[int, str]]
             failed[i] = f"cannot be read: {exc}"
             rows.append(np.zeros(dim, np.float32))
     return (np.stack(rows) if rows else np.zeros((0, dim), np.float32)), failed
+
+
+@contextmanager
+def worker_process(manage: Path, folder: Path, *, env: dict | None = None, timeout: float = 180) -> Iterator[str]:
+    """Run `manage.py inference_worker` on a free local port for the duration (tests, benchmarks).
+
+    Yields its 'host:port'. The log is `folder/inference.log`; a worker that does not come up within
+    `timeout` seconds raises InferenceUnavailable with the end of that log.
+    """
+    port_file, log_path = folder / "inference.port", folder / "inference.log"
+    port_file.unlink(missing_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(manage), "inference_worker", "--address", "127.0.0.1:0", "--port-file",
+             str(port_file), "--no-warm"],
+            cwd=manage.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not port_file.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-3000:]
+                    raise InferenceUnavailable(f"the inference worker did not start:\n{tail}")
+                time.sleep(0.1)
+            yield f"127.0.0.1:{port_file.read_text()}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -298,6 +298,16 @@ class NoModelYet(Exception):
     """The project has no model version (to export or to score with)."""
 
 
+def current_version(project: Project) -> ModelVersion:
+    """The version the project's model answers with, or NoModelYet."""
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    if state is None or state.current_version is None:
+        raise NoModelYet(
+            f"project {project.slug} has no model version: there is no trained model yet, label more items first"
+        )
+    return state.current_version
+
+
 def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, bytes]:
     """(file name, bytes) of a self-contained `.lbmodel` for a version (default: the current one).
 
@@ -309,12 +319,11 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
     from .scoring import Head
 
     if number is None:
-        state = ModelState.objects.select_related("current_version").filter(project=project).first()
-        version = state.current_version if state else None
+        version = current_version(project)
     else:
         version = ModelVersion.objects.filter(project=project, number=number).first()
-    if version is None:
-        raise NoModelYet(f"project {project.slug} has no model version{'' if number is None else f' {number}'}")
+        if version is None:
+            raise NoModelYet(f"project {project.slug} has no model version {number}")
     head = Head.load(project.model_path / version.file)
     meta = {
         "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type},

@@ -21,8 +21,8 @@ from projects.models import DataType, Project
 from .embeddings import json_text
 from .fetch import FetchError, fetch_url
 from .inference import InferenceClient, InferenceFailed, InferenceUnavailable, derive_key, parse_address
-from .models import ModelState, ModelVersion
-from .services import NoModelYet, fetch_limits
+from .models import ModelVersion
+from .services import current_version, fetch_limits
 
 TEXT_TYPES = ("text", "json", "sequence")
 FETCH_THREADS = 8
@@ -204,13 +204,6 @@ def fetch_images(urls: Sequence[str]) -> list[ScoreInput]:
 # --------------------------------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------------------------------
-
-
-def current_version(project: Project) -> ModelVersion:
-    state = ModelState.objects.select_related("current_version").filter(project=project).first()
-    if state is None or state.current_version is None:
-        raise NoModelYet("this project has no trained model yet: label more items first")
-    return state.current_version
 
 
 def inference_client() -> InferenceClient:

@@ -36,8 +36,8 @@ from projects.models import Item, ItemStatus, Project, Role
 from projects.services import do_add_member, do_import_config
 
 from .embeddings import store_for
-from .models import ModelState
 from .scoring import Head
+from .services import NoModelYet, current_version
 
 # Modeled human time (issue: measure label efficiency).
 SECONDS_PER_LABEL = 2.5
@@ -329,10 +329,13 @@ class Simulation:
 
     def holdout_accuracy(self) -> float | None:
         """The current version's accuracy on the held-out items (None before the first version)."""
-        state = ModelState.objects.select_related("current_version").filter(project=self.project).first()
-        if state is None or state.current_version is None or not self.holdout_y:
+        if not self.holdout_y:
             return None
-        head = Head.load(self.project.model_path / state.current_version.file)
+        try:
+            version = current_version(self.project)
+        except NoModelYet:
+            return None
+        head = Head.load(self.project.model_path / version.file)
         predicted = np.asarray(head.classes)[head.predict_proba(self.holdout_x).argmax(axis=1)]
         return round(float(np.mean(predicted == np.asarray(self.holdout_y))), 6)
 

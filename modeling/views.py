@@ -18,10 +18,9 @@ from .serving import (
     NothingScored,
     ScoreRequestError,
     ScoringUnavailable,
-    current_version,
     score_request,
 )
-from .services import NoModelYet, export_bundle, model_summary
+from .services import NoModelYet, current_version, export_bundle, model_summary
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> dict:

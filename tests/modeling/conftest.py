@@ -173,32 +173,13 @@ def inference_worker(tmp_path_factory):
     test's projects. Encoders load on first use.
     """
     import os
-    import subprocess
-    import sys
-    import time
 
+    from modeling.inference import worker_process
     from tests.conftest import REPO
 
     folder = tmp_path_factory.mktemp("inference")
-    port_file, log = folder / "port", folder / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "inference_worker", "--address", "127.0.0.1:0", "--port-file",
-             str(port_file), "--no-warm"],
-            cwd=REPO, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 120
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("the inference worker did not start:\n" + log.read_text(errors="replace")[-3000:])
-        time.sleep(0.1)
-    yield f"127.0.0.1:{port_file.read_text()}"
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with worker_process(REPO / "manage.py", folder, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, timeout=120) as address:
+        yield address
 
 
 @pytest.fixture

@@ -19,8 +19,6 @@ import platform
 import random
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +29,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from modeling.inference import worker_process
 
 SAMPLE = 256  # inputs per measurement
 CLIENTS = 8  # concurrent clients in the "many users at once" case
@@ -68,7 +68,7 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory(prefix="lightbulb-bench-score-") as tmp:
             root = Path(tmp)
             projects = [self._project("images", datasets, root / "images"), self._project("text", datasets, root / "text")]
-            with self._worker(root) as address, self._web() as base:
+            with worker_process(Path(settings.BASE_DIR) / "manage.py", root) as address, self._web() as base:
                 settings.LIGHTBULB_INFERENCE_ADDRESS = address
                 for project, inputs in projects:
                     self.stdout.write(f"== {project.data_type}")
@@ -136,33 +136,6 @@ class Command(BaseCommand):
         embed_project(project.pk)
         train_project(project.pk)
         return project, inputs
-
-    def _worker(self, root: Path):
-        command = self
-
-        class Worker:
-            def __enter__(self) -> str:
-                port_file = root / "inference.port"
-                self.log = open(root / "inference.log", "wb")  # noqa: SIM115 - closed in __exit__
-                self.process = subprocess.Popen(
-                    [sys.executable, "manage.py", "inference_worker", "--address", "127.0.0.1:0", "--port-file",
-                     str(port_file), "--no-warm"],
-                    cwd=settings.BASE_DIR, stdout=self.log, stderr=subprocess.STDOUT,
-                )
-                deadline = time.monotonic() + 180
-                while not port_file.exists():
-                    if self.process.poll() is not None or time.monotonic() > deadline:
-                        raise CommandError("the inference worker did not start; see " + str(root / "inference.log"))
-                    time.sleep(0.1)
-                command.stdout.write(f"inference worker pid {self.process.pid}")
-                return f"127.0.0.1:{port_file.read_text()}"
-
-            def __exit__(self, *exc) -> None:
-                self.process.terminate()
-                self.process.wait(timeout=30)
-                self.log.close()
-
-        return Worker()
 
     def _web(self):
         from django.core.wsgi import get_wsgi_application

@@ -17,11 +17,14 @@ import platform
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+
+from modeling.simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
 
 # name -> (data type, items folder or file inside the dataset, extra dataset keys)
 DATASETS = {
@@ -33,6 +36,23 @@ DATASETS = {
 STRATEGIES = ("active", "random")
 GOAL_LABELS = 80
 CACHE = Path(settings.BASE_DIR) / ".cache" / "simulate"  # embeddings kept between bench runs
+
+
+@contextmanager
+def figure(path: Path, size: tuple[float, float]):
+    """A matplotlib axes (headless backend) saved to `path` when the block ends."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=110)
+    try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
 
 
 class Command(BaseCommand):
@@ -130,58 +150,43 @@ class Command(BaseCommand):
         return next((p for p in curve if p["labels"] == labels), None)
 
     def _plot(self, name: str, summary: dict, path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
         colours = {"active": "#1d4ed8", "random": "#9ca3af"}
-        for strategy, data in summary["strategies"].items():
-            xs = [p["labels"] for p in data["curve"]]
-            ax.plot(xs, [p["mean"] for p in data["curve"]], label=f"{strategy} (mean of {data['curve'][-1]['runs']})",
-                    color=colours[strategy], linewidth=2)
-            ax.fill_between(xs, [p["min"] for p in data["curve"]], [p["max"] for p in data["curve"]],
-                            color=colours[strategy], alpha=0.18, linewidth=0)
-        reference = summary.get("reference")
-        if reference and reference.get("accuracy") is not None:
-            ax.axhline(reference["accuracy"], color="#059669", linestyle="--", linewidth=1,
-                       label=f"all {reference['labels']:,} labels")
-            ax.axhline(0.98 * reference["accuracy"], color="#059669", linestyle=":", linewidth=1, label="98% of that")
-        ax.axvline(GOAL_LABELS, color="#d1d5db", linewidth=1)
-        ax.set_title(f"{name}: holdout accuracy vs human labels")
-        ax.set_xlabel("human labels (TRAIN and TEST)")
-        ax.set_ylabel("accuracy on held-out items")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        with figure(path, (6.4, 4.0)) as ax:
+            for strategy, data in summary["strategies"].items():
+                xs = [p["labels"] for p in data["curve"]]
+                ax.plot(xs, [p["mean"] for p in data["curve"]],
+                        label=f"{strategy} (mean of {data['curve'][-1]['runs']})", color=colours[strategy], linewidth=2)
+                ax.fill_between(xs, [p["min"] for p in data["curve"]], [p["max"] for p in data["curve"]],
+                                color=colours[strategy], alpha=0.18, linewidth=0)
+            reference = summary.get("reference")
+            if reference and reference.get("accuracy") is not None:
+                ax.axhline(reference["accuracy"], color="#059669", linestyle="--", linewidth=1,
+                           label=f"all {reference['labels']:,} labels")
+                ax.axhline(0.98 * reference["accuracy"], color="#059669", linestyle=":", linewidth=1,
+                           label="98% of that")
+            ax.axvline(GOAL_LABELS, color="#d1d5db", linewidth=1)
+            ax.set_title(f"{name}: holdout accuracy vs human labels")
+            ax.set_xlabel("human labels (TRAIN and TEST)")
+            ax.set_ylabel("accuracy on held-out items")
+            ax.grid(alpha=0.3)
+            ax.legend(loc="lower right", fontsize=8)
 
     def _plot_costs(self, summary: dict, path: Path) -> None:
         rows = [(name, s["label_all"]) for name, s in summary.items() if s.get("label_all")]
         if not rows:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
         names = [n for n, _ in rows]
-        singles = [la["single_labels"] * 2.5 / 60 for _, la in rows]
-        seen = [la["batch_items_seen"] * 0.3 / 60 for _, la in rows]
-        rejections = [la["batch_rejections"] * 1.0 / 60 for _, la in rows]
-        ax.barh(names, singles, color="#1d4ed8", label="single labels (2.5 s)")
-        ax.barh(names, seen, left=singles, color="#60a5fa", label="batch items seen (0.3 s)")
-        ax.barh(names, rejections, left=[a + b for a, b in zip(singles, seen, strict=True)], color="#f87171",
-                label="rejections (1.0 s)")
-        ax.set_xlabel("modeled human minutes to label every item")
-        ax.legend(fontsize=8)
-        ax.grid(axis="x", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        singles = [la["single_labels"] * SECONDS_PER_LABEL / 60 for _, la in rows]
+        seen = [la["batch_items_seen"] * SECONDS_PER_BATCH_ITEM / 60 for _, la in rows]
+        rejections = [la["batch_rejections"] * SECONDS_PER_REJECTION / 60 for _, la in rows]
+        with figure(path, (6.4, 3.2)) as ax:
+            ax.barh(names, singles, color="#1d4ed8", label=f"single labels ({SECONDS_PER_LABEL} s)")
+            ax.barh(names, seen, left=singles, color="#60a5fa", label=f"batch items seen ({SECONDS_PER_BATCH_ITEM} s)")
+            ax.barh(names, rejections, left=[a + b for a, b in zip(singles, seen, strict=True)], color="#f87171",
+                    label=f"rejections ({SECONDS_PER_REJECTION} s)")
+            ax.set_xlabel("modeled human minutes to label every item")
+            ax.legend(fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
 
     def _markdown(self, report: dict) -> str:
         lines = ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
