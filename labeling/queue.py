@@ -2,7 +2,7 @@
 
 The labeling service owns leases and stages; it asks an `Ordering` which unlabelled items to try
 first. Until a model exists that is uniformly random; the modeling app registers a provider that
-returns its ranking (highest entropy first) once a model version exists. TEST items are always drawn
+returns its ranking (most uncertain first: margin or entropy) once a model version exists. TEST items are always drawn
 uniformly at random, whatever the provider says, so accuracy is measured on an unbiased sample.
 """
 

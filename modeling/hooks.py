@@ -21,8 +21,9 @@ from .services import loop_flags, predictions_for, request_training
 LOOKAHEAD = 4
 
 
-class EntropyOrdering:
-    """Highest normalised entropy first, with a uniformly random share, spread over embedding buckets.
+class UncertaintyOrdering:
+    """Most uncertain first (the project's sampling rule: margin or entropy), with a uniformly random
+    share, spread over embedding buckets.
 
     - Each pick is, with probability `random_share`, a uniformly random item of the pool (recorded as
       picked_by="random" with probability random_share / pool size, so TRAIN-side estimates can be
@@ -34,10 +35,9 @@ class EntropyOrdering:
       concurrent annotators are not handed ten near-duplicates at once.
     """
 
-    name = "entropy"
-
     def __init__(self, project: Project, *, version: int, random_share: float) -> None:
         self.project = project
+        self.name = project.sampling  # what the ranking was computed with (rank_version)
         self.version = version
         self.random_share = max(0.0, min(1.0, random_share))
 
@@ -47,7 +47,7 @@ class EntropyOrdering:
             return []
         ranked = list(
             pool.filter(prediction__version=self.version)
-            .order_by("-prediction__entropy", "id")
+            .order_by("-prediction__uncertainty", "id")
             .values_list("id", "prediction__bucket")[: limit * LOOKAHEAD + 10]
         )
         busy = set(
@@ -98,11 +98,11 @@ class EntropyOrdering:
 
 
 class ModelInTheLoop:
-    def ordering(self, project: Project) -> EntropyOrdering | None:
+    def ordering(self, project: Project) -> UncertaintyOrdering | None:
         state = ModelState.objects.filter(project=project).values_list("ranked_version", flat=True).first()
         if not state:
             return None
-        return EntropyOrdering(project, version=state, random_share=project.random_share)
+        return UncertaintyOrdering(project, version=state, random_share=project.random_share)
 
     def predictions(self, project: Project, item_ids: list[int]) -> dict[int, dict]:
         return predictions_for(project, item_ids)

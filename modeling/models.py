@@ -114,7 +114,7 @@ class ModelVersion(models.Model):
 
 
 class ItemPrediction(models.Model):
-    """The current model's scores for one item; the queue serves highest entropy first."""
+    """The current model's scores for one item; the queue serves the most uncertain first."""
 
     item = models.OneToOneField("projects.Item", on_delete=models.CASCADE, primary_key=True, related_name="prediction")
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
@@ -122,6 +122,9 @@ class ItemPrediction(models.Model):
     label = models.CharField(max_length=200)
     confidence = models.FloatField()
     entropy = models.FloatField(help_text="Normalised to 0..1 (divided by log of the number of classes)")
+    uncertainty = models.FloatField(
+        default=0.0, help_text="What the queue orders by, 0..1: margin or entropy, as the project's sampling says"
+    )
     scores = models.JSONField(default=list, help_text="Probabilities in class order")
     # Coarse locality-sensitive hash of the embedding: near-duplicates share a bucket, so concurrent
     # annotators are not all handed the same kind of uncertain item at once.
@@ -129,12 +132,13 @@ class ItemPrediction(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["project", "-entropy"], name="itemprediction_entropy_idx"),
+            models.Index(fields=["project", "-uncertainty"], name="itemprediction_uncertain_idx"),
             models.Index(fields=["project", "version"], name="itemprediction_version_idx"),
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(entropy__gte=0) & Q(confidence__gte=0), name="itemprediction_scores_nonnegative"
+                condition=Q(entropy__gte=0) & Q(confidence__gte=0) & Q(uncertainty__gte=0),
+                name="itemprediction_scores_nonnegative",
             )
         ]
 

@@ -90,6 +90,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def margin_uncertainty(probs: np.ndarray) -> np.ndarray:
+    """1 - (p_first - p_second): 0 = one class clearly ahead, 1 = the two likeliest tied."""
+    if probs.shape[1] < 2:
+        return np.zeros(len(probs))
+    top = np.partition(probs, probs.shape[1] - 2, axis=1)[:, -2:]
+    return 1.0 - np.abs(top[:, 1] - top[:, 0])
+
+
+def uncertainty(probs: np.ndarray, rule: str) -> np.ndarray:
+    """The queue's ranking score for a project's sampling rule ("margin" or "entropy"), 0..1."""
+    return normalised_entropy(probs) if rule == "entropy" else margin_uncertainty(probs)
+
+
 def normalised_entropy(probs: np.ndarray) -> np.ndarray:
     """Entropy divided by log(n_classes): 0 = certain, 1 = no idea, comparable across projects."""
     p = np.clip(probs, 1e-12, 1.0)

@@ -283,6 +283,7 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
             "label": row.label,
             "confidence": row.confidence,
             "entropy": row.entropy,
+            "uncertainty": row.uncertainty,
             "scores": scores,
             "model_version": row.version,
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import fcntl
 import json
 import random
 import sys
@@ -184,17 +185,21 @@ def save_embeddings(project: Project, cache: Path | None) -> None:
     _, store = store_for(project)
     embeddings = store.load()
     hashes = dict(project.items.values_list("id", "content_hash"))
-    known: dict[str, np.ndarray] = {}
     file = _cache_file(cache, project)
-    if file.exists():
-        with np.load(file, allow_pickle=False) as data:
-            known = dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
-    for item_id, vector in zip(embeddings.ids.tolist(), np.asarray(embeddings.vectors), strict=True):
-        if hashes.get(item_id):
-            known[hashes[item_id]] = vector
     cache.mkdir(parents=True, exist_ok=True)
-    keys = sorted(known)
-    atomic_write(file, lambda fh: np.savez(fh, hashes=np.array(keys), vectors=np.stack([known[k] for k in keys])))
+    # Runs in parallel (bench_simulate --jobs) share the file: read-merge-write under a lock, or one
+    # run's vectors would overwrite another's.
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known: dict[str, np.ndarray] = {}
+        if file.exists():
+            with np.load(file, allow_pickle=False) as data:
+                known = dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
+        for item_id, vector in zip(embeddings.ids.tolist(), np.asarray(embeddings.vectors), strict=True):
+            if hashes.get(item_id):
+                known[hashes[item_id]] = vector
+        keys = sorted(known)
+        atomic_write(file, lambda fh: np.savez(fh, hashes=np.array(keys), vectors=np.stack([known[k] for k in keys])))
 
 
 # --------------------------------------------------------------------------------------------------

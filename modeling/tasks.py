@@ -21,7 +21,7 @@ from projects.models import ItemStatus, Project
 
 from .embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
-from .scoring import Head, lsh_buckets, normalised_entropy
+from .scoring import Head, lsh_buckets, normalised_entropy, uncertainty
 from .services import (
     claim,
     claim_token,
@@ -291,7 +291,8 @@ def rank_project(project_id: int) -> str:
 
 
 def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddings) -> int:
-    """Store each item's prediction and normalised entropy, then point the queue at this version.
+    """Store each item's prediction, entropy and uncertainty (the project's sampling rule), then point
+    the queue at this version.
 
     Written in batches of upserts (short write transactions, so labeling is never blocked for long);
     rows of older versions are removed at the end.
@@ -308,22 +309,23 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
     for start in range(0, len(ids), UPSERT_BATCH):
         probs = head.predict_proba(vectors[start : start + UPSERT_BATCH])
         entropy = normalised_entropy(probs)
+        ranking = uncertainty(probs, project.sampling)
         best = probs.argmax(axis=1)
         rows = [
             ItemPrediction(
                 item_id=int(item_id), project=project, version=version.number, label=classes[int(b)],
-                confidence=float(p[b]), entropy=float(max(0.0, h)), scores=[round(float(x), 5) for x in p],
-                bucket=int(bucket),
+                confidence=float(p[b]), entropy=float(max(0.0, h)), uncertainty=float(max(0.0, u)),
+                scores=[round(float(x), 5) for x in p], bucket=int(bucket),
             )
-            for item_id, p, b, h, bucket in zip(
-                ids[start : start + UPSERT_BATCH], probs, best, entropy, buckets[start : start + UPSERT_BATCH],
-                strict=True,
+            for item_id, p, b, h, u, bucket in zip(
+                ids[start : start + UPSERT_BATCH], probs, best, entropy, ranking,
+                buckets[start : start + UPSERT_BATCH], strict=True,
             )
         ]
         with transaction.atomic():
             ItemPrediction.objects.bulk_create(
                 rows, update_conflicts=True, unique_fields=["item"],
-                update_fields=["version", "label", "confidence", "entropy", "scores", "bucket"],
+                update_fields=["version", "label", "confidence", "entropy", "uncertainty", "scores", "bucket"],
             )
         written += len(rows)
     with transaction.atomic():

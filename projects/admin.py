@@ -28,7 +28,7 @@ class ProjectAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
-        ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "random_share",
+        ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling", "random_share",
                               "lease_seconds"]}),
         ("Proposals", {"fields": ["target_precision", "audit_share"]}),
         ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
@@ -71,6 +71,11 @@ class ProjectAdmin(admin.ModelAdmin):
 
             # Thresholds depend on the target: the current model re-proposes once this commits.
             transaction.on_commit(lambda: request_proposals(obj.pk))
+        if change and "sampling" in form.changed_data:
+            from modeling.services import request_ranking
+
+            # The queue reads a stored ranking: re-rank with the new rule (proposals follow it).
+            transaction.on_commit(lambda: request_ranking(obj.pk))
 
     @admin.action(description="Rescan dataset directory for new files")
     def rescan_dataset(self, request, queryset) -> None:

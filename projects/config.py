@@ -45,6 +45,7 @@ class ProjectConfig:
     dataset_options: dict = field(default_factory=dict)
     model_options: dict = field(default_factory=dict)
     encoder: str = ""  # blank: the registry's default for the data type
+    sampling: str = ""  # blank: the project default (margin); "entropy" is Light Bulb's original rule
 
 
 _KNOWN_TOP = {"task", "dataset", "label", "model", "model_directory", "user"}
@@ -193,6 +194,9 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
             spec_for(str(encoder), data_type=data_type)
         except EncoderError as exc:
             raise ConfigError(f"model.encoder: {exc}") from None
+    sampling = str(model_options.pop("sampling", "") or "").strip().lower() if isinstance(model, dict) else ""
+    if sampling and sampling not in ("margin", "entropy"):
+        raise ConfigError(f"model.sampling must be 'margin' or 'entropy', not {sampling!r}")
     if model_directory.exists() and not model_directory.is_dir():
         raise ConfigError(f"model.directory is not a directory: {model_dir_raw}")
 
@@ -235,4 +239,5 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         dataset_options=dataset_options,
         model_options=model_options,
         encoder=str(encoder),
+        sampling=sampling,
     )

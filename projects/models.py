@@ -27,6 +27,20 @@ SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
 BINARY_CLASSES = ["YES", "NO"]
 
 
+class Sampling(models.TextChoices):
+    """How the queue measures "the model is least sure": both rank uncertain items first.
+
+    Margin (1 - the gap between the two likeliest classes) is the default: in `make bench` it beat
+    entropy on the multi-class datasets (emoji: 0.61 vs 0.51 holdout accuracy after 80 labels, where
+    entropy did worse than random order), because with many classes maximum entropy favours odd items
+    spread thin over every class, while margin picks the items on a boundary the next label moves.
+    With two classes both give the same order.
+    """
+
+    MARGIN = "margin", "Smallest margin between the two likeliest classes"
+    ENTROPY = "entropy", "Highest entropy over all classes (Light Bulb's original rule)"
+
+
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"
     ANNOTATOR = "annotator", "Annotator"
@@ -80,6 +94,10 @@ class Project(models.Model):
     )
     min_train_judgements = models.PositiveIntegerField(
         default=10, help_text="TRAIN judgements needed (with the TEST minimum and two classes) before the first model"
+    )
+    sampling = models.CharField(
+        max_length=16, choices=Sampling.choices, default=Sampling.MARGIN,
+        help_text="How the queue picks the item the model is least sure of",
     )
     random_share = models.FloatField(
         default=0.1,

@@ -106,6 +106,7 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
                 "dataset_options": config.dataset_options,
                 "model_options": config.model_options,
                 "encoder": config.encoder,
+                **({"sampling": config.sampling} if config.sampling else {}),
             },
         )
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})

@@ -81,7 +81,7 @@
     } else if (item.prediction && item.prediction.label) {
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"
-        ? ` · picked as uncertain (entropy ${(p.entropy ?? 0).toFixed(2)})` : "";
+        ? ` · picked as uncertain (${(p.uncertainty ?? p.entropy ?? 0).toFixed(2)})` : "";
       pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)${why}`;
       pred.title = Object.entries(p.scores || {}).map(([k, v]) => `${k}: ${(v * 100).toFixed(1)}%`).join("\n");
       pred.hidden = false;

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from labeling.models import Judgement
 from labeling.services import do_record_judgement, next_items
-from modeling.hooks import EntropyOrdering
+from modeling.hooks import UncertaintyOrdering
 from modeling.models import ItemPrediction, ModelState
 from projects.models import Item, ItemStatus, Membership, Role
 from tests.modeling.conftest import make_text_project
@@ -29,10 +29,10 @@ def trained(tmp_path, alice, loop_on, django_capture_on_commit_callbacks):
     return project, truth
 
 
-def _pool_entropies(project):
+def _pool_uncertainties(project):
     return dict(
         ItemPrediction.objects.filter(project=project, item__status=ItemStatus.UNLABELLED, item__leased_to=None)
-        .values_list("item_id", "entropy")
+        .values_list("item_id", "uncertainty")
     )
 
 
@@ -40,11 +40,11 @@ def test_it_serves_the_most_uncertain_item_first(trained, alice, django_capture_
     project, truth = trained
     project.random_share = 0.0
     project.save()
-    entropies = _pool_entropies(project)
+    uncertainties = _pool_uncertainties(project)
     leased = next_items(project, user=alice, rng=random.Random(1))[0]
     assert leased.stage == "TRAIN"
     assert leased.picked_by == "active" and leased.probability == 1.0
-    assert entropies[leased.item.pk] == max(entropies.values())
+    assert uncertainties[leased.item.pk] == max(uncertainties.values())
     with django_capture_on_commit_callbacks(execute=True):
         judgement = do_record_judgement(project, item=leased.item, user=alice, label=truth[leased.item.key])
     judgement.refresh_from_db()
@@ -79,7 +79,8 @@ def test_concurrent_annotators_are_spread_over_buckets(tmp_path, alice, bob):
     for rank, item in enumerate(items):
         ItemPrediction.objects.create(
             item=item, project=project, version=1, label="sport", confidence=0.5,
-            entropy=1.0 - rank * 0.01, scores=[0.5, 0.5], bucket=7 if rank < 3 else 100 + rank,
+            entropy=1.0 - rank * 0.01, uncertainty=1.0 - rank * 0.01, scores=[0.5, 0.5],
+            bucket=7 if rank < 3 else 100 + rank,
         )
     ModelState.objects.create(project=project, ranked_version=1)
     project.test_min_judgements = 0
@@ -92,7 +93,7 @@ def test_concurrent_annotators_are_spread_over_buckets(tmp_path, alice, bob):
     assert first.item.pk == items[0].pk  # the most uncertain
     assert second.item.pk == items[3].pk  # not items[1]: same bucket as what alice holds
     # Within one batch too: buckets first, duplicates after.
-    ordering = EntropyOrdering(project, version=1, random_share=0.0)
+    ordering = UncertaintyOrdering(project, version=1, random_share=0.0)
     pool = Item.objects.filter(project=project, leased_to=None)
     picked = [c.item_id for c in ordering.candidates(pool, limit=4, rng=random.Random(0))]
     assert picked[:3] == [items[4].pk, items[5].pk, items[6].pk]
@@ -113,3 +114,46 @@ def test_items_next_shows_the_models_prediction_and_scores(trained, alice):
         assert prediction["confidence"] == pytest.approx(max(prediction["scores"].values()), abs=1e-5)
         assert prediction["model_version"] == ModelState.objects.get(project=project).current_version.number
     assert Judgement.objects.filter(project=project).count() == 20
+
+
+def test_it_ranks_by_margin_by_default_and_by_entropy_when_asked():
+    """Three classes: a tie between two likely classes is on a boundary; a spread-out row has more entropy."""
+    import numpy as np
+
+    from modeling.scoring import normalised_entropy, uncertainty
+
+    probs = np.array([[0.45, 0.45, 0.10], [0.50, 0.25, 0.25], [0.98, 0.01, 0.01]])
+    margin = uncertainty(probs, "margin")
+    entropy = uncertainty(probs, "entropy")
+    assert margin == pytest.approx([1.0, 0.75, 0.03])
+    assert entropy == pytest.approx(normalised_entropy(probs))
+    assert margin.argmax() == 0 and entropy.argmax() == 1
+    # Two classes: both rules give the same order.
+    binary = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    assert list(np.argsort(uncertainty(binary, "margin"))) == list(np.argsort(uncertainty(binary, "entropy")))
+
+
+def test_it_stores_the_projects_rule_and_reranks_when_the_admin_changes_it(
+    trained, admin_client, django_capture_on_commit_callbacks
+):
+    project, _ = trained
+    for row in ItemPrediction.objects.filter(project=project):  # margin, the default: 1 - |p_a - p_b|
+        assert row.uncertainty == pytest.approx(1 - abs(row.scores[0] - row.scores[1]), abs=1e-4)
+    assert UncertaintyOrdering(project, version=1, random_share=0).name == "margin"
+
+    ItemPrediction.objects.filter(project=project).update(uncertainty=0.5)  # a marker the re-ranking replaces
+    url = f"/admin/projects/project/{project.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
+    data |= {"classes": '["sport", "food"]', "dataset_options": "{}", "model_options": "{}",
+             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "sampling": "entropy"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    project.refresh_from_db()
+    assert project.sampling == "entropy"
+    rows = list(ItemPrediction.objects.filter(project=project))
+    assert rows
+    for row in rows:  # re-ranked by the task the admin enqueued
+        assert row.uncertainty == pytest.approx(row.entropy)
+        assert row.uncertainty != 0.5  # the marker below is gone: every row was rewritten

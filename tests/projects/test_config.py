@@ -85,6 +85,23 @@ def test_it_accepts_top_level_model_directory(tmp_path):
     assert load_config(cfg).model_directory == (tmp_path / "out").resolve()
 
 
+@pytest.mark.django_db
+def test_it_takes_the_queues_sampling_rule_from_the_model_section(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_images(tmp_path / "data", 2)
+    plain = write_config(tmp_path / "plain.yml", GOOD)
+    assert load_config(plain).sampling == ""
+    call_command("import_config", str(plain), "--no-progress")
+    assert Project.objects.get(slug="plain").sampling == "margin"  # the default
+    chosen = write_config(tmp_path / "chosen.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  sampling: Entropy\n"))
+    call_command("import_config", str(chosen), "--no-progress")
+    project = Project.objects.get(slug="chosen")
+    assert project.sampling == "entropy"
+    assert project.model_options == {}  # consumed, not kept as an unknown option
+    call_command("import_config", str(plain), "--no-progress")  # a re-import without the key changes nothing
+    assert Project.objects.get(slug="plain").sampling == "margin"
+
+
 def test_it_resolves_relative_paths_against_config_dir_first(tmp_path, monkeypatch):
     (tmp_path / "cfgdir" / "data").mkdir(parents=True)
     (tmp_path / "data").mkdir()
@@ -108,6 +125,8 @@ BAD_CONFIGS = {
     "duplicate classes": (GOOD.replace("classes: [A, B]", "classes: [A, A]"), "duplicates: A"),
     "malformed yaml": ("task: [unclosed\n", "malformed YAML"),
     "not a mapping": ("- just\n- a list\n", "config must be a YAML mapping"),
+    "unknown sampling": (GOOD.replace("  directory: out/\n", "  directory: out/\n  sampling: vibes\n"),
+                         "model.sampling must be 'margin' or 'entropy', not 'vibes'"),
     "bad default class": (GOOD.replace("  classes: [A, B]\n", "  classes: [A, B]\n  default_class: C\n"),
                           "default_class 'C' is not one of label.classes"),
 }

@@ -1,11 +1,16 @@
 """Label efficiency on the real datasets: `simulate` for active vs random, several seeds, plus the cost of
 labeling everything; writes the raw results, PNG plots and a markdown summary.
 
-    python manage.py bench_simulate [--dataset NAME ...] [--seeds 3] [--budget 200] [--out docs/bench]
+    python manage.py bench_simulate [--dataset NAME ...] [--seeds 3] [--budget 200] [--jobs N] [--out docs/bench]
+    python manage.py bench_simulate --summarise-only [--out docs/bench]   # plots and tables from the JSON there
 
 Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
 datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
 The active run with seed 0 also labels everything (`--label-all`) and fits the all-labels reference.
+
+Every run is independent (its own throwaway database), so `--jobs N` runs N at once, each a
+`manage.py simulate` process with cpus/N torch threads: one at a time on a 2-core laptop, a dozen on
+a big machine. The results are the same either way (each run is deterministic for its seed).
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -36,6 +45,18 @@ DATASETS = {
 STRATEGIES = ("active", "random")
 GOAL_LABELS = 80
 CACHE = Path(settings.BASE_DIR) / ".cache" / "simulate"  # embeddings kept between bench runs
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    strategy: str
+    seed: int
+    label_all: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}-{self.strategy}-{self.seed}"
 
 
 @contextmanager
@@ -65,48 +86,107 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=int, default=200)
         parser.add_argument("--step", type=int, default=10)
         parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
+        parser.add_argument("--jobs", type=int, default=1,
+                            help="simulations at once, each with cpus/jobs torch threads (default 1)")
+        parser.add_argument("--summarise-only", action="store_true",
+                            help="run nothing: rebuild the plots, tables and simulate.json from OUT/simulate/*.json")
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench"),
                             help="results go to OUT/simulate/*.json, plots to OUT/plots/*.png")
 
     def handle(self, *args, **options) -> None:
-        root = Path(options["datasets"])
-        if not root.is_dir():
-            raise CommandError(f"datasets folder not found: {root}")
         out = Path(options["out"])
         (out / "simulate").mkdir(parents=True, exist_ok=True)
         (out / "plots").mkdir(parents=True, exist_ok=True)
         names = options["dataset"] or list(DATASETS)
-        summary = {}
-        with tempfile.TemporaryDirectory(prefix="lightbulb-bench-sim-") as tmp:
-            for name in names:
-                config = self._config(name, root, Path(tmp))
-                oracle = root / name / "labels.csv"
-                runs = []
-                for strategy in STRATEGIES:
-                    for seed in range(options["seeds"]):
-                        label_all = strategy == "active" and seed == 0 and not options["no_label_all"]
-                        target = out / "simulate" / f"{name}-{strategy}-{seed}.json"
-                        extra = ["--label-all", "--reference"] if label_all else []
-                        self.stdout.write(f"== {name} {strategy} seed {seed}{' (label all)' if label_all else ''}")
-                        started = time.monotonic()
-                        call_command("simulate", "--config", str(config), "--oracle", str(oracle), "--out", str(target),
-                                     "--strategy", strategy, "--seed", str(seed), "--budget", str(options["budget"]),
-                                     "--step", str(options["step"]), "--cache", str(CACHE), *extra,
-                                     stdout=self.stdout, stderr=self.stderr)
-                        result = json.loads(target.read_text(encoding="utf-8"))
-                        result["wall_seconds"] = round(time.monotonic() - started, 1)
-                        runs.append(result)
-                summary[name] = self._summarise(runs)
-                self._plot(name, summary[name], out / "plots" / f"{name}.png")
-        self._plot_costs(summary, out / "plots" / "label-all.png")
-        import torch
+        runs = [
+            Run(name, strategy, seed, strategy == "active" and seed == 0 and not options["no_label_all"])
+            for name in names for strategy in STRATEGIES for seed in range(options["seeds"])
+        ]
+        if options["summarise_only"]:
+            machine = self._read_machine(out)
+        else:
+            root = Path(options["datasets"])
+            if not root.is_dir():
+                raise CommandError(f"datasets folder not found: {root}")
+            if options["jobs"] < 1:
+                raise CommandError("--jobs must be at least 1")
+            with tempfile.TemporaryDirectory(prefix="lightbulb-bench-sim-") as tmp:
+                configs = {name: self._config(name, root, Path(tmp)) for name in names}
+                self._run_all(runs, configs=configs, root=root, out=out, options=options)
+            import torch
 
+            machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+                       "jobs": options["jobs"]}
+        summary = {}
+        for name in names:
+            results = []
+            for run in runs:
+                if run.dataset != name:
+                    continue
+                target = out / "simulate" / f"{run.name}.json"
+                if not target.exists():
+                    raise CommandError(f"missing result {target} (run without --summarise-only first)")
+                results.append(json.loads(target.read_text(encoding="utf-8")))
+            summary[name] = self._summarise(results)
+            self._plot(name, summary[name], out / "plots" / f"{name}.png")
+        self._plot_costs(summary, out / "plots" / "label-all.png")
         report = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
-            "budget": options["budget"], "step": options["step"], "seeds": options["seeds"], "datasets": summary,
+            "machine": machine, "budget": options["budget"], "step": options["step"], "seeds": options["seeds"],
+            "datasets": summary,
         }
         (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         self.stdout.write(self._markdown(report))
+
+    @staticmethod
+    def _read_machine(out: Path) -> dict:
+        try:
+            return json.loads((out / "simulate.json").read_text(encoding="utf-8"))["machine"]
+        except (OSError, ValueError, KeyError):
+            return {}
+
+    def _run_all(self, runs: list[Run], *, configs: dict[str, Path], root: Path, out: Path, options: dict) -> None:
+        jobs = options["jobs"]
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+
+        def one(run: Run) -> None:
+            target = out / "simulate" / f"{run.name}.json"
+            argv = [
+                "--config", str(configs[run.dataset]), "--oracle", str(root / run.dataset / "labels.csv"),
+                "--out", str(target), "--strategy", run.strategy, "--seed", str(run.seed),
+                "--budget", str(options["budget"]), "--step", str(options["step"]), "--cache", str(CACHE),
+                *(["--label-all", "--reference"] if run.label_all else []),
+            ]
+            self.stdout.write(f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}")
+            started = time.monotonic()
+            if jobs == 1:
+                call_command("simulate", *argv, stdout=self.stdout, stderr=self.stderr)
+            else:
+                # Separate processes; their progress would interleave, so only the summary line is shown.
+                env = {**os.environ, "LIGHTBULB_TORCH_THREADS": str(threads)}
+                done = subprocess.run([sys.executable, manage, "simulate", *argv, "--no-progress"], env=env,
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise CommandError(f"{run.name} failed:\n{done.stderr[-2000:]}")
+                self.stdout.write(f"{run.name}: {done.stdout.strip()}")
+            result = json.loads(target.read_text(encoding="utf-8"))
+            result["wall_seconds"] = round(time.monotonic() - started, 1)
+            target.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+        if jobs == 1:
+            for run in runs:
+                one(run)
+            return
+        # One short run per dataset first fills the embedding cache the others then read; then the long
+        # label-all runs start first so they do not finish last on their own.
+        first = {}
+        for run in sorted(runs, key=lambda r: r.label_all):
+            first.setdefault(run.dataset, run)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, first.values()))
+        rest = sorted((r for r in runs if r not in first.values()), key=lambda r: not r.label_all)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(one, rest))
 
     def _config(self, name: str, root: Path, tmp: Path) -> Path:
         data_type, items, extra = DATASETS[name]
@@ -134,7 +214,8 @@ class Command(BaseCommand):
                     if p["accuracy"] is not None:
                         points.setdefault(p["labels"], []).append(p["accuracy"])
             curve = [
-                {"labels": n, "mean": round(statistics.fmean(a), 4), "min": min(a), "max": max(a), "runs": len(a)}
+                {"labels": n, "mean": round(statistics.fmean(a), 4), "min": round(min(a), 4), "max": round(max(a), 4),
+                 "runs": len(a)}
                 for n, a in sorted(points.items())
             ]
             out["strategies"][strategy] = {"curve": curve, "wall_seconds": [r["wall_seconds"] for r in mine]}
