@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -177,16 +178,31 @@ class Command(BaseCommand):
             for run in runs:
                 one(run)
             return
-        # One short run per dataset first fills the embedding cache the others then read; then the long
-        # label-all runs start first so they do not finish last on their own.
-        first = {}
-        for run in sorted(runs, key=lambda r: r.label_all):
-            first.setdefault(run.dataset, run)
+        # The long label-all runs start first, so they do not finish last on their own. One short run
+        # per dataset fills the embedding cache; that dataset's other short runs wait for it and then
+        # read the cache instead of embedding the same items again.
+        first: dict[str, Run] = {}
+        for run in runs:
+            if not run.label_all:
+                first.setdefault(run.dataset, run)
+        cached = {name: threading.Event() for name in first}
+
+        def scheduled(run: Run) -> None:
+            if first.get(run.dataset) is run:
+                try:
+                    one(run)
+                finally:
+                    cached[run.dataset].set()
+                return
+            if not run.label_all and run.dataset in cached:
+                cached[run.dataset].wait()
+            one(run)
+
+        order = ([r for r in runs if r.label_all] + list(first.values())
+                 + [r for r in runs if not r.label_all and first.get(r.dataset) is not r])
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, first.values()))
-        rest = sorted((r for r in runs if r not in first.values()), key=lambda r: not r.label_all)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, rest))
+            for future in [pool.submit(scheduled, run) for run in order]:
+                future.result()
 
     def _config(self, name: str, root: Path, tmp: Path) -> Path:
         data_type, items, extra = DATASETS[name]
