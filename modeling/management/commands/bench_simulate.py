@@ -234,7 +234,7 @@ class Command(BaseCommand):
                  "runs": len(a)}
                 for n, a in sorted(points.items())
             ]
-            out["strategies"][strategy] = {"curve": curve, "wall_seconds": [r["wall_seconds"] for r in mine]}
+            out["strategies"][strategy] = {"curve": curve, "wall_seconds": [r.get("wall_seconds") for r in mine]}
             for r in mine:
                 if "label_all" in r:
                     out["label_all"] = r["label_all"]
