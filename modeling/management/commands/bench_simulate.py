@@ -6,7 +6,8 @@ labeling everything; writes the raw results, PNG plots and a markdown summary.
 
 Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
 datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
-The active run with seed 0 also labels everything (`--label-all`) and fits the all-labels reference.
+The active run with seed 0 also fits the all-labels reference and (unless `--no-label-all`) labels
+everything (`--label-all`).
 
 Every run is independent (its own throwaway database), so `--jobs N` runs N at once, each a
 `manage.py simulate` process with cpus/N torch threads: one at a time on a 2-core laptop, a dozen on
@@ -156,7 +157,9 @@ class Command(BaseCommand):
                 "--config", str(configs[run.dataset]), "--oracle", str(root / run.dataset / "labels.csv"),
                 "--out", str(target), "--strategy", run.strategy, "--seed", str(run.seed),
                 "--budget", str(options["budget"]), "--step", str(options["step"]), "--cache", str(CACHE),
-                *(["--label-all", "--reference"] if run.label_all else []),
+                # The all-labels yardstick (one more fit) goes with every dataset's first active run.
+                *(["--reference"] if run.strategy == "active" and run.seed == 0 else []),
+                *(["--label-all"] if run.label_all else []),
             ]
             self.stdout.write(f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}")
             started = time.monotonic()
