@@ -226,6 +226,12 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     if len(pool) > STANDARDISE_SAMPLE:
         pool = pool[np.sort(np.random.default_rng(0).choice(len(pool), STANDARDISE_SAMPLE, replace=False))]
     pool = np.asarray(pool, dtype=np.float32)
+    # Everything without a TRAIN label feeds label spreading; TEST items stay in as unlabelled nodes,
+    # like the pool items they stand for (their labels never reach the head).
+    train_ids = np.asarray([i for i, _ in data.train], dtype=np.int64)
+    from .semisupervised import sample_unlabelled
+
+    unlabelled = sample_unlabelled(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids))
 
     from .training import CV_MAX_ITEMS, train_head
 
@@ -235,7 +241,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
         l2 = float(previous.metrics["l2"])  # cross-validating big TRAIN sets every label costs too much
     result = train_head(
         classes=list(project.classes), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-        pool=pool, encoder=spec.name, encoder_version=spec.version, l2=l2,
+        pool=pool, encoder=spec.name, encoder_version=spec.version, l2=l2, unlabelled=unlabelled,
     )
     heartbeat(ModelState, filters=filters, token=token)
 

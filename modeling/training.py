@@ -6,7 +6,9 @@ deterministic, so a model version can be reproduced from its labels. The L2 stre
 cross-validation on TRAIN (never on TEST, which only reports).
 
 Features are standardised with the mean and spread of *every* embedded item, labelled or not: a cheap
-use of the unlabelled pool that makes one L2 strength fit encoders of very different scales.
+use of the unlabelled pool that makes one L2 strength fit encoders of very different scales. From 40
+TRAIN labels the pool is also used through label spreading (`semisupervised.py`), when cross-validation
+on TRAIN shows it helps.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from .calibration import calibrate
 from .scoring import Head
+from .semisupervised import MIN_LABELS
 
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_L2 = 1e-2
@@ -49,13 +52,17 @@ def standardiser(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, max_iter: int = 100, balanced: bool = False
+    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, max_iter: int = 100, balanced: bool = False,
+    soft: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise cross-entropy + l2 * ||W||^2 on standardised features; returns (W, b).
 
     `balanced`: every class weighs the same in the loss, and the label frequencies go back into the
     bias afterwards (a Bayes prior correction). Off by default: on fashion_mnist_2k with 20-80 random
     labels it measured 0.5-1 point below the plain loss.
+
+    `soft`: extra rows (x, target distributions, weights) added to the loss, the unlabelled items with
+    the soft labels of `semisupervised.spread`; the loss is then the weighted mean over all rows.
     """
     import torch
 
@@ -80,10 +87,22 @@ def fit_logistic(
         w[present] = counts.sum() / (present.sum() * counts[present])
         class_weight = torch.from_numpy(w.astype(np.float32))
 
+    if soft is not None:
+        sx = torch.from_numpy(np.ascontiguousarray(soft[0], dtype=np.float32))
+        sq = torch.from_numpy(np.ascontiguousarray(soft[1], dtype=np.float32))
+        sw = torch.from_numpy(np.ascontiguousarray(soft[2], dtype=np.float32))
+        total_weight = float(len(y)) + float(sw.sum())
+
     def closure():
         optimiser.zero_grad()
         logits = xt @ weight.T + bias
-        loss = torch.nn.functional.cross_entropy(logits, yt, weight=class_weight) + l2 * (weight * weight).sum()
+        if soft is None:
+            data = torch.nn.functional.cross_entropy(logits, yt, weight=class_weight)
+        else:
+            hard = torch.nn.functional.cross_entropy(logits, yt, reduction="sum")
+            pseudo = -(sw * (sq * torch.log_softmax(sx @ weight.T + bias, dim=1)).sum(dim=1)).sum()
+            data = (hard + pseudo) / total_weight
+        loss = data + l2 * (weight * weight).sum()
         loss.backward()
         return loss
 
@@ -98,37 +117,106 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 
 
-def choose_l2(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0) -> float:
-    """Pick the L2 strength with the lowest cross-validated log-loss on TRAIN."""
-    rng = np.random.default_rng(seed)
-    if len(y) > CV_MAX_ITEMS:
-        keep = rng.choice(len(y), CV_MAX_ITEMS, replace=False)
-        x, y = x[keep], y[keep]
+def _probabilities(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    logits = x @ weight.T + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def stratified_folds(y: np.ndarray, n_classes: int, *, seed: int = 0) -> np.ndarray | None:
+    """Fold number per item (each class dealt round-robin over the folds), or None if CV can't work."""
     counts = np.bincount(y, minlength=n_classes)
     if len(y) < 2 * CV_FOLDS or (counts[counts > 0] < 2).any():
-        return DEFAULT_L2
-    # Stratified folds: each class spread round-robin over the folds.
+        return None
+    rng = np.random.default_rng(seed)
     folds = np.empty(len(y), dtype=np.int64)
     for c in range(n_classes):
         idx = np.flatnonzero(y == c)
         rng.shuffle(idx)
         folds[idx] = np.arange(len(idx)) % CV_FOLDS
+    return folds
+
+
+def _cv_loss(x: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, *, l2: float) -> float:
+    losses = []
+    for k in range(CV_FOLDS):
+        train, held = folds != k, folds == k
+        if not held.any() or len(np.unique(y[train])) < 2:
+            continue
+        w, b = fit_logistic(x[train], y[train], n_classes, l2=l2, max_iter=50)
+        losses.append(_log_loss(_probabilities(x[held], w, b), y[held]))
+    return float(np.mean(losses)) if losses else math.inf
+
+
+def choose_l2(x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0) -> tuple[float, float]:
+    """(L2 strength with the lowest cross-validated log-loss on TRAIN, that loss; inf if not validated)."""
+    rng = np.random.default_rng(seed)
+    if len(y) > CV_MAX_ITEMS:
+        keep = rng.choice(len(y), CV_MAX_ITEMS, replace=False)
+        x, y = x[keep], y[keep]
+    folds = stratified_folds(y, n_classes, seed=seed)
+    if folds is None:
+        return DEFAULT_L2, math.inf
     best, best_loss = DEFAULT_L2, math.inf
     for l2 in L2_CANDIDATES:
-        losses = []
-        for k in range(CV_FOLDS):
-            train, held = folds != k, folds == k
-            if not held.any() or len(np.unique(y[train])) < 2:
-                continue
-            w, b = fit_logistic(x[train], y[train], n_classes, l2=l2, max_iter=50)
-            logits = x[held] @ w.T + b
-            logits -= logits.max(axis=1, keepdims=True)
-            probs = np.exp(logits)
-            probs /= probs.sum(axis=1, keepdims=True)
-            losses.append(_log_loss(probs, y[held]))
-        if losses and float(np.mean(losses)) < best_loss:
-            best, best_loss = l2, float(np.mean(losses))
-    return best
+        loss = _cv_loss(x, y, folds, n_classes, l2=l2)
+        if loss < best_loss:
+            best, best_loss = l2, loss
+    return best, best_loss
+
+
+def _spread_fit(
+    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, graph, n_classes: int, *, l2: float,
+    labelled: np.ndarray, max_iter: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head fitted on the labelled rows of `xs` plus soft labels spread to every other node.
+
+    Nodes are xs's rows then unlabelled's; rows of xs not in `labelled` (a held-out fold) are treated
+    as unlabelled, exactly like the pool. The unlabelled nodes together weigh as much as the labels.
+    """
+    from .semisupervised import spread
+
+    nodes = np.concatenate([xs, unlabelled])
+    soft = spread(graph, labelled, y[labelled], n_classes)
+    others = np.setdiff1d(np.arange(len(nodes)), labelled)
+    weights = np.full(len(others), len(labelled) / max(len(others), 1), dtype=np.float32)
+    return fit_logistic(
+        xs[labelled], y[labelled], n_classes, l2=l2, max_iter=max_iter, soft=(nodes[others], soft[others], weights)
+    )
+
+
+def semi_supervised_fit(
+    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, *, l2: float, plain_loss: float
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict]:
+    """Label spreading over the pool, kept only if it beats the plain head in cross-validation on TRAIN.
+
+    Returns ((W, b) or None to fit the plain head, a report for the model card). Both sides of the
+    comparison use the same folds and L2; the spread side re-spreads without the held fold's labels.
+    """
+    from .semisupervised import knn_graph
+
+    report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False}
+    folds = stratified_folds(y, n_classes)
+    if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
+        report["reason"] = "too few TRAIN labels to cross-validate" if len(unlabelled) else "no unlabelled items"
+        return None, report
+    graph = knn_graph(np.concatenate([xs, unlabelled]))
+    losses = []
+    for k in range(CV_FOLDS):
+        held = np.flatnonzero(folds == k)
+        kept = np.flatnonzero(folds != k)
+        if not len(held) or len(np.unique(y[kept])) < 2:
+            continue
+        w, b = _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
+        losses.append(_log_loss(_probabilities(xs[held], w, b), y[held]))
+    spread_loss = float(np.mean(losses)) if losses else math.inf
+    report.update({"cv_loss_plain": plain_loss, "cv_loss_spread": spread_loss})
+    if not spread_loss < plain_loss:
+        report["reason"] = "did not beat the labels alone in cross-validation on TRAIN"
+        return None, report
+    report["used"] = True
+    return _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
 
 
 def evaluate(head: Head, x_test: np.ndarray, y_test: np.ndarray) -> dict:
@@ -168,20 +256,43 @@ def train_head(
     encoder: str,
     encoder_version: str,
     l2: float | None = None,
+    unlabelled: np.ndarray | None = None,
 ) -> TrainingResult:
+    """Fit the head on TRAIN, measure it on TEST and calibrate it there.
+
+    `unlabelled`: embeddings of items without a TRAIN label (TEST items may be among them: only their
+    labels must stay out). With up to CV_MAX_ITEMS TRAIN labels they feed label spreading, which is
+    kept when cross-validation on TRAIN says it helps (`metrics["semi_supervised"]` says which).
+    """
     started = time.perf_counter()
     mean, scale = standardiser(pool if len(pool) else x_train)
     xs = (x_train - mean) / scale
     n = len(classes)
-    l2 = choose_l2(xs, y_train, n) if l2 is None else l2
-    weight, bias = fit_logistic(xs, y_train, n, l2=l2)
+    plain_loss = math.inf
+    if l2 is None:
+        l2, plain_loss = choose_l2(xs, y_train, n)
+    fitted, semi_report = None, None
+    if unlabelled is not None and len(y_train) < MIN_LABELS:
+        semi_report = {"method": "label spreading", "used": False, "unlabelled": int(len(unlabelled)),
+                       "reason": f"starts at {MIN_LABELS} TRAIN labels"}
+    elif unlabelled is not None and len(y_train) <= CV_MAX_ITEMS:
+        fitted, semi_report = semi_supervised_fit(
+            xs, y_train, (np.asarray(unlabelled, dtype=np.float32) - mean) / scale, n, l2=l2, plain_loss=plain_loss
+        )
+    elif unlabelled is not None:
+        semi_report = {"method": "label spreading", "used": False, "unlabelled": int(len(unlabelled)),
+                       "reason": f"not needed above {CV_MAX_ITEMS} TRAIN labels"}
+    weight, bias = fitted if fitted is not None else fit_logistic(xs, y_train, n, l2=l2)
     head = Head(
         classes=list(classes), weight=weight, bias=bias, mean=mean, scale=scale, encoder=encoder,
         encoder_version=encoder_version,
-        info={"l2": l2, "train_count": int(len(y_train)), "test_count": int(len(y_test))},
+        info={"l2": l2, "train_count": int(len(y_train)), "test_count": int(len(y_test)),
+              "semi_supervised": bool(fitted is not None)},
     )
     metrics = evaluate(head, x_test, y_test)  # temperature 1: accuracy and confusion do not depend on it
     metrics["l2"] = l2
+    if semi_report is not None:
+        metrics["semi_supervised"] = semi_report
     # Calibrate on TEST. The reported loss is the cross-fitted one (each TEST item scored with a
     # temperature fitted without it), so calibration never flatters the numbers it is judged by.
     temperature, report = calibrate(head.logits(x_test), y_test)

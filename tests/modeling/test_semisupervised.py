@@ -1,0 +1,148 @@
+"""Label spreading over unlabelled items: the graph, the spread, and the cross-validation gate in train_head.
+
+Synthetic features stand in for an encoder's output here (the math is what is under test); the real
+encoders and the real training task are exercised in test_training.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rest_framework.test import APIClient
+
+from modeling.models import ModelState
+from modeling.semisupervised import MIN_LABELS, knn_graph, sample_unlabelled, spread
+from modeling.training import train_head
+from tests.modeling.conftest import make_proposing_project
+
+
+def elongated_clusters(seed: int, *, classes: int = 6, per_class: int = 250, dim: int = 64):
+    """Each class a stretched cloud along its own direction: the shape only the unlabelled items show."""
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for c in range(classes):
+        centre = rng.standard_normal(dim) * 0.5
+        direction = rng.standard_normal(dim)
+        direction /= np.linalg.norm(direction)
+        t = rng.uniform(-4, 4, per_class)[:, None]
+        xs.append(centre + t * direction + 0.6 * rng.standard_normal((per_class, dim)))
+        ys += [c] * per_class
+    x, y = np.concatenate(xs).astype(np.float32), np.array(ys)
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def fit(x, y, *, train, test, pool, unlabelled=None):
+    k = int(y.max()) + 1
+    return train_head(
+        classes=[f"c{i}" for i in range(k)], x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test],
+        pool=x[pool], encoder="synthetic", encoder_version="1",
+        unlabelled=None if unlabelled is None else x[unlabelled],
+    )
+
+
+def test_it_builds_a_symmetric_graph_and_spreads_each_label_through_its_own_cluster():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.1, (40, 8)) + np.r_[5.0, np.zeros(7)]
+    b = rng.normal(0, 0.1, (40, 8)) + np.r_[0.0, 5.0, np.zeros(6)]
+    z = np.concatenate([a, b]).astype(np.float32)
+    graph = knn_graph(z, neighbours=5)
+
+    edges = set(zip(graph.rows.tolist(), graph.cols.tolist()))
+    assert edges and all((j, i) in edges for i, j in edges)
+    assert all(i != j for i, j in edges)
+    assert all((i < 40) == (j < 40) for i, j in edges)  # the two clusters are far apart: no edge between them
+
+    soft = spread(graph, np.array([0, 40]), np.array([0, 1]), 2)
+    assert soft.shape == (80, 2)
+    assert np.allclose(soft.sum(axis=1), 1.0)
+    assert (soft[:40].argmax(axis=1) == 0).all() and (soft[40:].argmax(axis=1) == 1).all()
+
+
+def test_it_samples_at_most_the_limit_the_same_way_every_time():
+    vectors = np.arange(40, dtype=np.float16).reshape(20, 2)
+    keep = np.ones(20, dtype=bool)
+    keep[:5] = False
+    first = sample_unlabelled(vectors, keep=keep, limit=8)
+    assert first.shape == (8, 2) and first.dtype == np.float32
+    assert (first[:, 0] >= 10).all()  # never one of the excluded rows
+    assert np.array_equal(first, sample_unlabelled(vectors, keep=keep, limit=8))
+    assert len(sample_unlabelled(vectors, keep=keep, limit=100)) == 15
+
+
+def test_it_keeps_label_spreading_when_cross_validation_shows_it_helps():
+    x, y = elongated_clusters(seed=2)
+    train, test, holdout, unlabelled = np.arange(48), np.arange(48, 68), np.arange(1200, 1500), np.arange(48, 1200)
+    plain = fit(x, y, train=train, test=test, pool=np.arange(1200))
+    semi = fit(x, y, train=train, test=test, pool=np.arange(1200), unlabelled=unlabelled)
+
+    report = semi.metrics["semi_supervised"]
+    assert report["used"] is True and report["unlabelled"] == 1152
+    assert report["cv_loss_spread"] < report["cv_loss_plain"]
+    assert semi.head.info["semi_supervised"] is True
+    # 48 labels over 6 stretched clouds: the labels alone miss 4 of 300 holdout items (0.987); the spread
+    # shape gets all of them.
+    accuracy = lambda r: float((r.head.predict_proba(x[holdout]).argmax(axis=1) == y[holdout]).mean())  # noqa: E731
+    assert accuracy(plain) < 0.99
+    assert accuracy(semi) == 1.0
+
+
+def test_it_falls_back_to_the_labels_alone_when_spreading_loses_in_cross_validation():
+    # Each class is two far-apart clusters on opposite sides (an XOR-like layout); the graph links
+    # items within a cluster only, and the linear head does better from the labels than from the
+    # spread soft labels, so the gate keeps the plain fit.
+    rng = np.random.default_rng(0)
+    dim = 16
+    centres = {0: [np.r_[3, 0, np.zeros(dim - 2)], np.r_[0, 3, np.zeros(dim - 2)]],
+               1: [np.r_[-3, 0, np.zeros(dim - 2)], np.r_[0, -3, np.zeros(dim - 2)]]}
+    xs, ys = [], []
+    for c, cs in centres.items():
+        for centre in cs:
+            xs.append(centre + 1.2 * rng.standard_normal((300, dim)))
+            ys += [c] * 300
+    order = rng.permutation(1200)
+    x, y = np.concatenate(xs).astype(np.float32)[order], np.array(ys)[order]
+    train, test = np.arange(48), np.arange(48, 68)
+    plain = fit(x, y, train=train, test=test, pool=np.arange(900))
+    semi = fit(x, y, train=train, test=test, pool=np.arange(900), unlabelled=np.arange(48, 900))
+
+    report = semi.metrics["semi_supervised"]
+    assert report["used"] is False
+    assert report["cv_loss_spread"] >= report["cv_loss_plain"]
+    assert report["reason"] == "did not beat the labels alone in cross-validation on TRAIN"
+    assert np.array_equal(semi.head.weight, plain.head.weight)  # exactly the head the labels alone give
+
+
+def test_it_waits_for_enough_train_labels_before_spreading():
+    x, y = elongated_clusters(seed=0)
+    few = MIN_LABELS - 1
+    result = fit(x, y, train=np.arange(few), test=np.arange(few, few + 20), pool=np.arange(1200),
+                 unlabelled=np.arange(few, 1200))
+    report = result.metrics["semi_supervised"]
+    assert report == {"method": "label spreading", "used": False, "unlabelled": 1200 - few,
+                      "reason": f"starts at {MIN_LABELS} TRAIN labels"}
+    assert result.head.info["semi_supervised"] is False
+
+
+@pytest.mark.django_db
+def test_it_trains_the_real_task_with_the_unlabelled_pool_and_reports_it(tmp_path, alice, charlie, settings, client):
+    # Real MiniLM features of two topics; 45 TRAIN labels pass the minimum, so the gate is tried.
+    project, _truth = make_proposing_project(tmp_path, alice, settings, n=120, test=20, train=45)
+    version = ModelState.objects.select_related("current_version").get(project=project).current_version
+    report = version.metrics["semi_supervised"]
+    assert report["method"] == "label spreading"
+    assert report["unlabelled"] == 120 - 45  # every item without a TRAIN label, TEST items included
+    assert report["cv_loss_plain"] >= 0 and report["cv_loss_spread"] >= 0
+    assert report["used"] is (report["cv_loss_spread"] < report["cv_loss_plain"])
+    assert version.accuracy >= 0.9  # two topics: spreading or not, the head separates them
+
+    api = APIClient()
+    api.force_authenticate(alice)
+    assert api.get(f"/api/projects/{project.pk}/model/").json()["current_version"]["semi_supervised"] == report
+    client.force_login(alice)
+    card = client.get(f"/projects/{project.pk}/model/card/").content.decode()
+    assert 'id="model-semi-supervised"' in card
+    assert ("label spreading over 75 unlabelled items" in card) is report["used"]
+
+    api.force_authenticate(charlie)
+    assert api.get(f"/api/projects/{project.pk}/model/").status_code == 404
