@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import calibrate
-from .scoring import Head
-from .semisupervised import MIN_LABELS
+from .scoring import Head, softmax
+from .semisupervised import MIN_LABELS, knn_graph, spread
 
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_L2 = 1e-2
@@ -117,13 +117,6 @@ def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
 
 
-def _probabilities(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    logits = x @ weight.T + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
 def stratified_folds(y: np.ndarray, n_classes: int, *, seed: int = 0) -> np.ndarray | None:
     """Fold number per item (each class dealt round-robin over the folds), or None if CV can't work."""
     counts = np.bincount(y, minlength=n_classes)
@@ -145,7 +138,7 @@ def _cv_loss(x: np.ndarray, y: np.ndarray, folds: np.ndarray, n_classes: int, *,
         if not held.any() or len(np.unique(y[train])) < 2:
             continue
         w, b = fit_logistic(x[train], y[train], n_classes, l2=l2, max_iter=50)
-        losses.append(_log_loss(_probabilities(x[held], w, b), y[held]))
+        losses.append(_log_loss(softmax(x[held] @ w.T + b), y[held]))
     return float(np.mean(losses)) if losses else math.inf
 
 
@@ -175,8 +168,6 @@ def _spread_fit(
     Nodes are xs's rows then unlabelled's; rows of xs not in `labelled` (a held-out fold) are treated
     as unlabelled, exactly like the pool. The unlabelled nodes together weigh as much as the labels.
     """
-    from .semisupervised import spread
-
     nodes = np.concatenate([xs, unlabelled])
     soft = spread(graph, labelled, y[labelled], n_classes)
     others = np.setdiff1d(np.arange(len(nodes)), labelled)
@@ -194,8 +185,6 @@ def semi_supervised_fit(
     Returns ((W, b) or None to fit the plain head, a report for the model card). Both sides of the
     comparison use the same folds and L2; the spread side re-spreads without the held fold's labels.
     """
-    from .semisupervised import knn_graph
-
     report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False}
     folds = stratified_folds(y, n_classes)
     if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
@@ -209,7 +198,7 @@ def semi_supervised_fit(
         if not len(held) or len(np.unique(y[kept])) < 2:
             continue
         w, b = _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
-        losses.append(_log_loss(_probabilities(xs[held], w, b), y[held]))
+        losses.append(_log_loss(softmax(xs[held] @ w.T + b), y[held]))
     spread_loss = float(np.mean(losses)) if losses else math.inf
     report.update({"cv_loss_plain": plain_loss, "cv_loss_spread": spread_loss})
     if not spread_loss < plain_loss:
