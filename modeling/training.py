@@ -178,18 +178,27 @@ def _spread_fit(
 
 
 def semi_supervised_fit(
-    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, *, l2: float, plain_loss: float
+    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, *, l2: float, plain_loss: float,
+    mean: np.ndarray, scale: np.ndarray,
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict]:
     """Label spreading over the pool, kept only if it beats the plain head in cross-validation on TRAIN.
 
-    Returns ((W, b) or None to fit the plain head, a report for the model card). Both sides of the
-    comparison use the same folds and L2; the spread side re-spreads without the held fold's labels.
+    `unlabelled` is raw (standardised here with mean/scale, only when it is tried). Returns ((W, b) or
+    None to fit the plain head, a report for the model card). Both sides of the comparison use the same
+    folds and L2; the spread side re-spreads without the held fold's labels.
     """
     report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False}
+    if len(y) < MIN_LABELS:
+        report["reason"] = f"starts at {MIN_LABELS} TRAIN labels"
+        return None, report
+    if len(y) > CV_MAX_ITEMS:
+        report["reason"] = f"not needed above {CV_MAX_ITEMS} TRAIN labels"
+        return None, report
     folds = stratified_folds(y, n_classes)
     if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
         report["reason"] = "too few TRAIN labels to cross-validate" if len(unlabelled) else "no unlabelled items"
         return None, report
+    unlabelled = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
     graph = knn_graph(np.concatenate([xs, unlabelled]))
     losses = []
     for k in range(CV_FOLDS):
@@ -261,16 +270,10 @@ def train_head(
     if l2 is None:
         l2, plain_loss = choose_l2(xs, y_train, n)
     fitted, semi_report = None, None
-    if unlabelled is not None and len(y_train) < MIN_LABELS:
-        semi_report = {"method": "label spreading", "used": False, "unlabelled": int(len(unlabelled)),
-                       "reason": f"starts at {MIN_LABELS} TRAIN labels"}
-    elif unlabelled is not None and len(y_train) <= CV_MAX_ITEMS:
+    if unlabelled is not None:
         fitted, semi_report = semi_supervised_fit(
-            xs, y_train, (np.asarray(unlabelled, dtype=np.float32) - mean) / scale, n, l2=l2, plain_loss=plain_loss
+            xs, y_train, unlabelled, n, l2=l2, plain_loss=plain_loss, mean=mean, scale=scale
         )
-    elif unlabelled is not None:
-        semi_report = {"method": "label spreading", "used": False, "unlabelled": int(len(unlabelled)),
-                       "reason": f"not needed above {CV_MAX_ITEMS} TRAIN labels"}
     weight, bias = fitted if fitted is not None else fit_logistic(xs, y_train, n, l2=l2)
     head = Head(
         classes=list(classes), weight=weight, bias=bias, mean=mean, scale=scale, encoder=encoder,
