@@ -233,15 +233,20 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
 
     unlabelled = sample_unlabelled(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids))
 
-    from .training import CV_MAX_ITEMS, train_head
+    from .training import Validation, train_head
 
+    # The last version's cross-validated choices hold while TRAIN has barely changed (same classes, same
+    # encoder); validating again on every label was most of each training's time.
     previous = ModelVersion.objects.filter(project=project).order_by("-number").first()
-    l2 = None
-    if previous is not None and len(y_train) > CV_MAX_ITEMS and previous.metrics.get("l2"):
-        l2 = float(previous.metrics["l2"])  # cross-validating big TRAIN sets every label costs too much
+    validation = None
+    if (previous is not None and list(previous.classes) == list(project.classes)
+            and (previous.encoder, previous.encoder_version) == (spec.name, spec.version)):
+        validation = Validation.from_metrics(previous.metrics)
+        if validation is not None and not validation.covers(len(y_train)):
+            validation = None
     result = train_head(
         classes=list(project.classes), x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-        pool=pool, encoder=spec.name, encoder_version=spec.version, l2=l2, unlabelled=unlabelled,
+        pool=pool, encoder=spec.name, encoder_version=spec.version, unlabelled=unlabelled, validation=validation,
     )
     heartbeat(ModelState, filters=filters, token=token)
 

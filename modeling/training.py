@@ -2,20 +2,21 @@
 
 Multinomial logistic regression, fitted full-batch with L-BFGS: with tens to thousands of labels on
 fixed pretrained features it is as accurate as a small MLP, needs no learning-rate schedule, and is
-deterministic, so a model version can be reproduced from its labels. The L2 strength is chosen by
+deterministic, so a model version can be reproduced from its labels and recorded choices. The L2 strength is chosen by
 cross-validation on TRAIN (never on TEST, which only reports).
 
 Features are standardised with the mean and spread of *every* embedded item, labelled or not: a cheap
 use of the unlabelled pool that makes one L2 strength fit encoders of very different scales. From 40
 TRAIN labels the pool is also used through label spreading (`semisupervised.py`), when cross-validation
-on TRAIN shows it helps.
+on TRAIN shows it helps. Those choices are cross-validated again once TRAIN has changed by a tenth
+(`Validation`); fits in between reuse them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,8 +26,52 @@ from .semisupervised import MIN_LABELS, knn_graph, spread
 
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_L2 = 1e-2
-CV_MAX_ITEMS = 1500  # cross-validate on at most this many TRAIN items; fits above it reuse the choice
+CV_MAX_ITEMS = 1500  # cross-validate on at most this many TRAIN items (a sample above it)
 CV_FOLDS = 4
+# Cross-validation (the L2 strength, label spreading or not) is most of a training's time: on
+# fashion_mnist_2k 2.6-3.5 s of 3.3-4.3 s at 45-75 TRAIN labels, 3.7 s of 5.4 s at 1,200. Its choices
+# move slowly with the labels, so a fit reuses the last ones until TRAIN has grown or shrunk by this
+# share since they were made (every label below 10 TRAIN labels, every 5 at 50, every 100 at 1,000).
+REVALIDATE_CHANGE = 0.1
+
+
+@dataclass(frozen=True)
+class Validation:
+    """What cross-validation on TRAIN chose, and on how many TRAIN labels; kept in a version's metrics
+    (`metrics["validation"]`) so the next training can reuse it (`covers`)."""
+
+    train_count: int
+    l2: float
+    cv_loss: float | None  # the plain head's cross-validated log-loss (None: too few labels to validate)
+    semi_supervised: dict = field(default_factory=dict)  # semi_supervised_fit's report at the time
+
+    def covers(self, train_count: int) -> bool:
+        """True while TRAIN is within REVALIDATE_CHANGE of the validated size and on the same side of
+        the label-spreading limits (so spreading gets its first trial at MIN_LABELS, its last below
+        CV_MAX_ITEMS, and an unvalidated choice is never carried over)."""
+        if self.cv_loss is None:
+            return False
+        for limit in (MIN_LABELS, CV_MAX_ITEMS + 1):
+            if (self.train_count >= limit) != (train_count >= limit):
+                return False
+        return abs(train_count - self.train_count) <= REVALIDATE_CHANGE * self.train_count
+
+    def as_json(self) -> dict:
+        return {"train_count": self.train_count, "l2": self.l2, "cv_loss": self.cv_loss,
+                "semi_supervised": self.semi_supervised}
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> Validation | None:
+        """The validation a version's metrics carry (None for versions from before it was stored)."""
+        data = metrics.get("validation")
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(train_count=int(data["train_count"]), l2=float(data["l2"]),
+                       cv_loss=None if data.get("cv_loss") is None else float(data["cv_loss"]),
+                       semi_supervised=dict(data.get("semi_supervised") or {}))
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 @dataclass
@@ -36,6 +81,7 @@ class TrainingResult:
     accuracy: float | None
     loss: float | None
     seconds: float
+    validation: Validation | None = None
 
 
 def standardiser(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -179,15 +225,28 @@ def _spread_fit(
 
 def semi_supervised_fit(
     xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, *, l2: float, plain_loss: float,
-    mean: np.ndarray, scale: np.ndarray,
+    mean: np.ndarray, scale: np.ndarray, validated: dict | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict]:
     """Label spreading over the pool, kept only if it beats the plain head in cross-validation on TRAIN.
 
     `unlabelled` is raw (standardised here with mean/scale, only when it is tried). Returns ((W, b) or
     None to fit the plain head, a report for the model card). Both sides of the comparison use the same
     folds and L2; the spread side re-spreads without the held fold's labels.
+
+    `validated`: the report of an earlier cross-validation that still holds (`Validation.covers`):
+    its decision is followed without validating again.
     """
-    report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False}
+    report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False,
+              "validated_at": int(len(y))}
+    if validated:
+        report = {**validated, "unlabelled": int(len(unlabelled))}
+        if not validated.get("used"):
+            return None, report
+        if len(unlabelled) == 0:
+            return None, {**report, "used": False, "reason": "no unlabelled items"}
+        unlabelled = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
+        graph = knn_graph(np.concatenate([xs, unlabelled]))
+        return _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
     if len(y) < MIN_LABELS:
         report["reason"] = f"starts at {MIN_LABELS} TRAIN labels"
         return None, report
@@ -253,26 +312,41 @@ def train_head(
     pool: np.ndarray,
     encoder: str,
     encoder_version: str,
-    l2: float | None = None,
     unlabelled: np.ndarray | None = None,
+    validation: Validation | None = None,
 ) -> TrainingResult:
     """Fit the head on TRAIN, measure it on TEST and calibrate it there.
 
     `unlabelled`: embeddings of items without a TRAIN label (TEST items may be among them: only their
     labels must stay out). With up to CV_MAX_ITEMS TRAIN labels they feed label spreading, which is
     kept when cross-validation on TRAIN says it helps (`metrics["semi_supervised"]` says which).
+
+    `validation`: an earlier cross-validation to reuse (the caller checked `Validation.covers`); without
+    it the L2 strength and label spreading are cross-validated here, and `metrics["validation"]`
+    records the outcome for the next fit.
     """
     started = time.perf_counter()
     mean, scale = standardiser(pool if len(pool) else x_train)
     xs = (x_train - mean) / scale
     n = len(classes)
-    plain_loss = math.inf
-    if l2 is None:
+    if validation is not None and unlabelled is not None and not validation.semi_supervised:
+        validation = None  # validated without an unlabelled pool: label spreading was never tried
+    if validation is None:
         l2, plain_loss = choose_l2(xs, y_train, n)
+        validated = None
+    else:
+        l2 = validation.l2
+        plain_loss = validation.cv_loss if validation.cv_loss is not None else math.inf
+        validated = validation.semi_supervised or None
     fitted, semi_report = None, None
     if unlabelled is not None:
         fitted, semi_report = semi_supervised_fit(
-            xs, y_train, unlabelled, n, l2=l2, plain_loss=plain_loss, mean=mean, scale=scale
+            xs, y_train, unlabelled, n, l2=l2, plain_loss=plain_loss, mean=mean, scale=scale, validated=validated
+        )
+    if validated is None:
+        validation = Validation(
+            train_count=int(len(y_train)), l2=l2, cv_loss=plain_loss if math.isfinite(plain_loss) else None,
+            semi_supervised={k: v for k, v in (semi_report or {}).items() if k != "unlabelled"},
         )
     weight, bias = fitted if fitted is not None else fit_logistic(xs, y_train, n, l2=l2)
     head = Head(
@@ -283,6 +357,7 @@ def train_head(
     )
     metrics = evaluate(head, x_test, y_test)  # temperature 1: accuracy and confusion do not depend on it
     metrics["l2"] = l2
+    metrics["validation"] = validation.as_json()
     if semi_report is not None:
         metrics["semi_supervised"] = semi_report
     # Calibrate on TEST. The reported loss is the cross-fitted one (each TEST item scored with a
@@ -295,5 +370,5 @@ def train_head(
         metrics["loss"] = report["loss_after"]
     return TrainingResult(
         head=head, metrics=metrics, accuracy=metrics["accuracy"], loss=metrics["loss"],
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, validation=validation,
     )

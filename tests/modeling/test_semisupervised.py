@@ -11,8 +11,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from modeling.models import ModelState
+from modeling import training
 from modeling.semisupervised import MIN_LABELS, knn_graph, sample_unlabelled, spread
-from modeling.training import train_head
+from modeling.training import CV_MAX_ITEMS, Validation, train_head
 from tests.modeling.conftest import make_proposing_project
 
 
@@ -120,7 +121,7 @@ def test_it_waits_for_enough_train_labels_before_spreading():
                  unlabelled=np.arange(few, 1200))
     report = result.metrics["semi_supervised"]
     assert report == {"method": "label spreading", "used": False, "unlabelled": 1200 - few,
-                      "reason": f"starts at {MIN_LABELS} TRAIN labels"}
+                      "validated_at": few, "reason": f"starts at {MIN_LABELS} TRAIN labels"}
     assert result.head.info["semi_supervised"] is False
 
 
@@ -146,3 +147,72 @@ def test_it_trains_the_real_task_with_the_unlabelled_pool_and_reports_it(tmp_pat
 
     api.force_authenticate(charlie)
     assert api.get(f"/api/projects/{project.pk}/model/").status_code == 404
+
+
+def test_it_cross_validates_again_only_once_train_has_changed_by_a_tenth():
+    validated = Validation(train_count=60, l2=0.01, cv_loss=0.5, semi_supervised={"used": True})
+    assert validated.covers(60) and validated.covers(66) and validated.covers(54)
+    assert not validated.covers(67) and not validated.covers(53)
+    # Spreading's limits: its first trial at MIN_LABELS and its last at CV_MAX_ITEMS are never skipped.
+    assert not Validation(train_count=MIN_LABELS - 1, l2=0.01, cv_loss=0.5).covers(MIN_LABELS)
+    assert not Validation(train_count=CV_MAX_ITEMS, l2=0.01, cv_loss=0.5).covers(CV_MAX_ITEMS + 1)
+    # A choice cross-validation never made (too few labels to validate) is never carried over.
+    assert not Validation(train_count=60, l2=0.01, cv_loss=None).covers(60)
+    assert Validation.from_metrics({"validation": validated.as_json()}) == validated
+    assert Validation.from_metrics({}) is None and Validation.from_metrics({"validation": {"l2": "x"}}) is None
+
+
+def test_it_reuses_the_last_validation_and_follows_its_spreading_decision(monkeypatch):
+    x, y = elongated_clusters(seed=0)
+    first = fit(x, y, train=np.arange(60), test=np.arange(60, 80), pool=np.arange(1200),
+                unlabelled=np.arange(60, 1200))
+    validation = first.validation
+    assert validation.train_count == 60 and validation.semi_supervised["used"] is True
+    assert first.metrics["validation"] == validation.as_json()
+
+    def no_cross_validation(*args, **kwargs):
+        raise AssertionError("cross-validated although the last validation covers this TRAIN size")
+
+    monkeypatch.setattr(training, "choose_l2", no_cross_validation)
+    monkeypatch.setattr(training, "stratified_folds", no_cross_validation)
+    train = np.r_[np.arange(60), np.arange(80, 84)]  # 4 more TRAIN labels: within a tenth of 60
+    later = train_head(
+        classes=[f"c{i}" for i in range(6)], x_train=x[train], y_train=y[train], x_test=x[60:80],
+        y_test=y[60:80], pool=x[:1200], encoder="synthetic", encoder_version="1",
+        unlabelled=x[np.setdiff1d(np.arange(1200), train)], validation=validation,
+    )
+    assert later.validation == validation  # still the choice made at 60 labels
+    report = later.metrics["semi_supervised"]
+    assert report["used"] is True and report["validated_at"] == 60
+    assert report["unlabelled"] == 1200 - 64
+    assert later.metrics["l2"] == validation.l2 and later.head.info["semi_supervised"] is True
+    assert later.accuracy >= first.accuracy - 0.05
+
+
+@pytest.mark.django_db
+def test_it_revalidates_in_the_real_task_only_after_train_grew_by_a_tenth(tmp_path, alice, settings):
+    from labeling.services import do_record_judgement
+    from modeling.models import ModelVersion
+    from modeling.tasks import train_project
+
+    project, truth = make_proposing_project(tmp_path, alice, settings, n=120, test=20, train=45)
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # label in steps, train when the test says
+    unlabelled = iter(sorted(i.key for i in project.items.filter(status="unlabelled")))
+
+    def label(count):
+        for _ in range(count):
+            item = project.items.get(key=next(unlabelled))
+            do_record_judgement(project, item=item, user=alice, label=truth[item.key], time_taken=2.0)
+        train_project(project.pk)
+        return ModelVersion.objects.filter(project=project).order_by("-number").first()
+
+    first = ModelVersion.objects.get(project=project, number=1)
+    assert first.metrics["validation"]["train_count"] == 45
+    reused = label(4)  # 49 TRAIN labels: within 45 * 1.1
+    assert (reused.number, reused.train_count) == (2, 49)
+    assert reused.metrics["validation"] == first.metrics["validation"]
+    assert reused.metrics["semi_supervised"]["validated_at"] == 45
+    assert reused.metrics["semi_supervised"]["used"] is first.metrics["semi_supervised"]["used"]
+    fresh = label(1)  # 50: more than a tenth above 45
+    assert fresh.train_count == 50 and fresh.metrics["validation"]["train_count"] == 50
+    assert fresh.metrics["semi_supervised"]["validated_at"] == 50
