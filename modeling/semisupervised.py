@@ -99,13 +99,13 @@ def spread(graph: Graph, labelled: np.ndarray, labels: np.ndarray, n_classes: in
     return np.where(total > 1e-12, f / np.maximum(total, 1e-12), 1.0 / n_classes)
 
 
-def sample_unlabelled(
-    vectors: np.ndarray, *, keep: np.ndarray, limit: int = MAX_UNLABELLED, seed: int = 0
+def sample_rows(
+    vectors: np.ndarray, *, keep: np.ndarray | None = None, limit: int = MAX_UNLABELLED, seed: int = 0
 ) -> np.ndarray:
-    """float32 copies of at most `limit` of the rows where `keep` is true, chosen the same way every
-    time for the same pool. Rows are picked before they are read, so a memory-mapped matrix of a big
+    """float32 copies of at most `limit` rows (of those where `keep` is true), chosen the same way every
+    time for the same rows. Rows are picked before they are read, so a memory-mapped matrix of a big
     project is never copied whole."""
-    rows = np.flatnonzero(keep)
+    rows = np.arange(len(vectors)) if keep is None else np.flatnonzero(keep)
     if len(rows) > limit:
         rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
     return np.asarray(vectors[rows], dtype=np.float32)

@@ -22,6 +22,7 @@ from projects.models import ItemStatus, Project
 from .embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
 from .scoring import Head, lsh_buckets, normalised_entropy, uncertainty
+from .semisupervised import sample_rows
 from .services import (
     claim,
     claim_token,
@@ -222,16 +223,11 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
         heartbeat(ModelState, filters=filters, token=token, waiting_for="TRAIN labels of at least two classes",
                   trained_revision=revision)
         return "waiting: one class", False
-    pool = embeddings.vectors
-    if len(pool) > STANDARDISE_SAMPLE:
-        pool = pool[np.sort(np.random.default_rng(0).choice(len(pool), STANDARDISE_SAMPLE, replace=False))]
-    pool = np.asarray(pool, dtype=np.float32)
+    pool = sample_rows(embeddings.vectors, limit=STANDARDISE_SAMPLE)
     # Everything without a TRAIN label feeds label spreading; TEST items stay in as unlabelled nodes,
     # like the pool items they stand for (their labels never reach the head).
     train_ids = np.asarray([i for i, _ in data.train], dtype=np.int64)
-    from .semisupervised import sample_unlabelled
-
-    unlabelled = sample_unlabelled(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids))
+    unlabelled = sample_rows(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids))
 
     from .training import Validation, train_head
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from modeling.models import ModelState
 from modeling import training
-from modeling.semisupervised import MIN_LABELS, knn_graph, sample_unlabelled, spread
+from modeling.semisupervised import MIN_LABELS, knn_graph, sample_rows, spread
 from modeling.training import CV_MAX_ITEMS, Validation, train_head
 from tests.modeling.conftest import make_proposing_project
 
@@ -64,11 +64,12 @@ def test_it_samples_at_most_the_limit_the_same_way_every_time():
     vectors = np.arange(40, dtype=np.float16).reshape(20, 2)
     keep = np.ones(20, dtype=bool)
     keep[:5] = False
-    first = sample_unlabelled(vectors, keep=keep, limit=8)
+    first = sample_rows(vectors, keep=keep, limit=8)
     assert first.shape == (8, 2) and first.dtype == np.float32
     assert (first[:, 0] >= 10).all()  # never one of the excluded rows
-    assert np.array_equal(first, sample_unlabelled(vectors, keep=keep, limit=8))
-    assert len(sample_unlabelled(vectors, keep=keep, limit=100)) == 15
+    assert np.array_equal(first, sample_rows(vectors, keep=keep, limit=8))
+    assert len(sample_rows(vectors, keep=keep, limit=100)) == 15
+    assert np.array_equal(sample_rows(vectors, limit=100), vectors.astype(np.float32))  # every row, in order
 
 
 def test_it_keeps_label_spreading_when_cross_validation_shows_it_helps():
