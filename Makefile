@@ -76,8 +76,8 @@ chromium:
 test: install weights chromium
 	$(BIN)/python -m pytest
 
-# Benchmarks run in a throwaway database and data folder; they print markdown tables for
-# docs/benchmarks.md and keep the raw numbers in docs/bench/*.json.
+# Benchmarks run in a throwaway database and data folder; each rewrites its measured block of
+# docs/benchmarks.md (the prose around the blocks stays) and keeps the raw numbers in docs/bench/*.json.
 # Plotting is for the benchmarks only, so it stays out of requirements.txt.
 $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
@@ -87,9 +87,9 @@ bench: install weights $(VENV)/.bench-installed
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
-	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json && \
-	$(BIN)/python manage.py bench_score --out docs/bench/score.json && \
-	$(BIN)/python manage.py bench_simulate --out docs/bench
+	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json --doc docs/benchmarks.md && \
+	$(BIN)/python manage.py bench_score --out docs/bench/score.json --doc docs/benchmarks.md && \
+	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

@@ -2,8 +2,8 @@
 
 Multinomial logistic regression, fitted full-batch with L-BFGS: with tens to thousands of labels on
 fixed pretrained features it is as accurate as a small MLP, needs no learning-rate schedule, and is
-deterministic, so a model version can be reproduced from its labels and recorded choices. The L2 strength is chosen by
-cross-validation on TRAIN (never on TEST, which only reports).
+deterministic, so a model version can be reproduced from its labels and recorded choices. The L2
+strength is chosen by cross-validation on TRAIN (never on TEST, which only reports).
 
 Features are standardised with the mean and spread of *every* embedded item, labelled or not: a cheap
 use of the unlabelled pool that makes one L2 strength fit encoders of very different scales. From 40

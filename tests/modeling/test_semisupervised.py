@@ -191,7 +191,7 @@ def test_it_reuses_the_last_validation_and_follows_its_spreading_decision(monkey
 
 
 @pytest.mark.django_db
-def test_it_revalidates_in_the_real_task_only_after_train_grew_by_a_tenth(tmp_path, alice, settings):
+def test_it_revalidates_in_the_real_task_only_after_train_grew_by_a_tenth(tmp_path, alice, settings, client):
     from labeling.services import do_record_judgement
     from modeling.models import ModelVersion
     from modeling.tasks import train_project
@@ -214,6 +214,9 @@ def test_it_revalidates_in_the_real_task_only_after_train_grew_by_a_tenth(tmp_pa
     assert reused.metrics["validation"] == first.metrics["validation"]
     assert reused.metrics["semi_supervised"]["validated_at"] == 45
     assert reused.metrics["semi_supervised"]["used"] is first.metrics["semi_supervised"]["used"]
+    client.force_login(alice)
+    card = client.get(f"/projects/{project.pk}/model/card/").content.decode()
+    assert ("at 45 TRAIN labels" if reused.metrics["semi_supervised"]["used"] else "decided at 45 TRAIN labels") in card
     fresh = label(1)  # 50: more than a tenth above 45
     assert fresh.train_count == 50 and fresh.metrics["validation"]["train_count"] == 50
     assert fresh.metrics["semi_supervised"]["validated_at"] == 50

@@ -20,6 +20,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from modeling.benchdoc import provenance, write_block
+
 SCENARIOS = ("images-2k", "text-2k", "text-10k", "store-100k")
 
 
@@ -31,6 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all")
         parser.add_argument("--repeats", type=int, default=5, help="judgement→version measurements per scenario")
         parser.add_argument("--out", default="", help="write the results as JSON here")
+        parser.add_argument("--doc", default="", help="rewrite the bench:model block of this markdown file")
 
     def handle(self, *args, **options) -> None:
         datasets = Path(options["datasets"])
@@ -57,6 +60,9 @@ class Command(BaseCommand):
         if options["out"]:
             Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
         self.stdout.write(self._markdown(report))
+        if options["doc"]:
+            write_block(Path(options["doc"]), "model", f"{provenance('manage.py bench_model', report['machine'])}\n"
+                        f"{self._markdown(report)}", title="Model in the loop: latest `make bench`")
 
     # ----------------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from modeling.benchdoc import provenance, write_block
 from modeling.inference import worker_process
 
 SAMPLE = 256  # inputs per measurement
@@ -57,6 +58,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--datasets", default=str(Path(settings.BASE_DIR).parent / "shared" / "datasets"))
         parser.add_argument("--out", default="", help="write the results as JSON here")
+        parser.add_argument("--doc", default="", help="rewrite the bench:score block of this markdown file")
 
     def handle(self, *args, **options) -> None:
         datasets = Path(options["datasets"])
@@ -84,6 +86,9 @@ class Command(BaseCommand):
         if options["out"]:
             Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
         self.stdout.write(self._markdown(report))
+        if options["doc"]:
+            write_block(Path(options["doc"]), "score", f"{provenance('manage.py bench_score', report['machine'])}\n"
+                        f"{self._markdown(report)}", title="Serving: latest `make bench`")
 
     # -- setup ------------------------------------------------------------------------------------
 

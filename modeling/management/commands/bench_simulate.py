@@ -35,6 +35,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from modeling.benchdoc import provenance, write_block
 from modeling.simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
 
 # name -> (data type, items folder or file inside the dataset, extra dataset keys)
@@ -94,6 +95,7 @@ class Command(BaseCommand):
                             help="run nothing: rebuild the plots, tables and simulate.json from OUT/simulate/*.json")
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench"),
                             help="results go to OUT/simulate/*.json, plots to OUT/plots/*.png")
+        parser.add_argument("--doc", default="", help="rewrite the bench:simulate block of this markdown file")
 
     def handle(self, *args, **options) -> None:
         out = Path(options["out"])
@@ -138,6 +140,19 @@ class Command(BaseCommand):
         }
         (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         self.stdout.write(self._markdown(report))
+        if options["doc"]:
+            doc = Path(options["doc"])
+            command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
+                       f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}")
+            plots = [out / "plots" / f"{name}.png" for name in names]
+            if any(s.get("label_all") for s in summary.values()):
+                plots.append(out / "plots" / "label-all.png")
+            images = "\n".join(
+                f"![{path.stem}: {'modeled time' if path.stem == 'label-all' else 'active vs random'}]"
+                f"({os.path.relpath(path, doc.resolve().parent)})" for path in plots if path.exists()
+            )
+            write_block(doc, "simulate", f"{provenance(command, machine)}\n{self._markdown(report)}\n{images}",
+                        title="Label efficiency: latest `make bench`")
 
     @staticmethod
     def _read_machine(out: Path) -> dict:
@@ -300,15 +315,18 @@ class Command(BaseCommand):
             ref = (s.get("reference") or {}).get("accuracy")
             a80 = self._at(s["strategies"].get("active", {}).get("curve", []), GOAL_LABELS)
             ratio = f"{a80['mean'] / ref:.3f}" if ref and a80 else "—"
-            lines.append(f"| {name} | {s['items']:,} ({s['holdout']}) | {' | '.join(cells)} | {ref if ref is not None else '—'} | {ratio} |")
-        lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | final label accuracy | modeled time | per item |",
-                  "|---|---|---|---|---|---|---|---|"]
+            lines.append(f"| {name} | {s['items']:,} ({s['holdout']:,}) | {' | '.join(cells)} | "
+                         f"{f'{ref:.3f}' if ref is not None else '—'} | {ratio} |")
+        if any(s.get("label_all") for s in report["datasets"].values()):
+            lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | final label accuracy | modeled time | per item |",
+                      "|---|---|---|---|---|---|---|---|"]
         for name, s in report["datasets"].items():
             la = s.get("label_all")
             if la:
                 lines.append(
                     f"| {name} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
-                    f"{la['proposal_precision']} | {la['final_label_accuracy']} | {la['seconds'] / 60:.0f} min | "
+                    f"{la['proposal_precision'] if la['proposal_precision'] is not None else '—'} | "
+                    f"{la['final_label_accuracy']} | {la['seconds'] / 60:.0f} min | "
                     f"{la['seconds_per_item']} s |"
                 )
         return "\n".join(lines) + "\n"
