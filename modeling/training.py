@@ -238,41 +238,41 @@ def semi_supervised_fit(
     """
     report = {"method": "label spreading", "unlabelled": int(len(unlabelled)), "used": False,
               "validated_at": int(len(y))}
+    folds = None
     if validated:
         report = {**validated, "unlabelled": int(len(unlabelled))}
         if not validated.get("used"):
             return None, report
         if len(unlabelled) == 0:
             return None, {**report, "used": False, "reason": "no unlabelled items"}
-        unlabelled = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
-        graph = knn_graph(np.concatenate([xs, unlabelled]))
-        return _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
-    if len(y) < MIN_LABELS:
-        report["reason"] = f"starts at {MIN_LABELS} TRAIN labels"
-        return None, report
-    if len(y) > CV_MAX_ITEMS:
-        report["reason"] = f"not needed above {CV_MAX_ITEMS} TRAIN labels"
-        return None, report
-    folds = stratified_folds(y, n_classes)
-    if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
-        report["reason"] = "too few TRAIN labels to cross-validate" if len(unlabelled) else "no unlabelled items"
-        return None, report
+    else:
+        if len(y) < MIN_LABELS:
+            report["reason"] = f"starts at {MIN_LABELS} TRAIN labels"
+            return None, report
+        if len(y) > CV_MAX_ITEMS:
+            report["reason"] = f"not needed above {CV_MAX_ITEMS} TRAIN labels"
+            return None, report
+        folds = stratified_folds(y, n_classes)
+        if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
+            report["reason"] = "too few TRAIN labels to cross-validate" if len(unlabelled) else "no unlabelled items"
+            return None, report
     unlabelled = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
     graph = knn_graph(np.concatenate([xs, unlabelled]))
-    losses = []
-    for k in range(CV_FOLDS):
-        held = np.flatnonzero(folds == k)
-        kept = np.flatnonzero(folds != k)
-        if not len(held) or len(np.unique(y[kept])) < 2:
-            continue
-        w, b = _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
-        losses.append(_log_loss(softmax(xs[held] @ w.T + b), y[held]))
-    spread_loss = float(np.mean(losses)) if losses else math.inf
-    report.update({"cv_loss_plain": plain_loss, "cv_loss_spread": spread_loss})
-    if not spread_loss < plain_loss:
-        report["reason"] = "did not beat the labels alone in cross-validation on TRAIN"
-        return None, report
-    report["used"] = True
+    if folds is not None:
+        losses = []
+        for k in range(CV_FOLDS):
+            held = np.flatnonzero(folds == k)
+            kept = np.flatnonzero(folds != k)
+            if not len(held) or len(np.unique(y[kept])) < 2:
+                continue
+            w, b = _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
+            losses.append(_log_loss(softmax(xs[held] @ w.T + b), y[held]))
+        spread_loss = float(np.mean(losses)) if losses else math.inf
+        report.update({"cv_loss_plain": plain_loss, "cv_loss_spread": spread_loss})
+        if not spread_loss < plain_loss:
+            report["reason"] = "did not beat the labels alone in cross-validation on TRAIN"
+            return None, report
+        report["used"] = True
     return _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
 
 
