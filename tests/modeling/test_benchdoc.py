@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 
 from modeling.benchdoc import BenchDocError, provenance, write_block
 from modeling.management.commands.bench_simulate import Command as BenchSimulate
@@ -81,3 +85,15 @@ def test_the_simulate_table_leaves_out_label_all_when_no_run_labelled_everything
                             "seconds_per_item": 2.5}
     text = BenchSimulate()._markdown(report)
     assert "| tiny | 1,600 | 0 | 0 | — | 1.0 | 67 min | 2.5 s |" in text
+
+
+@pytest.mark.parametrize("name", ["model", "score", "simulate"])
+def test_the_projects_own_benchmarks_doc_has_each_block_once(tmp_path, name):
+    # `make bench` ends by rewriting these blocks; a marker quoted in the prose would make it fail there.
+    doc = tmp_path / "benchmarks.md"
+    shutil.copy(Path(settings.BASE_DIR) / "docs" / "benchmarks.md", doc)
+    before = doc.read_text(encoding="utf-8")
+    write_block(doc, name, "measured", title="unused")
+    after = doc.read_text(encoding="utf-8")
+    assert "## unused" not in after and f"<!-- bench:{name} -->\nmeasured\n<!-- /bench:{name} -->" in after
+    assert after.split(f"<!-- bench:{name} -->")[0] == before.split(f"<!-- bench:{name} -->")[0]
