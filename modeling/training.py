@@ -81,7 +81,6 @@ class TrainingResult:
     accuracy: float | None
     loss: float | None
     seconds: float
-    validation: Validation | None = None
 
 
 def standardiser(pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -370,5 +369,5 @@ def train_head(
         metrics["loss"] = report["loss_after"]
     return TrainingResult(
         head=head, metrics=metrics, accuracy=metrics["accuracy"], loss=metrics["loss"],
-        seconds=time.perf_counter() - started, validation=validation,
+        seconds=time.perf_counter() - started,
     )

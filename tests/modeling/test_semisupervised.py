@@ -167,7 +167,7 @@ def test_it_reuses_the_last_validation_and_follows_its_spreading_decision(monkey
     x, y = elongated_clusters(seed=0)
     first = fit(x, y, train=np.arange(60), test=np.arange(60, 80), pool=np.arange(1200),
                 unlabelled=np.arange(60, 1200))
-    validation = first.validation
+    validation = Validation.from_metrics(first.metrics)
     assert validation.train_count == 60 and validation.semi_supervised["used"] is True
     assert first.metrics["validation"] == validation.as_json()
 
@@ -182,7 +182,7 @@ def test_it_reuses_the_last_validation_and_follows_its_spreading_decision(monkey
         y_test=y[60:80], pool=x[:1200], encoder="synthetic", encoder_version="1",
         unlabelled=x[np.setdiff1d(np.arange(1200), train)], validation=validation,
     )
-    assert later.validation == validation  # still the choice made at 60 labels
+    assert Validation.from_metrics(later.metrics) == validation  # still the choice made at 60 labels
     report = later.metrics["semi_supervised"]
     assert report["used"] is True and report["validated_at"] == 60
     assert report["unlabelled"] == 1200 - 64

@@ -59,10 +59,11 @@ class Command(BaseCommand):
         }
         if options["out"]:
             Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
-        self.stdout.write(self._markdown(report))
+        markdown = self._markdown(report)
+        self.stdout.write(markdown)
         if options["doc"]:
             write_block(Path(options["doc"]), "model", f"{provenance('manage.py bench_model', report['machine'])}\n"
-                        f"{self._markdown(report)}", title="Model in the loop: latest `make bench`")
+                        f"{markdown}", title="Model in the loop: latest `make bench`")
 
     # ----------------------------------------------------------------------------------------------
 

@@ -85,10 +85,11 @@ class Command(BaseCommand):
         }
         if options["out"]:
             Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
-        self.stdout.write(self._markdown(report))
+        markdown = self._markdown(report)
+        self.stdout.write(markdown)
         if options["doc"]:
             write_block(Path(options["doc"]), "score", f"{provenance('manage.py bench_score', report['machine'])}\n"
-                        f"{self._markdown(report)}", title="Serving: latest `make bench`")
+                        f"{markdown}", title="Serving: latest `make bench`")
 
     # -- setup ------------------------------------------------------------------------------------
 

@@ -139,7 +139,8 @@ class Command(BaseCommand):
             "datasets": summary,
         }
         (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-        self.stdout.write(self._markdown(report))
+        markdown = self._markdown(report)
+        self.stdout.write(markdown)
         if options["doc"]:
             doc = Path(options["doc"])
             command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
@@ -151,7 +152,7 @@ class Command(BaseCommand):
                 f"![{path.stem}: {'modeled time' if path.stem == 'label-all' else 'active vs random'}]"
                 f"({os.path.relpath(path, doc.resolve().parent)})" for path in plots if path.exists()
             )
-            write_block(doc, "simulate", f"{provenance(command, machine)}\n{self._markdown(report)}\n{images}",
+            write_block(doc, "simulate", f"{provenance(command, machine)}\n{markdown}\n{images}",
                         title="Label efficiency: latest `make bench`")
 
     @staticmethod
