@@ -89,7 +89,7 @@ bench: install weights $(VENV)/.bench-installed
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_score --out docs/bench/score.json --doc docs/benchmarks.md && \
-	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md
+	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

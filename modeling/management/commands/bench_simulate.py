@@ -3,6 +3,7 @@ labeling everything; writes the raw results, PNG plots and a markdown summary.
 
     python manage.py bench_simulate [--dataset NAME ...] [--seeds 3] [--budget 200] [--jobs N] [--out docs/bench]
     python manage.py bench_simulate --summarise-only [--out docs/bench]   # plots and tables from the JSON there
+    python manage.py bench_simulate --resume [...]   # keep finished runs made with the same settings
 
 Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
 datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
@@ -12,6 +13,10 @@ everything (`--label-all`).
 Every run is independent (its own throwaway database), so `--jobs N` runs N at once, each a
 `manage.py simulate` process with cpus/N torch threads: one at a time on a 2-core laptop, a dozen on
 a big machine. The results are the same either way (each run is deterministic for its seed).
+
+The full default is hours on a laptop, so every result records the settings and commit it was made with
+(`"bench"`), and `--resume` keeps a finished result whose settings match instead of running it again;
+the summary lists the commits its results came from, so a resumed report cannot hide a mix.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,6 +67,38 @@ class Run:
     def name(self) -> str:
         return f"{self.dataset}-{self.strategy}-{self.seed}"
 
+    @property
+    def reference(self) -> bool:
+        # The all-labels yardstick (one more fit) goes with every dataset's first active run.
+        return self.strategy == "active" and self.seed == 0
+
+    def settings(self, *, budget: int, step: int) -> dict:
+        """What decides this run's result besides the code: compared by --resume."""
+        return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference}
+
+
+def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
+    """A finished result made with exactly this run's settings (the same dataset, strategy and seed)."""
+    made = result.get("bench") or {}
+    wanted = run.settings(budget=budget, step=step)
+    return (result.get("strategy"), result.get("seed")) == (run.strategy, run.seed) and all(
+        made.get(key) == value for key, value in wanted.items()
+    )
+
+
+def git_commit() -> str:
+    """The checkout's commit (with "+changes" when the working tree differs), or "" outside git."""
+    git = shutil.which("git")
+    if not git:
+        return ""
+    cwd = settings.BASE_DIR
+    head = subprocess.run([git, "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    if head.returncode != 0:
+        return ""
+    dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                           capture_output=True, text=True)
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
 
 @contextmanager
 def figure(path: Path, size: tuple[float, float]):
@@ -91,6 +129,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
         parser.add_argument("--jobs", type=int, default=1,
                             help="simulations at once, each with cpus/jobs torch threads (default 1)")
+        parser.add_argument("--resume", action="store_true",
+                            help="keep results in OUT/simulate made with the same settings; run only the rest")
+        parser.add_argument("--cache", default=str(CACHE), help="embedding cache kept between runs")
         parser.add_argument("--summarise-only", action="store_true",
                             help="run nothing: rebuild the plots, tables and simulate.json from OUT/simulate/*.json")
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench"),
@@ -136,7 +177,7 @@ class Command(BaseCommand):
         self._plot_costs(summary, out / "plots" / "label-all.png")
         report = {
             "machine": machine, "budget": options["budget"], "step": options["step"], "seeds": options["seeds"],
-            "datasets": summary,
+            "commits": self._commits(out, runs), "datasets": summary,
         }
         (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         markdown = self._markdown(report)
@@ -144,7 +185,8 @@ class Command(BaseCommand):
         if options["doc"]:
             doc = Path(options["doc"])
             command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
-                       f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}")
+                       f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}"
+                       f"{' --resume' if options['resume'] else ''}")
             plots = [out / "plots" / f"{name}.png" for name in names]
             if any(s.get("label_all") for s in summary.values()):
                 plots.append(out / "plots" / "label-all.png")
@@ -154,6 +196,15 @@ class Command(BaseCommand):
             )
             write_block(doc, "simulate", f"{provenance(command, machine)}\n{markdown}\n{images}",
                         title="Label efficiency: latest `make bench`")
+
+    @staticmethod
+    def _commits(out: Path, runs: list[Run]) -> dict[str, list[str]]:
+        """Commit -> the runs whose results it made (one key when nothing was resumed across commits)."""
+        made: dict[str, list[str]] = {}
+        for run in runs:
+            result = json.loads((out / "simulate" / f"{run.name}.json").read_text(encoding="utf-8"))
+            made.setdefault((result.get("bench") or {}).get("commit") or "unknown", []).append(run.name)
+        return made
 
     @staticmethod
     def _read_machine(out: Path) -> dict:
@@ -166,15 +217,21 @@ class Command(BaseCommand):
         jobs = options["jobs"]
         threads = max(1, (os.cpu_count() or 1) // jobs)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
+        budget, step = options["budget"], options["step"]
+        commit = git_commit()
+        if options["resume"]:
+            kept = [run for run in runs if self._finished(out, run, budget=budget, step=step)]
+            for run in kept:
+                self.stdout.write(f"== {run.name}: kept (finished with these settings)")
+            runs = [run for run in runs if run not in kept]
 
         def one(run: Run) -> None:
             target = out / "simulate" / f"{run.name}.json"
             argv = [
                 "--config", str(configs[run.dataset]), "--oracle", str(root / run.dataset / "labels.csv"),
                 "--out", str(target), "--strategy", run.strategy, "--seed", str(run.seed),
-                "--budget", str(options["budget"]), "--step", str(options["step"]), "--cache", str(CACHE),
-                # The all-labels yardstick (one more fit) goes with every dataset's first active run.
-                *(["--reference"] if run.strategy == "active" and run.seed == 0 else []),
+                "--budget", str(budget), "--step", str(step), "--cache", options["cache"],
+                *(["--reference"] if run.reference else []),
                 *(["--label-all"] if run.label_all else []),
             ]
             self.stdout.write(f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}")
@@ -191,6 +248,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{run.name}: {done.stdout.strip()}")
             result = json.loads(target.read_text(encoding="utf-8"))
             result["wall_seconds"] = round(time.monotonic() - started, 1)
+            result["bench"] = {**run.settings(budget=budget, step=step), "commit": commit}
             target.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
         if jobs == 1:
@@ -222,6 +280,14 @@ class Command(BaseCommand):
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             for future in [pool.submit(scheduled, run) for run in order]:
                 future.result()
+
+    @staticmethod
+    def _finished(out: Path, run: Run, *, budget: int, step: int) -> bool:
+        try:
+            result = json.loads((out / "simulate" / f"{run.name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return reusable(result, run, budget=budget, step=step)
 
     def _config(self, name: str, root: Path, tmp: Path) -> Path:
         data_type, items, extra = DATASETS[name]
@@ -305,7 +371,15 @@ class Command(BaseCommand):
             ax.grid(axis="x", alpha=0.3)
 
     def _markdown(self, report: dict) -> str:
-        lines = ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
+        commits = report.get("commits") or {}
+        if len(commits) == 1:
+            lines = [f"Every run below was made at commit `{next(iter(commits))}`."]
+        elif commits:
+            lines = ["Runs by commit (kept by `--resume` from earlier runs with the same settings): " + "; ".join(
+                f"`{commit}`: {', '.join(names)}" for commit, names in commits.items()) + "."]
+        else:
+            lines = []
+        lines += ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
                  "|---|---|---|---|---|---|---|---|"]
         for name, s in report["datasets"].items():
             cells = []
