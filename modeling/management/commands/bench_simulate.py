@@ -87,7 +87,9 @@ def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
 
 
 def git_commit() -> str:
-    """The checkout's commit (with "+changes" when the working tree differs), or "" outside git."""
+    """The checkout's commit (with "+changes" when its code differs), or "" outside git.
+
+    docs/ is left out: `make bench` itself rewrites the results and the doc there as it goes."""
     git = shutil.which("git")
     if not git:
         return ""
@@ -95,7 +97,7 @@ def git_commit() -> str:
     head = subprocess.run([git, "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True)
     if head.returncode != 0:
         return ""
-    dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+    dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs"], cwd=cwd,
                            capture_output=True, text=True)
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
