@@ -597,6 +597,7 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
         "rejected": totals["rejected"],
         "audits_waiting": audits,
         "target_precision": project.target_precision,
+        "proposal_guarantee": project.proposal_guarantee,
         "measured_precision": {
             label: {
                 "seen": m.seen, "confirmed": m.confirmed, "audited": m.audited, "overturned": m.overturned,

@@ -94,8 +94,9 @@ class ModelVersion(models.Model):
     training_seconds = models.FloatField(default=0.0)
     # Calibration: the head file holds the temperature too; kept here for the admin and the API.
     temperature = models.FloatField(default=1.0)
-    # Per class: {"threshold", "evidence", "correct", "lower_bound", "predicted", "needed", "reason"},
-    # computed from TEST for `thresholds_target` (recomputed when the owner changes the target).
+    # Per class: {"threshold", "evidence", "correct", "lower_bound", "predicted", "needed", "reason",
+    # "guarantee", "pooled"} (modeling.thresholds.ClassThreshold), computed from TEST for
+    # `thresholds_target` and the project's guarantee (recomputed when the owner changes either).
     thresholds = models.JSONField(default=dict, blank=True)
     thresholds_target = models.FloatField(null=True, blank=True)
     proposal_note = models.CharField(max_length=300, blank=True, help_text="Why no class has a threshold, if so")

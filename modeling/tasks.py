@@ -363,7 +363,7 @@ def propose_project(project_id: int) -> str:
 
 
 def propose_version(project: Project, *, version: ModelVersion, head: Head, embeddings) -> str:
-    """Per-class thresholds from TEST for the project's target precision, then proposals above them.
+    """Thresholds from TEST for the project's target precision and guarantee, then proposals above them.
 
     Numpy only. TEST evidence is read fresh (every current TEST judgement, including ones added after
     the version was trained: they are just as unseen by its head), scored with the calibrated head.
@@ -381,7 +381,9 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     y_test = np.asarray([index[labels[i]] for i in present.tolist()], dtype=np.int64)
     probs = head.predict_proba(vectors) if len(y_test) else np.zeros((0, len(head.classes)))
     target = float(project.target_precision)
-    thresholds, note = choose_thresholds(list(head.classes), probs, y_test, target=target)
+    thresholds, note = choose_thresholds(
+        list(head.classes), probs, y_test, target=target, guarantee=project.proposal_guarantee
+    )
     ModelVersion.objects.filter(pk=version.pk).update(
         thresholds={label: t.as_dict() for label, t in thresholds.items()}, thresholds_target=target,
         proposal_note=note[:300],

@@ -20,6 +20,12 @@ class gets a threshold only when the TEST stage (uniformly random items, never t
   more items than one sequence; with 150 it would propose fewer, hence one sequence there.
 - No class gets a threshold until the model's TEST accuracy beats chance by Light Bulb's margin
   (accuracy >= 1.35 / number of classes).
+
+With the project's `all_proposals` guarantee the same test runs once over every TEST item (sorted by
+the confidence of its predicted class; evidence = the prediction was right), and every class proposes
+above that one threshold: the proposals as a whole are `target` precise with 95% confidence, after
+59 TEST items in all instead of 59 predicted as each class. It promises nothing about one class's
+share, which is why it is a setting and not the default.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ class ClassThreshold:
     predicted: int  # TEST items predicted c at all
     needed: int  # the fewest TEST items predicted c that could ever give a threshold at this target
     reason: str  # why there is no threshold, or "" when there is one
+    # "each_class", or "all_proposals": the threshold is shared and proven on every TEST item together;
+    # then `lower_bound` is None and `pooled` holds the shared {"evidence", "correct", "lower_bound"}.
+    guarantee: str = "each_class"
+    pooled: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -112,12 +122,15 @@ def beats_chance(accuracy: float | None, n_classes: int) -> bool:
 
 
 def class_threshold(
-    label: str, confidence: np.ndarray, correct: np.ndarray, *, target: float, alpha: float = ALPHA
+    label: str, confidence: np.ndarray, correct: np.ndarray, *, target: float, alpha: float = ALPHA,
+    which: str | None = None,
 ) -> ClassThreshold:
     """The lowest confidence threshold whose proposals are proven `target` precise, or why there is none.
 
-    `confidence` and `correct` describe the TEST items predicted as `label` (any order).
+    `confidence` and `correct` describe the TEST items predicted as `label` (any order); `which` names
+    them in reasons (default "predicted LABEL").
     """
+    which = f"predicted {label}" if which is None else which
     order = np.argsort(-np.asarray(confidence, dtype=np.float64), kind="stable")
     conf = np.asarray(confidence, dtype=np.float64)[order]
     hits = np.asarray(correct, dtype=bool)[order]
@@ -150,11 +163,11 @@ def class_threshold(
             lower_bound=clopper_pearson_lower(k, best_m, share), predicted=total, needed=needed, reason="",
         )
     if total < needed:
-        reason = f"needs {needed} TEST items predicted {label} (has {total})"
+        reason = f"needs {needed} TEST items {which} (has {total})"
     else:
         m = min(total, needed)
         reason = (
-            f"the {m} most confident TEST items predicted {label} are not precise enough "
+            f"the {m} most confident TEST items {which} are not precise enough "
             f"({int(cumulative[m - 1])} correct)"
         )
     return ClassThreshold(
@@ -163,24 +176,45 @@ def class_threshold(
     )
 
 
+EACH_CLASS, ALL_PROPOSALS = "each_class", "all_proposals"  # projects.models.ProposalGuarantee values
+
+
 def choose_thresholds(
-    classes: list[str], probs: np.ndarray, y_true: np.ndarray, *, target: float, alpha: float = ALPHA
+    classes: list[str], probs: np.ndarray, y_true: np.ndarray, *, target: float, alpha: float = ALPHA,
+    guarantee: str = EACH_CLASS,
 ) -> tuple[dict[str, ClassThreshold], str]:
     """Thresholds for every class from TEST probabilities, and a project-wide reason when there are none."""
+    if guarantee not in (EACH_CLASS, ALL_PROPOSALS):
+        raise ValueError(f"unknown proposal guarantee {guarantee!r}")
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
     predicted = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
     accuracy = float((predicted == y_true).mean()) if len(y_true) else None
     out = {}
-    for index, label in enumerate(classes):
-        mask = predicted == index
-        out[label] = class_threshold(label, confidence[mask], y_true[mask] == index, target=target, alpha=alpha)
+    if guarantee == EACH_CLASS:
+        for index, label in enumerate(classes):
+            mask = predicted == index
+            out[label] = class_threshold(label, confidence[mask], y_true[mask] == index, target=target, alpha=alpha)
+    else:
+        shared = class_threshold("", confidence, predicted == y_true, target=target, alpha=alpha, which="in all")
+        pooled = {"evidence": shared.evidence, "correct": shared.correct, "lower_bound": shared.lower_bound}
+        for index, label in enumerate(classes):
+            mask = predicted == index
+            # What this class contributes above the shared threshold (shown, not tested on its own).
+            above = mask & (confidence >= shared.threshold) if shared.threshold is not None else np.zeros_like(mask)
+            out[label] = ClassThreshold(
+                label=label, threshold=shared.threshold, evidence=int(above.sum()),
+                correct=int((y_true[above] == index).sum()), lower_bound=None, predicted=int(mask.sum()),
+                needed=shared.needed, reason=shared.reason, guarantee=ALL_PROPOSALS, pooled=pooled,
+            )
     if not beats_chance(accuracy, len(classes)):
         needed = CHANCE_MARGIN / max(len(classes), 1)
         shown = "–" if accuracy is None else f"{accuracy:.0%}"
         reason = f"TEST accuracy {shown} does not beat chance by Light Bulb's margin (needs {needed:.0%})"
         for value in out.values():
             value.threshold, value.lower_bound, value.reason = None, None, reason
+            if value.pooled:
+                value.pooled = {**value.pooled, "lower_bound": None}
         return out, reason
     return out, ""

@@ -11,7 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from projects.models import Project, Role
+from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user
 
 from .serving import (
@@ -45,11 +45,13 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
             training["running"], training["waiting_for"], training["last_error"],
             current["number"] if current else 0,
             proposals["ready"], proposals["pending"], proposals["accepted"], proposals["rejected"],
-            proposals["audits_waiting"], proposals["target_precision"],
+            proposals["audits_waiting"], proposals["target_precision"], proposals["proposal_guarantee"],
             current["thresholds_target"] if current else None,
         )
     )
     thresholds = current["thresholds"] if current else {}
+    # The shared evidence when the current thresholds were proven for all proposals together.
+    pooled = next((t["pooled"] for t in thresholds.values() if t.get("guarantee") == "all_proposals"), None)
     proposal_rows = [
         {
             "name": name,
@@ -75,6 +77,9 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
         "proposals": proposals,
         "proposal_ready_classes": [(name, n) for name, n in proposals["by_class"].items() if n],
         "proposal_rows": proposal_rows,
+        "proposal_pooled": pooled,
+        "proposal_shared_threshold": next(iter(thresholds.values()), {}).get("threshold") if pooled else None,
+        "guarantee_choices": ProposalGuarantee.choices,
         "proposal_note": current["proposal_note"] if current else "",
         "proposal_version": bool(current and current["thresholds_target"] is not None),
         "is_owner": role is not None and has_role(role, Role.OWNER),

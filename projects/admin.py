@@ -30,7 +30,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
         ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling", "random_share",
                               "lease_seconds"]}),
-        ("Proposals", {"fields": ["target_precision", "audit_share"]}),
+        ("Proposals", {"fields": ["target_precision", "proposal_guarantee", "audit_share"]}),
         ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
                       "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),
@@ -66,7 +66,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Project, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if change and {"target_precision", "audit_share", "classes", "encoder"} & set(form.changed_data):
+        if change and {"target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"} & set(form.changed_data):
             from modeling.services import request_proposals
 
             # Thresholds depend on the target: the current model re-proposes once this commits.

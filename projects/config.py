@@ -46,6 +46,7 @@ class ProjectConfig:
     model_options: dict = field(default_factory=dict)
     encoder: str = ""  # blank: the registry's default for the data type
     sampling: str = ""  # blank: the project default (margin); "entropy" is Light Bulb's original rule
+    proposal_guarantee: str = ""  # blank: the project default (each_class)
 
 
 _KNOWN_TOP = {"task", "dataset", "label", "model", "model_directory", "user"}
@@ -197,6 +198,9 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     sampling = str(model_options.pop("sampling", "") or "").strip().lower() if isinstance(model, dict) else ""
     if sampling and sampling not in ("margin", "entropy"):
         raise ConfigError(f"model.sampling must be 'margin' or 'entropy', not {sampling!r}")
+    guarantee = str(model_options.pop("proposal_guarantee", "") or "").strip().lower() if isinstance(model, dict) else ""
+    if guarantee and guarantee not in ("each_class", "all_proposals"):
+        raise ConfigError(f"model.proposal_guarantee must be 'each_class' or 'all_proposals', not {guarantee!r}")
     if model_directory.exists() and not model_directory.is_dir():
         raise ConfigError(f"model.directory is not a directory: {model_dir_raw}")
 
@@ -240,4 +244,5 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         model_options=model_options,
         encoder=str(encoder),
         sampling=sampling,
+        proposal_guarantee=guarantee,
     )

@@ -27,7 +27,7 @@ from lightbulb_site.atomic import atomic_write
 
 from .config import ProjectConfig
 from .ingest import DatasetReader, ItemRecord, decode_text
-from .models import Item, ItemStatus, Membership, Project, Role
+from .models import Item, ItemStatus, Membership, Project, ProposalGuarantee, Role
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -107,6 +107,7 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
                 "model_options": config.model_options,
                 "encoder": config.encoder,
                 **({"sampling": config.sampling} if config.sampling else {}),
+                **({"proposal_guarantee": config.proposal_guarantee} if config.proposal_guarantee else {}),
             },
         )
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})
@@ -494,17 +495,29 @@ def project_counts(project: Project) -> dict:
     }
 
 
-def do_set_target_precision(project: Project, *, target: float) -> Project:
-    """Owners choose how precise proposals must be proven; the current model re-proposes at once."""
-    try:
-        target = float(target)
-    except (TypeError, ValueError):
-        raise ProjectError("target precision must be a number") from None
-    if not 0.5 <= target <= 0.999:
-        raise ProjectError("target precision must be between 50% and 99.9%")
+def do_set_proposal_settings(project: Project, *, target: float | None = None, guarantee: str | None = None) -> Project:
+    """Owners choose how precise proposals must be proven, and for what (each class or all proposals
+    together); None leaves a setting as it is. The current model re-proposes at once."""
+    changes: dict = {}
+    if target is not None:
+        try:
+            target = float(target)
+        except (TypeError, ValueError):
+            raise ProjectError("target precision must be a number") from None
+        if not 0.5 <= target <= 0.999:
+            raise ProjectError("target precision must be between 50% and 99.9%")
+        changes["target_precision"] = target
+    if guarantee is not None:
+        if guarantee not in ProposalGuarantee.values:
+            choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)
+            raise ProjectError(f"the proposal guarantee must be {choices}, not {str(guarantee)[:40]!r}")
+        changes["proposal_guarantee"] = guarantee
+    if not changes:
+        return project
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(target_precision=target)
-        project.target_precision = target
+        Project.objects.filter(pk=project.pk).update(**changes)
+        for field, value in changes.items():
+            setattr(project, field, value)
         from modeling.services import request_proposals
 
         transaction.on_commit(lambda: request_proposals(project.pk))

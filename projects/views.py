@@ -11,14 +11,14 @@ from django.views.decorators.http import require_POST
 
 from labeling.services import member_stats
 
-from .models import ItemStatus, Role
+from .models import ItemStatus, ProposalGuarantee, Role
 from .permissions import get_project_for_user, has_role, projects_for_user
 from .services import (
     MembershipError,
     ProjectError,
     do_add_member,
     do_remove_member,
-    do_set_target_precision,
+    do_set_proposal_settings,
     project_counts,
 )
 
@@ -100,14 +100,21 @@ def _change_members(request: HttpRequest, project) -> None:
 @login_required
 @require_POST
 def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Owners set the target precision (entered in percent) that proposals must be proven to reach."""
+    """Owners set the target precision (entered in percent) that proposals must be proven to reach, and
+    whether it is proven for each class or for all proposals together."""
     project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
     raw = request.POST.get("target_percent", "").strip()
+    guarantee = request.POST.get("guarantee") or None  # absent: unchanged (older forms, scripts)
     try:
-        do_set_target_precision(project, target=float(raw) / 100.0)
+        do_set_proposal_settings(project, target=float(raw) / 100.0, guarantee=guarantee)
     except (ValueError, ProjectError) as exc:
         message = "target precision must be a number" if isinstance(exc, ValueError) else str(exc)
         messages.error(request, message[:1].upper() + message[1:] + ".")
     else:
-        messages.success(request, f"Target precision is now {project.target_precision:.1%}; thresholds are being recomputed.")
+        messages.success(
+            request,
+            f"Target precision is now {project.target_precision:.1%} for "
+            f"{'each class' if project.proposal_guarantee == ProposalGuarantee.EACH_CLASS else 'all proposals together'}"
+            "; thresholds are being recomputed.",
+        )
     return redirect(f"{project.get_absolute_url()}#proposals")

@@ -9,7 +9,7 @@ from labeling.proposals import do_confirm_batch, lease_batch
 from modeling.models import ItemPrediction, ModelState
 from modeling.scoring import Head
 from projects.models import ItemStatus
-from projects.services import do_set_target_precision
+from projects.services import do_set_proposal_settings
 from tests.browser import login
 from tests.modeling.conftest import make_proposing_project
 
@@ -58,12 +58,47 @@ def test_a_stricter_target_withdraws_what_the_evidence_no_longer_supports(
     project, _ = make_proposing_project(tmp_path, alice, settings)
     assert Proposal.objects.filter(project=project, status=ProposalStatus.PENDING).exists()
     with django_capture_on_commit_callbacks(execute=True):
-        do_set_target_precision(project, target=0.999)  # would take ~3,000 flawless TEST items per class
+        do_set_proposal_settings(project, target=0.999)  # would take ~3,000 flawless TEST items per class
     version = ModelState.objects.get(project=project).current_version
     assert version.thresholds_target == 0.999
     assert all(t["threshold"] is None and "needs" in t["reason"] for t in version.thresholds.values())
     assert not Proposal.objects.filter(project=project, status=ProposalStatus.PENDING).exists()
     assert Proposal.objects.filter(project=project, status=ProposalStatus.WITHDRAWN).exists()
+
+
+def test_all_proposals_together_propose_where_each_class_lacks_evidence(
+    tmp_path, alice, client, settings, django_capture_on_commit_callbacks
+):
+    # 90 TEST items: about 45 predicted as each topic, short of the 59 one class needs on its own.
+    project, truth = make_proposing_project(tmp_path, alice, settings, test=90)
+    version = ModelState.objects.get(project=project).current_version
+    assert all(t["threshold"] is None and "needs 59 TEST items predicted" in t["reason"]
+               for t in version.thresholds.values())
+    assert not Proposal.objects.filter(project=project, status=ProposalStatus.PENDING).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        do_set_proposal_settings(project, guarantee="all_proposals")
+    version.refresh_from_db()
+    shared = {t["threshold"] for t in version.thresholds.values()}
+    assert len(shared) == 1 and None not in shared  # one threshold for both classes
+    t = shared.pop()
+    pooled = version.thresholds["sport"]["pooled"]
+    assert pooled["evidence"] >= 59 and pooled["lower_bound"] >= 0.95
+    assert sum(c["evidence"] for c in version.thresholds.values()) == pooled["evidence"]
+    pending = Proposal.objects.filter(project=project, status=ProposalStatus.PENDING).select_related("item")
+    expected = {
+        (p.item_id, p.label)
+        for p in ItemPrediction.objects.filter(project=project, item__status=ItemStatus.UNLABELLED, confidence__gte=t)
+    }
+    assert set(pending.values_list("item_id", "label")) == expected and len(expected) > 50
+    assert sum(truth[p.item.key] == p.label for p in pending) / len(expected) >= 0.95
+
+    # The model card says what was proven, and for what.
+    client.force_login(alice)
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert "Proven for all proposals together:" in page
+    assert f"{pooled['correct']} of the {pooled['evidence']} TEST items" in page
+    assert '<option value="all_proposals" selected>All proposals together</option>' in page
 
 
 def test_confirming_a_batch_retrains_and_the_new_version_keeps_supported_proposals(

@@ -102,6 +102,24 @@ def test_it_takes_the_queues_sampling_rule_from_the_model_section(tmp_path):
     assert Project.objects.get(slug="plain").sampling == "margin"
 
 
+@pytest.mark.django_db
+def test_it_takes_the_proposal_guarantee_from_the_model_section(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_images(tmp_path / "data", 2)
+    chosen = write_config(tmp_path / "chosen.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: all_proposals\n"))
+    call_command("import_config", str(chosen), "--no-progress")
+    project = Project.objects.get(slug="chosen")
+    assert project.proposal_guarantee == "all_proposals" and project.model_options == {}
+    plain = write_config(tmp_path / "plain.yml", GOOD)
+    call_command("import_config", str(plain), "--no-progress")
+    assert Project.objects.get(slug="plain").proposal_guarantee == "each_class"  # the default
+
+    bad = write_config(tmp_path / "bad.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: most\n"))
+    with pytest.raises(ConfigError, match="model.proposal_guarantee must be 'each_class' or 'all_proposals', not 'most'"):
+        load_config(bad)
+    assert not Project.objects.filter(slug="bad").exists()
+
+
 def test_it_resolves_relative_paths_against_config_dir_first(tmp_path, monkeypatch):
     (tmp_path / "cfgdir" / "data").mkdir(parents=True)
     (tmp_path / "data").mkdir()

@@ -1,0 +1,63 @@
+"""Owners choose the target precision and what it is proven for (each class, or all proposals together)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from projects.models import Role
+from projects.services import ProjectError, do_add_member, do_set_proposal_settings
+
+pytestmark = pytest.mark.django_db
+
+
+def settings_url(project) -> str:
+    return reverse("projects:proposal-settings", args=[project.pk])
+
+
+def test_it_sets_the_target_and_the_guarantee_and_re_proposes(
+    client, image_project, alice, django_capture_on_commit_callbacks
+):
+    client.force_login(alice)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(settings_url(image_project), {"target_percent": "90", "guarantee": "all_proposals"})
+    assert response.status_code == 302 and response["Location"].endswith("#proposals")
+    assert len(callbacks) == 1  # the current model's proposals are recomputed once this commits
+    image_project.refresh_from_db()
+    assert (image_project.target_precision, image_project.proposal_guarantee) == (pytest.approx(0.9), "all_proposals")
+    page = client.get(response["Location"].split("#")[0])
+    assert "Target precision is now 90.0% for all proposals together" in page.content.decode()
+
+    # A form without the field (older pages, scripts) leaves the guarantee alone.
+    client.post(settings_url(image_project), {"target_percent": "95"})
+    image_project.refresh_from_db()
+    assert (image_project.target_precision, image_project.proposal_guarantee) == (pytest.approx(0.95), "all_proposals")
+
+
+def test_a_bad_guarantee_is_refused_and_changes_nothing(client, image_project, alice):
+    client.force_login(alice)
+    response = client.post(settings_url(image_project), {"target_percent": "80", "guarantee": "most"}, follow=True)
+    assert "The proposal guarantee must be &#x27;each_class&#x27; or &#x27;all_proposals&#x27;" in response.content.decode()
+    image_project.refresh_from_db()
+    assert (image_project.target_precision, image_project.proposal_guarantee) == (pytest.approx(0.95), "each_class")
+    with pytest.raises(ProjectError, match="target precision must be between"):
+        do_set_proposal_settings(image_project, target=1.0, guarantee="all_proposals")
+    image_project.refresh_from_db()
+    assert image_project.proposal_guarantee == "each_class"  # nothing half-applied
+
+
+@pytest.mark.parametrize("role,status", [(Role.ANNOTATOR, 403), (Role.VIEWER, 403), (None, 404)])
+def test_only_owners_change_it_and_outsiders_see_nothing(client, image_project, bob, role, status):
+    if role:
+        do_add_member(image_project, user=bob, role=role)
+    client.force_login(bob)
+    response = client.post(settings_url(image_project), {"target_percent": "80", "guarantee": "all_proposals"})
+    assert response.status_code == status
+    image_project.refresh_from_db()
+    assert image_project.proposal_guarantee == "each_class"
+
+
+def test_the_api_shows_the_guarantee(client, image_project, alice):
+    client.force_login(alice)
+    body = client.get(f"/api/projects/{image_project.pk}/").json()
+    assert body["proposal_guarantee"] == "each_class" and body["target_precision"] == 0.95
