@@ -51,7 +51,7 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
     active_path, random_path = (out / "simulate" / f"{run.name}.json" for run in runs)
     active, first_random = json.loads(active_path.read_text()), json.loads(random_path.read_text())
     assert active["bench"] == {"budget": 25, "step": 5, "label_all": False, "reference": True,
-                               "commit": git_commit()}
+                               "proposal_guarantee": "", "commit": git_commit()}
     assert first_random["bench"]["reference"] is False and "reference" not in first_random
     assert [p["labels"] for p in active["curve"]] == [5, 10, 15, 20, 25]
 
@@ -80,6 +80,22 @@ def test_only_results_made_with_the_same_settings_are_reusable():
     assert not reusable(result, Run(NAME, "active", 0, False), budget=200, step=10)  # no label-all wanted
     assert not reusable(result, Run(NAME, "active", 1, True), budget=200, step=10)  # another seed's file
     assert not reusable({"strategy": "active", "seed": 0}, run, budget=200, step=10)  # made before "bench"
+    # A stamp from before the guarantee setting was made with the default; it is no all_proposals run.
+    assert not reusable(result, Run(NAME, "active", 0, True, "all_proposals"), budget=200, step=10)
+    pooled = {**result, "bench": {**result["bench"], "proposal_guarantee": "all_proposals"}}
+    assert reusable(pooled, Run(NAME, "active", 0, True, "all_proposals"), budget=200, step=10)
+    assert not reusable(pooled, run, budget=200, step=10)
+
+
+def test_the_configs_carry_the_proposal_guarantee(tmp_path):
+    root = write_dataset(tmp_path / "datasets")
+    plain = BenchSimulate()._config(NAME, root, tmp_path)
+    assert "proposal_guarantee" not in plain.read_text()
+    (tmp_path / "pooled").mkdir()
+    pooled = BenchSimulate()._config(NAME, root, tmp_path / "pooled", guarantee="all_proposals")
+    from projects.config import load_config
+
+    assert load_config(pooled).proposal_guarantee == "all_proposals"
 
 
 def test_the_report_names_the_commits_its_runs_came_from():

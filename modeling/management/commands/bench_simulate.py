@@ -62,6 +62,7 @@ class Run:
     strategy: str
     seed: int
     label_all: bool
+    guarantee: str = ""  # the projects' proposal guarantee; "" = the product default
 
     @property
     def name(self) -> str:
@@ -74,7 +75,12 @@ class Run:
 
     def settings(self, *, budget: int, step: int) -> dict:
         """What decides this run's result besides the code: compared by --resume."""
-        return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference}
+        return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference,
+                "proposal_guarantee": self.guarantee}
+
+
+# Settings added after results were first stamped: what an older stamp without them was made with.
+SETTING_DEFAULTS = {"proposal_guarantee": ""}
 
 
 def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
@@ -82,7 +88,7 @@ def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
     made = result.get("bench") or {}
     wanted = run.settings(budget=budget, step=step)
     return (result.get("strategy"), result.get("seed")) == (run.strategy, run.seed) and all(
-        made.get(key) == value for key, value in wanted.items()
+        made.get(key, SETTING_DEFAULTS.get(key)) == value for key, value in wanted.items()
     )
 
 
@@ -129,6 +135,8 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=int, default=200)
         parser.add_argument("--step", type=int, default=10)
         parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
+        parser.add_argument("--proposal-guarantee", choices=["each_class", "all_proposals"], default="",
+                            help="the simulated projects' proposal guarantee (default: the product's, each_class)")
         parser.add_argument("--jobs", type=int, default=1,
                             help="simulations at once, each with cpus/jobs torch threads (default 1)")
         parser.add_argument("--resume", action="store_true",
@@ -146,7 +154,8 @@ class Command(BaseCommand):
         (out / "plots").mkdir(parents=True, exist_ok=True)
         names = options["dataset"] or list(DATASETS)
         runs = [
-            Run(name, strategy, seed, strategy == "active" and seed == 0 and not options["no_label_all"])
+            Run(name, strategy, seed, strategy == "active" and seed == 0 and not options["no_label_all"],
+                options["proposal_guarantee"])
             for name in names for strategy in STRATEGIES for seed in range(options["seeds"])
         ]
         if options["summarise_only"]:
@@ -158,7 +167,8 @@ class Command(BaseCommand):
             if options["jobs"] < 1:
                 raise CommandError("--jobs must be at least 1")
             with tempfile.TemporaryDirectory(prefix="lightbulb-bench-sim-") as tmp:
-                configs = {name: self._config(name, root, Path(tmp)) for name in names}
+                configs = {name: self._config(name, root, Path(tmp), guarantee=options["proposal_guarantee"])
+                           for name in names}
                 self._run_all(runs, configs=configs, root=root, out=out, options=options)
             import torch
 
@@ -188,6 +198,7 @@ class Command(BaseCommand):
             doc = Path(options["doc"])
             command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
                        f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}"
+                       f"{' --proposal-guarantee ' + options['proposal_guarantee'] if options['proposal_guarantee'] else ''}"
                        f"{' --resume' if options['resume'] else ''}")
             plots = [out / "plots" / f"{name}.png" for name in names]
             if any(s.get("label_all") for s in summary.values()):
@@ -291,7 +302,7 @@ class Command(BaseCommand):
             return False
         return reusable(result, run, budget=budget, step=step)
 
-    def _config(self, name: str, root: Path, tmp: Path) -> Path:
+    def _config(self, name: str, root: Path, tmp: Path, *, guarantee: str = "") -> Path:
         data_type, items, extra = DATASETS[name]
         with open(root / name / "labels.csv", newline="", encoding="utf-8") as fh:
             classes = sorted({row["label"] for row in csv.DictReader(fh)})
@@ -299,7 +310,7 @@ class Command(BaseCommand):
         config.write_text(
             f"task: {{title: {name}}}\ndataset: {{directory: {json.dumps(str(root / name / items))}, "
             f"data_type: {data_type}{extra}}}\nlabel: {{type: classification, classes: {json.dumps(classes)}}}\n"
-            f"model: {{directory: models}}\nuser: bench\n",
+            f"model: {{directory: models{', proposal_guarantee: ' + guarantee if guarantee else ''}}}\nuser: bench\n",
             encoding="utf-8",
         )
         return config
