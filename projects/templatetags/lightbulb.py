@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import nh3
 from django import template
 from django.utils.safestring import mark_safe
@@ -18,6 +20,15 @@ def percent(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "—"
     return f"{value * 100:.{digits}f}%"
+
+
+@register.filter
+def percent_floor(value: float | None, digits: int = 2) -> str:
+    """A threshold as a percentage rounded down: 0.99996 reads 99.99%, never a confidence of 100.00%."""
+    if value is None:
+        return "—"
+    scale = 10**digits
+    return f"{math.floor(value * 100 * scale + 1e-9) / scale:.{digits}f}%"
 
 
 @register.filter
