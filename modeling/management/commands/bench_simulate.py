@@ -53,6 +53,9 @@ DATASETS = {
 }
 STRATEGIES = ("active", "random")
 GOAL_LABELS = 80
+# The whole-curve comparison starts here: the first model exists at 20 labels (10 TEST + 10 TRAIN),
+# and up to it both orders have shown the same items.
+CURVE_FROM = 30
 CACHE = Path(settings.BASE_DIR) / ".cache" / "simulate"  # embeddings kept between bench runs
 
 
@@ -341,6 +344,10 @@ class Command(BaseCommand):
         return out
 
     @staticmethod
+    def _share(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    @staticmethod
     def _at(curve: list[dict], labels: int) -> dict | None:
         return next((p for p in curve if p["labels"] == labels), None)
 
@@ -389,7 +396,8 @@ class Command(BaseCommand):
             lines = [f"Every run below was made at commit `{next(iter(commits))}`."]
         elif commits:
             lines = ["Runs by commit (kept by `--resume` from earlier runs with the same settings): " + "; ".join(
-                f"`{commit}`: {', '.join(names)}" for commit, names in commits.items()) + "."]
+                f"`{commit}`: {', '.join(names) if len(names) <= 6 else f'{len(names)} runs (listed in simulate.json)'}"
+                for commit, names in commits.items()) + "."]
         else:
             lines = []
         lines += ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
@@ -405,6 +413,16 @@ class Command(BaseCommand):
             ratio = f"{a80['mean'] / ref:.3f}" if ref and a80 else "—"
             lines.append(f"| {name} | {s['items']:,} ({s['holdout']:,}) | {' | '.join(cells)} | "
                          f"{f'{ref:.3f}' if ref is not None else '—'} | {ratio} |")
+        lines += ["", f"| dataset | mean over {CURVE_FROM}–{report['budget']} labels: active | random | active ahead at |",
+                  "|---|---|---|---|"]
+        for name, s in report["datasets"].items():
+            active = {p["labels"]: p["mean"] for p in s["strategies"].get("active", {}).get("curve", [])}
+            random = {p["labels"]: p["mean"] for p in s["strategies"].get("random", {}).get("curve", [])}
+            steps = [n for n in sorted(active) if n in random and CURVE_FROM <= n <= report["budget"]]
+            if steps:
+                ahead = sum(active[n] > random[n] for n in steps)
+                lines.append(f"| {name} | {statistics.fmean(active[n] for n in steps):.3f} | "
+                             f"{statistics.fmean(random[n] for n in steps):.3f} | {ahead} of {len(steps)} steps |")
         if any(s.get("label_all") for s in report["datasets"].values()):
             lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | final label accuracy | modeled time | per item |",
                       "|---|---|---|---|---|---|---|---|"]
@@ -413,8 +431,7 @@ class Command(BaseCommand):
             if la:
                 lines.append(
                     f"| {name} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
-                    f"{la['proposal_precision'] if la['proposal_precision'] is not None else '—'} | "
-                    f"{la['final_label_accuracy']} | {la['seconds'] / 60:.0f} min | "
-                    f"{la['seconds_per_item']} s |"
+                    f"{self._share(la['proposal_precision'])} | {self._share(la['final_label_accuracy'])} | "
+                    f"{la['seconds'] / 60:.0f} min | {la['seconds_per_item']:.2f} s |"
                 )
         return "\n".join(lines) + "\n"
