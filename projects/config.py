@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from .models import BINARY_CLASSES, DataType, LabelType
+from .models import BINARY_CLASSES, DataType, LabelType, ProposalGuarantee
 
 
 class ConfigError(ValueError):
@@ -199,8 +199,9 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     if sampling and sampling not in ("margin", "entropy"):
         raise ConfigError(f"model.sampling must be 'margin' or 'entropy', not {sampling!r}")
     guarantee = str(model_options.pop("proposal_guarantee", "") or "").strip().lower() if isinstance(model, dict) else ""
-    if guarantee and guarantee not in ("each_class", "all_proposals"):
-        raise ConfigError(f"model.proposal_guarantee must be 'each_class' or 'all_proposals', not {guarantee!r}")
+    if guarantee and guarantee not in ProposalGuarantee.values:
+        choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)
+        raise ConfigError(f"model.proposal_guarantee must be {choices}, not {guarantee!r}")
     if model_directory.exists() and not model_directory.is_dir():
         raise ConfigError(f"model.directory is not a directory: {model_dir_raw}")
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from labeling.services import member_stats
 
-from .models import ItemStatus, ProposalGuarantee, Role
+from .models import ItemStatus, Role
 from .permissions import get_project_for_user, has_role, projects_for_user
 from .services import (
     MembershipError,
@@ -114,7 +114,6 @@ def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         messages.success(
             request,
             f"Target precision is now {project.target_precision:.1%} for "
-            f"{'each class' if project.proposal_guarantee == ProposalGuarantee.EACH_CLASS else 'all proposals together'}"
-            "; thresholds are being recomputed.",
+            f"{project.get_proposal_guarantee_display().lower()}; thresholds are being recomputed.",
         )
     return redirect(f"{project.get_absolute_url()}#proposals")
