@@ -99,13 +99,29 @@ def spread(graph: Graph, labelled: np.ndarray, labels: np.ndarray, n_classes: in
     return np.where(total > 1e-12, f / np.maximum(total, 1e-12), 1.0 / n_classes)
 
 
+class SampledRows:
+    """Rows of a (memory-mapped) matrix, picked but not read: `len()` costs nothing and
+    `np.asarray(rows)` copies them as float32. A training hands the unlabelled pool over like this
+    because most fits never read it (under 40 TRAIN labels, or a reused decision not to spread)."""
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        self.vectors, self.rows = vectors, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.vectors[self.rows], dtype=dtype or np.float32)
+
+
 def sample_rows(
-    vectors: np.ndarray, *, keep: np.ndarray | None = None, limit: int = MAX_UNLABELLED, seed: int = 0
-) -> np.ndarray:
+    vectors: np.ndarray, *, keep: np.ndarray | None = None, limit: int = MAX_UNLABELLED, seed: int = 0,
+    lazy: bool = False,
+) -> np.ndarray | SampledRows:
     """float32 copies of at most `limit` rows (of those where `keep` is true), chosen the same way every
     time for the same rows. Rows are picked before they are read, so a memory-mapped matrix of a big
-    project is never copied whole."""
+    project is never copied whole; with `lazy` they are read only when used (`SampledRows`)."""
     rows = np.arange(len(vectors)) if keep is None else np.flatnonzero(keep)
     if len(rows) > limit:
         rows = np.sort(np.random.default_rng(seed).choice(rows, limit, replace=False))
-    return np.asarray(vectors[rows], dtype=np.float32)
+    return SampledRows(vectors, rows) if lazy else np.asarray(vectors[rows], dtype=np.float32)

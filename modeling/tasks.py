@@ -227,7 +227,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     # Everything without a TRAIN label feeds label spreading; TEST items stay in as unlabelled nodes,
     # like the pool items they stand for (their labels never reach the head).
     train_ids = np.asarray([i for i, _ in data.train], dtype=np.int64)
-    unlabelled = sample_rows(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids))
+    unlabelled = sample_rows(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids), lazy=True)
 
     from .training import Validation, train_head
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from .calibration import calibrate
 from .scoring import Head, softmax
-from .semisupervised import MIN_LABELS, knn_graph, spread
+from .semisupervised import MIN_LABELS, SampledRows, knn_graph, spread
 
 L2_CANDIDATES = (1e-4, 1e-3, 1e-2, 1e-1)
 DEFAULT_L2 = 1e-2
@@ -223,12 +223,12 @@ def _spread_fit(
 
 
 def semi_supervised_fit(
-    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, n_classes: int, *, l2: float, plain_loss: float,
+    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | SampledRows, n_classes: int, *, l2: float, plain_loss: float,
     mean: np.ndarray, scale: np.ndarray, validated: dict | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict]:
     """Label spreading over the pool, kept only if it beats the plain head in cross-validation on TRAIN.
 
-    `unlabelled` is raw (standardised here with mean/scale, only when it is tried). Returns ((W, b) or
+    `unlabelled` is raw (read and standardised here with mean/scale, only when it is tried). Returns ((W, b) or
     None to fit the plain head, a report for the model card). Both sides of the comparison use the same
     folds and L2; the spread side re-spreads without the held fold's labels.
 
@@ -311,7 +311,7 @@ def train_head(
     pool: np.ndarray,
     encoder: str,
     encoder_version: str,
-    unlabelled: np.ndarray | None = None,
+    unlabelled: np.ndarray | SampledRows | None = None,
     validation: Validation | None = None,
 ) -> TrainingResult:
     """Fit the head on TRAIN, measure it on TEST and calibrate it there.

@@ -72,6 +72,32 @@ def test_it_samples_at_most_the_limit_the_same_way_every_time():
     assert np.array_equal(sample_rows(vectors, limit=100), vectors.astype(np.float32))  # every row, in order
 
 
+class CountingReads:
+    """A matrix that counts how often rows are read from it (as a memory-mapped store would be)."""
+
+    def __init__(self, vectors):
+        self.vectors, self.reads = vectors, 0
+
+    def __len__(self):
+        return len(self.vectors)
+
+    def __getitem__(self, rows):
+        self.reads += 1
+        return self.vectors[rows]
+
+
+def test_a_lazy_sample_picks_the_same_rows_and_reads_them_only_when_used():
+    vectors = np.arange(40, dtype=np.float16).reshape(20, 2)
+    keep = np.ones(20, dtype=bool)
+    keep[:5] = False
+    store = CountingReads(vectors)
+    lazy = sample_rows(store, keep=keep, limit=8, lazy=True)
+    assert len(lazy) == 8 and store.reads == 0
+    rows = np.asarray(lazy, dtype=np.float32)
+    assert store.reads == 1 and rows.dtype == np.float32
+    assert np.array_equal(rows, sample_rows(vectors, keep=keep, limit=8))
+
+
 def test_it_keeps_label_spreading_when_cross_validation_shows_it_helps():
     x, y = elongated_clusters(seed=2)
     train, test, holdout, unlabelled = np.arange(48), np.arange(48, 68), np.arange(1200, 1500), np.arange(48, 1200)
