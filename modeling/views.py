@@ -51,7 +51,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
     )
     thresholds = current["thresholds"] if current else {}
     # The shared evidence when the current thresholds were proven for all proposals together.
-    pooled = next((t["pooled"] for t in thresholds.values() if t.get("guarantee") == "all_proposals"), None)
+    pooled = next((t["pooled"] for t in thresholds.values() if t.get("guarantee") == ProposalGuarantee.ALL_PROPOSALS), None)
     proposal_rows = [
         {
             "name": name,

@@ -63,7 +63,8 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
     assert json.loads(active_path.read_text())["wall_seconds"] == -1.0  # kept, not run again
     again = json.loads(random_path.read_text())
     assert again["curve"] == first_random["curve"]  # run again, deterministic for its seed
-    assert command._commits(out, runs) == {git_commit() or "unknown": [run.name for run in runs]}
+    results = {run.name: json.loads((out / "simulate" / f"{run.name}.json").read_text()) for run in runs}
+    assert command._commits(results) == {git_commit() or "unknown": [run.name for run in runs]}
 
     # Without --resume everything runs again, whatever is there.
     run_all(command, runs[:1], root=root, out=out, resume=False)

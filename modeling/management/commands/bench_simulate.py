@@ -43,6 +43,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from modeling.benchdoc import provenance, write_block
 from modeling.simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
+from projects.models import ProposalGuarantee
 
 # name -> (data type, items folder or file inside the dataset, extra dataset keys)
 DATASETS = {
@@ -138,7 +139,7 @@ class Command(BaseCommand):
         parser.add_argument("--budget", type=int, default=200)
         parser.add_argument("--step", type=int, default=10)
         parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
-        parser.add_argument("--proposal-guarantee", choices=["each_class", "all_proposals"], default="",
+        parser.add_argument("--proposal-guarantee", choices=ProposalGuarantee.values, default="",
                             help="the simulated projects' proposal guarantee (default: the product's, each_class)")
         parser.add_argument("--jobs", type=int, default=1,
                             help="simulations at once, each with cpus/jobs torch threads (default 1)")
@@ -177,22 +178,20 @@ class Command(BaseCommand):
 
             machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                        "jobs": options["jobs"]}
+        results = {}
+        for run in runs:
+            target = out / "simulate" / f"{run.name}.json"
+            if not target.exists():
+                raise CommandError(f"missing result {target} (run without --summarise-only first)")
+            results[run.name] = json.loads(target.read_text(encoding="utf-8"))
         summary = {}
         for name in names:
-            results = []
-            for run in runs:
-                if run.dataset != name:
-                    continue
-                target = out / "simulate" / f"{run.name}.json"
-                if not target.exists():
-                    raise CommandError(f"missing result {target} (run without --summarise-only first)")
-                results.append(json.loads(target.read_text(encoding="utf-8")))
-            summary[name] = self._summarise(results)
+            summary[name] = self._summarise([results[run.name] for run in runs if run.dataset == name])
             self._plot(name, summary[name], out / "plots" / f"{name}.png")
         self._plot_costs(summary, out / "plots" / "label-all.png")
         report = {
             "machine": machine, "budget": options["budget"], "step": options["step"], "seeds": options["seeds"],
-            "commits": self._commits(out, runs), "datasets": summary,
+            "commits": self._commits(results), "datasets": summary,
         }
         (out / "simulate.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         markdown = self._markdown(report)
@@ -214,12 +213,11 @@ class Command(BaseCommand):
                         title="Label efficiency: latest `make bench`")
 
     @staticmethod
-    def _commits(out: Path, runs: list[Run]) -> dict[str, list[str]]:
+    def _commits(results: dict[str, dict]) -> dict[str, list[str]]:
         """Commit -> the runs whose results it made (one key when nothing was resumed across commits)."""
         made: dict[str, list[str]] = {}
-        for run in runs:
-            result = json.loads((out / "simulate" / f"{run.name}.json").read_text(encoding="utf-8"))
-            made.setdefault((result.get("bench") or {}).get("commit") or "unknown", []).append(run.name)
+        for name, result in results.items():
+            made.setdefault((result.get("bench") or {}).get("commit") or "unknown", []).append(name)
         return made
 
     @staticmethod
