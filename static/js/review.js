@@ -85,4 +85,6 @@
   });
 
   refresh();
+  // Tests and styles can tell a grid whose keys work from one still waiting for this script.
+  grid.dataset.ready = "true";
 })();

@@ -135,7 +135,8 @@ def test_in_the_browser_proposals_are_ready_and_a_reviewed_batch_records_the_rig
     assert "proposing" in page.inner_text("#proposal-classes")
 
     page.click("#review-proposals")
-    page.wait_for_selector("#batch-grid")
+    # review.js is deferred: under load the grid is on screen before its keys work.
+    page.wait_for_selector("#batch-grid[data-ready=true]")
     label = page.get_attribute("input[name=label]", "value")
     assert f"Untick everything that is not {label}" in page.inner_text("#batch-instruction")
     tiles = page.locator(".batch-tile")
