@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from projects.models import ProposalGuarantee
+
 ALPHA = 0.05
 CHANCE_MARGIN = 1.35
 # Mistakes tolerated at the start of each fixed sequence (alpha is split evenly between them).
@@ -53,7 +55,7 @@ class ClassThreshold:
     reason: str  # why there is no threshold, or "" when there is one
     # "each_class", or "all_proposals": the threshold is shared and proven on every TEST item together;
     # then `lower_bound` is None and `pooled` holds the shared {"evidence", "correct", "lower_bound"}.
-    guarantee: str = "each_class"
+    guarantee: str = ProposalGuarantee.EACH_CLASS
     pooled: dict | None = None
 
     def as_dict(self) -> dict:
@@ -176,15 +178,12 @@ def class_threshold(
     )
 
 
-EACH_CLASS, ALL_PROPOSALS = "each_class", "all_proposals"  # projects.models.ProposalGuarantee values
-
-
 def choose_thresholds(
     classes: list[str], probs: np.ndarray, y_true: np.ndarray, *, target: float, alpha: float = ALPHA,
-    guarantee: str = EACH_CLASS,
+    guarantee: str = ProposalGuarantee.EACH_CLASS,
 ) -> tuple[dict[str, ClassThreshold], str]:
     """Thresholds for every class from TEST probabilities, and a project-wide reason when there are none."""
-    if guarantee not in (EACH_CLASS, ALL_PROPOSALS):
+    if guarantee not in ProposalGuarantee.values:
         raise ValueError(f"unknown proposal guarantee {guarantee!r}")
     probs = np.asarray(probs, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.int64)
@@ -192,7 +191,7 @@ def choose_thresholds(
     confidence = probs.max(axis=1) if len(probs) else np.zeros(0)
     accuracy = float((predicted == y_true).mean()) if len(y_true) else None
     out = {}
-    if guarantee == EACH_CLASS:
+    if guarantee == ProposalGuarantee.EACH_CLASS:
         for index, label in enumerate(classes):
             mask = predicted == index
             out[label] = class_threshold(label, confidence[mask], y_true[mask] == index, target=target, alpha=alpha)
@@ -206,7 +205,7 @@ def choose_thresholds(
             out[label] = ClassThreshold(
                 label=label, threshold=shared.threshold, evidence=int(above.sum()),
                 correct=int((y_true[above] == index).sum()), lower_bound=None, predicted=int(mask.sum()),
-                needed=shared.needed, reason=shared.reason, guarantee=ALL_PROPOSALS, pooled=pooled,
+                needed=shared.needed, reason=shared.reason, guarantee=ProposalGuarantee.ALL_PROPOSALS, pooled=pooled,
             )
     if not beats_chance(accuracy, len(classes)):
         needed = CHANCE_MARGIN / max(len(classes), 1)
