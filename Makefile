@@ -13,11 +13,12 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install weights migrate demo run test bench chromium clean
+.PHONY: help install weights migrate demo run test lint bench chromium clean
 
 help:
 	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
-	@echo "make test   run the whole test suite"
+	@echo "make test   run the whole test suite (lint and types first)"
+	@echo "make lint   ruff (lint, import order) and mypy (types) alone"
 	@echo "make bench  measure the model loop on ../shared/datasets (results: docs/benchmarks.md)"
 
 $(BIN)/python:
@@ -73,7 +74,12 @@ chromium:
 	fi
 	@/usr/bin/chromium --version
 
-test: install weights chromium
+# The settings refuse to start without a secret outside DEBUG; mypy's Django plugin loads them.
+lint: install
+	$(BIN)/ruff check .
+	LIGHTBULB_INSECURE_DEV_KEY=1 $(BIN)/mypy
+
+test: lint weights chromium
 	$(BIN)/python -m pytest
 
 # Benchmarks run in a throwaway database and data folder; each rewrites its measured block of

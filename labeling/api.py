@@ -22,12 +22,12 @@ from .queue import model_hooks
 from .serializers import (
     ConfirmBatchSerializer,
     ConfirmResultSerializer,
-    ProposalBatchSerializer,
-    ProposalQuerySerializer,
     JudgementCreateSerializer,
     JudgementFilterSerializer,
     JudgementSerializer,
     NextItemSerializer,
+    ProposalBatchSerializer,
+    ProposalQuerySerializer,
     StatsSerializer,
 )
 from .services import (
@@ -38,8 +38,8 @@ from .services import (
     do_undo_last_judgement,
     get_item,
     next_items,
-    project_stats,
 )
+from .stats import project_stats
 
 
 def leased_payloads(project, leased) -> list[dict]:

@@ -29,4 +29,4 @@ def class_hotkeys(classes: list[str]) -> list[dict]:
         if letter.isalpha() and letter not in taken and firsts.count(letter) == 1 and len(classes[index].strip()) > 1:
             keys[index].append(letter)
             taken.add(letter)
-    return [{"label": name, "keys": k} for name, k in zip(classes, keys)]
+    return [{"label": name, "keys": k} for name, k in zip(classes, keys, strict=True)]

@@ -15,13 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from projects.models import DataType, Item, ItemStatus, Project
 
+from .audits import active_pauses, human_label_count, pause_if_below_target
+from .errors import BatchConflict, BatchError, InvalidLabel, LabelingError
+from .leases import LEASE_CLEARED, after_change, free_lease
 from .models import (
     AuditStatus,
     BatchStatus,
@@ -34,44 +37,19 @@ from .models import (
     ProposalStatus,
     Stage,
 )
-from .services import (
-    LEASE_CLEARED,
-    InvalidLabel,
-    LabelingError,
-    LeaseConflict,
-    _after_change,
-    _bump_revision,
-    free_lease,
-    validate_label,
-)
+from .services import validate_label
 
 MAX_BATCH_ITEMS = 100
-# A class is paused once at least this many of its proposals were reviewed and too few held up.
-PAUSE_MIN_SEEN = 20
 # ... and proposed again once the model has been retrained on this many more human labels.
 RESUME_AFTER_HUMAN_LABELS = 10
 SYNC_CHUNK = 500
 
 
-class BatchError(LabelingError):
-    """A confirmation that does not match the reviewer's batch (shown as 400, nothing is written)."""
-
-
-class BatchConflict(LeaseConflict):
-    """Someone else holds these proposals now (their lease expired and was taken): 409."""
-
-
 def default_batch_size(project: Project) -> int:
     """About a screenful: many thumbnails fit, but only ~20 texts can be read at once."""
     if project.data_type == DataType.IMAGES:
-        return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_IMAGES", 60))
-    return int(getattr(settings, "LIGHTBULB_BATCH_SIZE_TEXT", 20))
-
-
-def human_label_count(project: Project) -> int:
-    return Judgement.objects.filter(
-        project=project, is_current=True, source__in=[JudgementSource.HUMAN, JudgementSource.IMPORTED]
-    ).count()
+        return settings.LIGHTBULB_BATCH_SIZE_IMAGES
+    return settings.LIGHTBULB_BATCH_SIZE_TEXT
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,10 +64,6 @@ class SyncResult:
     withdrawn: int = 0
     paused: list[str] = field(default_factory=list)
     lifted: list[str] = field(default_factory=list)
-
-
-def active_pauses(project: Project) -> dict[str, ProposalPause]:
-    return {p.label: p for p in ProposalPause.objects.filter(project=project, lifted_at__isnull=True)}
 
 
 def do_sync_proposals(
@@ -189,7 +163,7 @@ def available_by_class(project: Project, *, now: datetime | None = None) -> dict
     return {label: counts[label] for label in project.classes if counts.get(label)}
 
 
-def _held_batch(project: Project, user: AbstractBaseUser, now: datetime) -> ProposalBatch | None:
+def _held_batch(project: Project, user: User, now: datetime) -> ProposalBatch | None:
     return (
         ProposalBatch.objects.filter(project=project, user=user, status=BatchStatus.OPEN, leased_until__gt=now)
         .order_by("-created_at", "-id")
@@ -217,7 +191,7 @@ def do_release_batch(batch: ProposalBatch) -> None:
 def lease_batch(
     project: Project,
     *,
-    user: AbstractBaseUser,
+    user: User,
     label: str | None = None,
     count: int | None = None,
     rng: random.Random | None = None,
@@ -295,7 +269,7 @@ def search_items(project: Project, query: str):
 def lease_search_batch(
     project: Project,
     *,
-    user: AbstractBaseUser,
+    user: User,
     query: str,
     label: str,
     count: int | None = None,
@@ -368,7 +342,7 @@ class ConfirmResult:
 def do_confirm_batch(
     project: Project,
     *,
-    user: AbstractBaseUser,
+    user: User,
     label: str,
     accepted: list[int],
     rejected: list[int],
@@ -455,154 +429,9 @@ def do_confirm_batch(
             time_taken=time_taken, audit=audit,
         )
         if done_accepted:
-            _bump_revision(project)
-            _after_change(project)
-        paused = batch.origin == ProposalOrigin.MODEL and _pause_if_below_target(project, label=label, now=now)
+            after_change(project)
+        paused = batch.origin == ProposalOrigin.MODEL and pause_if_below_target(project, label=label, now=now)
     batch.refresh_from_db()
     return ConfirmResult(
         batch=batch, accepted=done_accepted, rejected=rejected_ids, skipped=skipped, audit=audit, paused=paused
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Measured precision, pauses, audits
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Measured:
-    label: str
-    seen: int  # model proposals of this class people reviewed (since the class was last resumed)
-    accepted: int
-    overturned: int  # accepted in a batch, then labelled otherwise in an item-by-item audit
-    audited: int
-
-    @property
-    def confirmed(self) -> int:
-        return self.accepted - self.overturned
-
-    @property
-    def precision(self) -> float | None:
-        return self.confirmed / self.seen if self.seen else None
-
-
-def measured_precision(project: Project) -> dict[str, Measured]:
-    """Per class: confirmed / seen over reviewed model proposals, audits counted against confirmations.
-
-    Counted since the class's last pause was lifted, so a retrained model starts with a clean record.
-    """
-    lifted = dict(
-        ProposalPause.objects.filter(project=project, lifted_at__isnull=False)
-        .order_by("label", "lifted_at")
-        .values_list("label", "lifted_at")
-    )
-    reviewed = Proposal.objects.filter(
-        project=project, origin=ProposalOrigin.MODEL, status__in=[ProposalStatus.ACCEPTED, ProposalStatus.REJECTED]
-    )
-    for label, when in lifted.items():
-        reviewed = reviewed.exclude(label=label, reviewed_at__lte=when)
-    # One grouped query: the stats API (polled by the labeling page after every label) calls this.
-    rows = {
-        row.pop("label"): row
-        for row in reviewed.values("label").annotate(
-            seen=Count("id"),
-            accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
-            overturned=Count("id", filter=Q(audit_status=AuditStatus.DISAGREED)),
-            audited=Count("id", filter=Q(audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED])),
-        )
-    }
-    empty = {"seen": 0, "accepted": 0, "overturned": 0, "audited": 0}
-    return {label: Measured(label=label, **rows.get(label, empty)) for label in project.classes}
-
-
-def _pause_if_below_target(project: Project, *, label: str, now: datetime) -> bool:
-    """Stop proposing `label` when its measured precision fell below the target (enough reviews seen)."""
-    if ProposalPause.objects.filter(project=project, label=label, lifted_at__isnull=True).exists():
-        return True
-    m = measured_precision(project)[label]
-    if m.seen < PAUSE_MIN_SEEN or m.precision is None or m.precision >= project.target_precision:
-        return False
-    ProposalPause.objects.create(
-        project=project, label=label, measured=m.precision, seen=m.seen, target=project.target_precision,
-        human_labels=human_label_count(project), paused_at=now,
-    )
-    # Free pending proposals of the class are withdrawn; ones in open batches are still reviewed.
-    Proposal.objects.filter(
-        project=project, label=label, status=ProposalStatus.PENDING, origin=ProposalOrigin.MODEL
-    ).filter(free_lease(now)).update(status=ProposalStatus.WITHDRAWN, closed_at=now)
-    return True
-
-
-def record_audit(item: Item, *, user: AbstractBaseUser, label: str) -> None:
-    """An item-by-item check of a confirmed proposal: does the blind label agree with the batch?"""
-    for proposal in Proposal.objects.select_related("project").filter(item=item, audit_status=AuditStatus.PENDING):
-        agreed = proposal.label == label
-        Proposal.objects.filter(pk=proposal.pk).update(
-            audit_status=AuditStatus.AGREED if agreed else AuditStatus.DISAGREED, audit_label=label, audited_by=user,
-        )
-        if not agreed:  # an overturned confirmation lowers the class's measured precision
-            _pause_if_below_target(proposal.project, label=proposal.label, now=timezone.now())
-
-
-def undo_audit(item_id: int) -> None:
-    """The audit label was taken back: the check is owed again."""
-    Proposal.objects.filter(
-        item_id=item_id, audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED]
-    ).update(audit_status=AuditStatus.PENDING, audit_label="", audited_by=None)
-
-
-def audit_items(project: Project, *, user: AbstractBaseUser, now: datetime):
-    """Items of audited batches still to be checked, nobody else's lease on them, others' batches first."""
-    from django.db.models import Case, IntegerField, Value, When
-
-    from .models import Skip
-
-    skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
-    return (
-        Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING, item__status=ItemStatus.LABELLED)
-        .filter(free_lease(now, "item__leased_until"))
-        .exclude(item_id__in=skipped)
-        .annotate(own=Case(When(reviewed_by=user, then=Value(1)), default=Value(0), output_field=IntegerField()))
-        .order_by("own", "reviewed_at", "id")
-        .values_list("item_id", flat=True)
-    )
-
-
-# --------------------------------------------------------------------------------------------------
-# Read model
-# --------------------------------------------------------------------------------------------------
-
-
-def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
-    """What the project page, the header and the stats API say about proposals."""
-    now = now or timezone.now()
-    waiting = available_by_class(project, now=now)
-    pending = dict(
-        Proposal.objects.filter(project=project, status=ProposalStatus.PENDING, origin=ProposalOrigin.MODEL)
-        .values("label").annotate(n=Count("id")).values_list("label", "n")
-    )
-    measured = measured_precision(project)
-    pauses = active_pauses(project)
-    reviewed = Proposal.objects.filter(project=project, status__in=[ProposalStatus.ACCEPTED, ProposalStatus.REJECTED])
-    totals = reviewed.aggregate(
-        accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
-        rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
-    )
-    audits = Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING).count()
-    return {
-        "ready": sum(waiting.values()),
-        "pending": sum(pending.values()),
-        "by_class": {label: waiting.get(label, 0) for label in project.classes},
-        "accepted": totals["accepted"],
-        "rejected": totals["rejected"],
-        "audits_waiting": audits,
-        "target_precision": project.target_precision,
-        "proposal_guarantee": project.proposal_guarantee,
-        "measured_precision": {
-            label: {
-                "seen": m.seen, "confirmed": m.confirmed, "audited": m.audited, "overturned": m.overturned,
-                "precision": m.precision, "paused": label in pauses,
-            }
-            for label, m in measured.items()
-        },
-    }

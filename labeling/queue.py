@@ -58,8 +58,6 @@ class ModelHooks(Protocol):
 
     def status(self, project) -> ModelStatus: ...
 
-    # Optional: `judgements_changed(project_id)`, called after commit whenever judgements change.
-
 
 class NoModel:
     """What the queue knows before any model exists."""

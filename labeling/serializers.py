@@ -4,10 +4,13 @@ from rest_framework import serializers
 
 from .models import Judgement, JudgementSource, Stage
 
+# Fields named label, source, data or errors are the API's own names; DRF's stubs type those names as
+# attributes of Field and Serializer, hence the `type: ignore[assignment]` on them.
+
 
 class JudgementCreateSerializer(serializers.Serializer):
     item = serializers.IntegerField()
-    label = serializers.CharField(max_length=200)
+    label = serializers.CharField(max_length=200)  # type: ignore[assignment]
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
 
@@ -26,8 +29,8 @@ class JudgementSerializer(serializers.ModelSerializer):
 
 class JudgementFilterSerializer(serializers.Serializer):
     stage = serializers.ChoiceField(choices=Stage.choices, required=False)
-    source = serializers.ChoiceField(choices=JudgementSource.choices, required=False)
-    label = serializers.CharField(required=False)
+    source = serializers.ChoiceField(choices=JudgementSource.choices, required=False)  # type: ignore[assignment]
+    label = serializers.CharField(required=False)  # type: ignore[assignment]
     user = serializers.CharField(required=False)
     item = serializers.IntegerField(required=False)
     current = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -37,7 +40,7 @@ class NextItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     path = serializers.CharField()
     kind = serializers.CharField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]
     html = serializers.CharField(required=False)
     media_url = serializers.CharField(required=False)
     stage = serializers.CharField()
@@ -59,7 +62,9 @@ class StatsSerializer(serializers.Serializer):
 
 class ProposalQuerySerializer(serializers.Serializer):
     count = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    label = serializers.CharField(required=False, max_length=200, help_text="a class (default: the one with most waiting)")
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False, max_length=200, help_text="a class (default: the one with most waiting)"
+    )
     q = serializers.CharField(
         required=False, max_length=300, help_text="text projects: words to search for; needs `label`"
     )
@@ -72,7 +77,7 @@ class ProposalQuerySerializer(serializers.Serializer):
 
 class ProposalBatchSerializer(serializers.Serializer):
     batch = serializers.IntegerField(allow_null=True)
-    label = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]
     origin = serializers.CharField(allow_null=True, help_text="model (above the class threshold) or search")
     query = serializers.CharField(allow_blank=True)
     lease_expires = serializers.DateTimeField(allow_null=True)
@@ -81,7 +86,7 @@ class ProposalBatchSerializer(serializers.Serializer):
 
 
 class ConfirmBatchSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=200)
+    label = serializers.CharField(max_length=200)  # type: ignore[assignment]
     accepted = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
     rejected = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
@@ -89,7 +94,7 @@ class ConfirmBatchSerializer(serializers.Serializer):
 
 class ConfirmResultSerializer(serializers.Serializer):
     batch = serializers.IntegerField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
     skipped = serializers.ListField(child=serializers.IntegerField(), help_text="labelled by someone else meanwhile")

@@ -1,56 +1,29 @@
 """Write paths for labeling: the queue, leases, judgements, undo, skip.
 
-Called alike by the labeling page, the REST API and simulations. Services raise the domain errors
-below; views turn them into 400 / 404 / 409.
+Called alike by the labeling page, the REST API and simulations. Services raise the domain errors of
+`labeling.errors` (each with its HTTP status); views show them and the API answers with them.
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from projects.models import Item, ItemStatus, Project
 
+from .audits import AUDIT, audit_items, record_audit, undo_audit
+from .errors import InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
+from .leases import LEASE_CLEARED, after_change, free_lease, release_lease
 from .models import Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
 
 MAX_BATCH = 50
-# picked_by of an item handed out to be checked again (blind) after its batch was confirmed.
-AUDIT = "audit"
-
-
-class LabelingError(Exception):
-    """A request that cannot be carried out; the message is fit to show a person."""
-
-
-class InvalidLabel(LabelingError):
-    def __init__(self, label: str, allowed: list[str]):
-        super().__init__(f"'{label}' is not a class of this project")
-        self.label = label
-        self.allowed = allowed
-
-
-class ItemUnavailable(LabelingError):
-    """The item is not part of this project (or does not exist): shown as 404."""
-
-
-class ItemRejected(LabelingError):
-    """The item is a file that could not be read at import; it cannot be labelled."""
-
-
-class LeaseConflict(LabelingError):
-    """Someone else holds a live lease on the item."""
-
-
-class NothingToUndo(LabelingError):
-    pass
 
 
 @dataclass
@@ -92,18 +65,7 @@ def choose_stage(project: Project, *, test: int, train: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-# The lease columns of an item nobody holds.
-LEASE_CLEARED = {
-    "leased_to": None, "leased_until": None, "lease_stage": "", "lease_picked_by": "", "lease_probability": None,
-}
-
-
-def free_lease(now: datetime, field: str = "leased_until") -> Q:
-    """No live lease: `field` empty or past. `field` may span a relation (e.g. "item__leased_until")."""
-    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now})
-
-
-def _claim(candidate: Candidate, *, user: AbstractBaseUser, stage: str, now: datetime, until: datetime) -> bool:
+def _claim(candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime) -> bool:
     """Atomic claim: one conditional UPDATE, so two annotators can never hold the same item."""
     picked_by, probability = candidate.picked_by, candidate.probability
     if stage == Stage.TEST and picked_by != "random":
@@ -120,7 +82,7 @@ def _claim(candidate: Candidate, *, user: AbstractBaseUser, stage: str, now: dat
 def next_items(
     project: Project,
     *,
-    user: AbstractBaseUser,
+    user: User,
     count: int = 1,
     rng: random.Random | None = None,
     now: datetime | None = None,
@@ -180,12 +142,10 @@ def next_items(
 
 
 def _lease_audit_items(
-    project: Project, *, user: AbstractBaseUser, count: int, now: datetime, until: datetime
+    project: Project, *, user: User, count: int, now: datetime, until: datetime
 ) -> list[LeasedItem]:
     """Items of randomly audited batches come before the queue: each is labelled again, blind."""
-    from .proposals import audit_items
-
-    leased = []
+    leased: list[LeasedItem] = []
     for item_id in list(audit_items(project, user=user, now=now)[: count * 2]):
         if len(leased) >= count:
             break
@@ -208,12 +168,6 @@ def _candidates(
         # than say the queue is empty. Never while they hold other items, or a skip would not let go.
         candidates = ordering.candidates(pool, limit=limit, rng=rng)
     return candidates
-
-
-def release_lease(item: Item, *, user: AbstractBaseUser) -> bool:
-    return bool(
-        Item.objects.filter(pk=item.pk, leased_to=user).update(**LEASE_CLEARED)
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,25 +193,11 @@ def validate_label(project: Project, label: str) -> str:
     return label
 
 
-def _bump_revision(project: Project) -> None:
-    Project.objects.filter(pk=project.pk).update(judgement_revision=F("judgement_revision") + 1)
-
-
-def _after_change(project: Project) -> None:
-    # Imported lazily: the task module pulls in django-q, which the services need only after commit.
-    from projects.tasks import enqueue_judgements_file_sync
-
-    transaction.on_commit(lambda: enqueue_judgements_file_sync(project.pk))
-    hook = getattr(model_hooks(), "judgements_changed", None)
-    if hook is not None:
-        transaction.on_commit(lambda: hook(project.pk))
-
-
 def do_record_judgement(
     project: Project,
     *,
     item: Item,
-    user: AbstractBaseUser,
+    user: User,
     label: str,
     time_taken: float | None = None,
     source: str = JudgementSource.HUMAN,
@@ -305,15 +245,12 @@ def do_record_judgement(
             status=ProposalStatus.SUPERSEDED, closed_at=now
         )
         if holds_lease and item.lease_picked_by == AUDIT:
-            from .proposals import record_audit
-
             record_audit(item, user=user, label=label)
-        _bump_revision(project)
-        _after_change(project)
+        after_change(project)
     return judgement
 
 
-def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: datetime | None = None) -> Item:
+def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None = None) -> Item:
     """Take back the user's most recent judgement in the project and hand the item back to them.
 
     The row stays (marked undone) for the record; an earlier judgement of the item, if any, counts again.
@@ -331,8 +268,6 @@ def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: dat
             raise NothingToUndo("nothing to undo")
         Judgement.objects.filter(pk=last.pk).update(is_current=False, undone_at=now)
         if last.picked_by == AUDIT:
-            from .proposals import undo_audit
-
             undo_audit(last.item_id)
         earlier = (
             Judgement.objects.filter(item_id=last.item_id, undone_at__isnull=True)
@@ -352,80 +287,14 @@ def do_undo_last_judgement(project: Project, *, user: AbstractBaseUser, now: dat
                 lease_picked_by=last.picked_by,
                 lease_probability=last.picked_probability,
             )
-        _bump_revision(project)
-        _after_change(project)
+        after_change(project)
     return Item.objects.get(pk=last.item_id)
 
 
-def do_skip_item(project: Project, *, item: Item, user: AbstractBaseUser) -> None:
+def do_skip_item(project: Project, *, item: Item, user: User) -> None:
     """Pass on an item: its lease is released for others and it leaves this user's queue."""
     if item.project_id != project.pk:
         raise ItemUnavailable("no such item in this project")
     with transaction.atomic():
         Skip.objects.get_or_create(item=item, user=user)
         release_lease(item, user=user)
-
-
-# --------------------------------------------------------------------------------------------------
-# Stats
-# --------------------------------------------------------------------------------------------------
-
-
-def project_stats(project: Project, *, user: AbstractBaseUser | None = None, now: datetime | None = None) -> dict:
-    now = now or timezone.now()
-    current = Judgement.objects.filter(project=project, is_current=True)
-    counts = current.aggregate(
-        total=Count("id"),
-        train=Count("id", filter=Q(stage=Stage.TRAIN)),
-        test=Count("id", filter=Q(stage=Stage.TEST)),
-        model_labelled=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
-    )
-    unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count()
-    status = model_hooks().status(project)
-    stats = {
-        "labelled": counts,
-        "unlabelled": unlabelled,
-        "training": status.training,
-        "accuracy": status.accuracy,
-        "model_version": status.model_version,
-        "updating": status.updating,
-        "model_detail": status.detail,
-        "proposals": _proposal_stats(project, now=now),
-    }
-    if user is not None:
-        stats["you"] = user_stats(project, user=user, now=now)
-    return stats
-
-
-def _proposal_stats(project: Project, *, now: datetime) -> dict:
-    from .proposals import proposal_stats
-
-    return proposal_stats(project, now=now)
-
-
-def user_stats(project: Project, *, user: AbstractBaseUser, now: datetime | None = None) -> dict:
-    """The user's count, their pace over the last hour, and their median seconds per label."""
-    now = now or timezone.now()
-    mine = Judgement.objects.filter(project=project, user=user, undone_at__isnull=True)
-    recent = mine.filter(created_at__gte=now - timedelta(hours=1))
-    times = [t for t in recent.exclude(time_taken=None).values_list("time_taken", flat=True)]
-    return {
-        "count": mine.filter(is_current=True).count(),
-        "last_hour": recent.count(),
-        "median_seconds": round(statistics.median(times), 2) if times else None,
-    }
-
-
-def member_stats(project: Project) -> dict[int, dict]:
-    """Per user: current judgements and median seconds per label (over all their judgements)."""
-    rows = Judgement.objects.filter(project=project, undone_at__isnull=True).exclude(user=None)
-    out: dict[int, dict] = {}
-    for user_id, is_current, time_taken in rows.values_list("user_id", "is_current", "time_taken").iterator():
-        entry = out.setdefault(user_id, {"count": 0, "times": []})
-        entry["count"] += int(is_current)
-        if time_taken is not None:
-            entry["times"].append(time_taken)
-    return {
-        uid: {"count": e["count"], "median_seconds": round(statistics.median(e["times"]), 2) if e["times"] else None}
-        for uid, e in out.items()
-    }

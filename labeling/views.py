@@ -14,12 +14,13 @@ from django.views.decorators.http import require_POST
 from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role
 
+from .errors import LabelingError
 from .hotkeys import class_hotkeys
 from .models import Judgement, Stage
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
-from .services import LabelingError, do_record_judgement, get_item
+from .services import do_record_judgement, get_item
 
 
 @login_required

@@ -20,8 +20,8 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], Any], *, text: bool = Fa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        mode = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
-        with os.fdopen(fd, **mode) as fh:
+        opened: IO[Any] = os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")
+        with opened as fh:
             result = write(fh)
             fh.flush()
             os.fsync(fh.fileno())

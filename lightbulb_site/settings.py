@@ -136,6 +136,8 @@ INSTALLED_APPS = [
     "projects",
     "labeling",
     "modeling",
+    "interchange",
+    "bench",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +260,8 @@ LIGHTBULB_EMBED_TASK_SECONDS = env_float("LIGHTBULB_EMBED_TASK_SECONDS", 20.0)  
 LIGHTBULB_COMPILE_MIN_ITEMS = env_int("LIGHTBULB_COMPILE_MIN_ITEMS", 0)
 LIGHTBULB_EMBED_CHUNK = env_int("LIGHTBULB_EMBED_CHUNK", 256)  # items per cache file / progress step
 LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = env_float("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0)
+# Set by `manage.py simulate` for the child process it runs in a throwaway database (bench/simulation.py).
+LIGHTBULB_SIMULATE_INNER = env_bool("LIGHTBULB_SIMULATE_INNER", False)
 LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)
@@ -270,7 +274,7 @@ LIGHTBULB_FETCH_MAX_REDIRECTS = env_int("LIGHTBULB_FETCH_MAX_REDIRECTS", 3)
 LIGHTBULB_FETCH_ALLOW_NETWORKS = env_list("LIGHTBULB_FETCH_ALLOW_NETWORKS", [])
 
 # /score. The web process never imports torch: it checks inputs and hands them to the inference
-# worker (`manage.py inference_worker`, modeling/inference.py), which keeps encoders and heads loaded.
+# worker (`manage.py inference_worker`, modeling/inference/), which keeps encoders and heads loaded.
 LIGHTBULB_INFERENCE_ADDRESS = env_str("LIGHTBULB_INFERENCE_ADDRESS", "127.0.0.1:8765")
 LIGHTBULB_INFERENCE_TIMEOUT = env_float("LIGHTBULB_INFERENCE_TIMEOUT", 60.0)  # includes a cold encoder load
 LIGHTBULB_INFERENCE_THREADS = env_int("LIGHTBULB_INFERENCE_THREADS", 0)  # torch threads in the worker; 0: all cores

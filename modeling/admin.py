@@ -1,9 +1,34 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.html import format_html
 
+from projects.models import Project
+
 from .models import EmbeddingJob, ModelState, ModelVersion
+from .services import request_embedding, request_training
+
+
+@admin.action(description="Embed items now (the worker fills the embedding cache)")
+def embed_items(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+    for project in queryset:
+        request_embedding(project.pk)
+    modeladmin.message_user(request, f"Embedding requested for {queryset.count()} project(s).")
+
+
+@admin.action(description="Train a new model version now")
+def train_model(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+    for project in queryset:
+        request_training(project.pk, force=True)
+    modeladmin.message_user(request, f"Training requested for {queryset.count()} project(s).")
+
+
+# The project admin is the projects app's; the model loop adds its actions to the registered one (an
+# app above may add to a page of an app below, never the other way round).
+_project_admin = admin.site.get_model_admin(Project)
+_project_admin.actions = [*(_project_admin.actions or []), embed_items, train_model]
 
 
 class WrittenByTheWorkerAdmin(admin.ModelAdmin):

@@ -14,7 +14,12 @@ from rest_framework.views import APIView
 from projects.models import Project
 from projects.permissions import get_project_for_user, projects_for_user
 
-from .serializers import ModelSummarySerializer, PredictResponseSerializer, ScoreRequestSerializer, ScoreResponseSerializer
+from .serializers import (
+    ModelSummarySerializer,
+    PredictResponseSerializer,
+    ScoreRequestSerializer,
+    ScoreResponseSerializer,
+)
 from .services import model_summary
 from .serving import score_request
 
@@ -34,7 +39,7 @@ class ScoreRateThrottle(UserRateThrottle):
     scope = "score"
 
     def get_rate(self) -> str | None:
-        return getattr(settings, "LIGHTBULB_SCORE_RATE", "120/min") or None
+        return settings.LIGHTBULB_SCORE_RATE or None
 
 
 class RequestTooLarge(APIException):
@@ -51,7 +56,7 @@ class _ScoringView(APIView):
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication (401), throttling (429)
         # Refused before a byte is parsed: DRF would read a JSON body of any size into memory.
-        limit = int(getattr(settings, "LIGHTBULB_SCORE_MAX_REQUEST_BYTES", 32 * 1024 * 1024))
+        limit = settings.LIGHTBULB_SCORE_MAX_REQUEST_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

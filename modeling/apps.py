@@ -11,6 +11,7 @@ class ModelingConfig(AppConfig):
         # only (no torch), so registering them in every process is cheap.
         from labeling.queue import set_model_hooks
 
+        from . import receivers  # noqa: F401  (connects the signal receivers: events -> request_*)
         from .hooks import ModelInTheLoop
 
         set_model_hooks(ModelInTheLoop())

@@ -15,7 +15,7 @@ from labeling.queue import Candidate, ModelStatus
 from projects.models import ItemStatus, Project
 
 from .models import ItemPrediction, ModelState
-from .services import loop_flags, predictions_for, request_training
+from .services import loop_flags, predictions_for
 
 # How many ranked items beyond the request to look at when spreading picks over buckets.
 LOOKAHEAD = 4
@@ -120,6 +120,3 @@ class ModelInTheLoop:
             updating=updating,
             detail=state.waiting_for or state.last_error,
         )
-
-    def judgements_changed(self, project_id: int) -> None:
-        request_training(project_id)

@@ -95,7 +95,7 @@ class ModelVersion(models.Model):
     # Calibration: the head file holds the temperature too; kept here for the admin and the API.
     temperature = models.FloatField(default=1.0)
     # Per class: {"threshold", "evidence", "correct", "lower_bound", "predicted", "needed", "reason",
-    # "guarantee", "pooled"} (modeling.thresholds.ClassThreshold), computed from TEST for
+    # "guarantee", "pooled"} (modeling.ml.thresholds.ClassThreshold), computed from TEST for
     # `thresholds_target` and the project's guarantee (recomputed when the owner changes either).
     thresholds = models.JSONField(default=dict, blank=True)
     thresholds_target = models.FloatField(null=True, blank=True)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+# Fields named label, source, data or errors are the API's own names; DRF's stubs type those names as
+# attributes of Field and Serializer, hence the `type: ignore[assignment]` on them.
+
 
 class VersionSerializer(serializers.Serializer):
     number = serializers.IntegerField()
@@ -56,7 +59,7 @@ class ScoreResponseSerializer(serializers.Serializer):
         help_text="one row per input (null where it failed); each row sums to 1",
     )
     model_version = serializers.IntegerField()
-    errors = ScoreErrorSerializer(many=True)
+    errors = ScoreErrorSerializer(many=True)  # type: ignore[assignment]
 
 
 class PredictResponseSerializer(serializers.Serializer):
@@ -64,4 +67,4 @@ class PredictResponseSerializer(serializers.Serializer):
     confidences = serializers.ListField(child=serializers.FloatField(allow_null=True))
     labels = serializers.ListField(child=serializers.CharField())
     model_version = serializers.IntegerField()
-    errors = ScoreErrorSerializer(many=True)
+    errors = ScoreErrorSerializer(many=True)  # type: ignore[assignment]

@@ -16,14 +16,15 @@ from django.db.models import Model, Q
 from django.utils import timezone
 
 from labeling.models import Judgement, Stage
+from lightbulb_site.errors import DomainError
+from projects.encoders import EncoderSpec, spec_for
 from projects.models import Project
 
-from .encoders import EncoderSpec, spec_for
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
 
 
 def loop_enabled() -> bool:
-    return bool(getattr(settings, "LIGHTBULB_MODEL_IN_THE_LOOP", True))
+    return settings.LIGHTBULB_MODEL_IN_THE_LOOP
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def _holder_is_dead(token: str) -> bool:
 
 
 def stale_after() -> timedelta:
-    return timedelta(seconds=getattr(settings, "LIGHTBULB_CLAIM_STALE_SECONDS", 300))
+    return timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
 
 
 def claim(model: type[Model], *, filters: dict, token: str) -> bool:
@@ -296,8 +297,10 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-class NoModelYet(Exception):
-    """The project has no model version (to export or to score with)."""
+class NoModelYet(DomainError):
+    """The project has no model version (to export or to score with): 409."""
+
+    status_code = 409
 
 
 def current_version(project: Project) -> ModelVersion:
@@ -317,8 +320,8 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
     """
     from django.utils import timezone as tz
 
-    from .bundle import build_bundle
-    from .scoring import Head
+    from .ml.bundle import build_bundle
+    from .ml.head import Head
 
     if number is None:
         version = current_version(project)
@@ -353,8 +356,8 @@ def fetch_limits():
     from .fetch import FetchLimits
 
     return FetchLimits(
-        max_bytes=int(getattr(settings, "LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024)),
-        timeout=float(getattr(settings, "LIGHTBULB_FETCH_TIMEOUT", 10.0)),
-        max_redirects=int(getattr(settings, "LIGHTBULB_FETCH_MAX_REDIRECTS", 3)),
-        allow_networks=tuple(getattr(settings, "LIGHTBULB_FETCH_ALLOW_NETWORKS", [])),
+        max_bytes=settings.LIGHTBULB_FETCH_MAX_BYTES,
+        timeout=settings.LIGHTBULB_FETCH_TIMEOUT,
+        max_redirects=settings.LIGHTBULB_FETCH_MAX_REDIRECTS,
+        allow_networks=tuple(settings.LIGHTBULB_FETCH_ALLOW_NETWORKS),
     )

@@ -2,7 +2,7 @@
 
 Torch-free, like the rest of the web process. Here the inputs are read and checked (URLs fetched
 through the SSRF guard, images verified, texts bounded); the inference worker
-(`modeling/inference.py`) runs the encoder and the head. One bad input gets its own error and the
+(`modeling/inference/`) runs the encoder and the head. One bad input gets its own error and the
 others are still scored.
 """
 
@@ -15,12 +15,14 @@ from typing import Any
 
 from django.conf import settings
 
+from lightbulb_site.errors import DomainError
 from projects.ingest import verify_image
 from projects.models import DataType, Project
 
-from .embeddings import json_text
 from .fetch import FetchError, fetch_url
-from .inference import InferenceClient, InferenceFailed, InferenceUnavailable, derive_key, parse_address
+from .inference.client import InferenceClient
+from .inference.protocol import InferenceFailed, InferenceUnavailable, derive_key, parse_address
+from .ml.embeddings import json_text
 from .models import ModelVersion
 from .services import current_version, fetch_limits
 
@@ -28,24 +30,33 @@ TEXT_TYPES = ("text", "json", "sequence")
 FETCH_THREADS = 8
 
 
-class ScoreRequestError(ValueError):
+class ScoreRequestError(DomainError, ValueError):
     """The request itself is malformed (400): nothing is scored."""
 
 
 class ScoreRequestTooLarge(ScoreRequestError):
     """More inputs or bytes than the limits allow (413)."""
 
+    status_code = 413
 
-class ScoringUnavailable(Exception):
+
+class ScoringUnavailable(DomainError):
     """The inference worker is not running or failed the whole request (503)."""
 
+    status_code = 503
 
-class NothingScored(Exception):
+
+class NothingScored(DomainError):
     """Every input failed its checks (422); `errors` says why for each."""
+
+    status_code = 422
 
     def __init__(self, message: str, errors: list[dict]) -> None:
         super().__init__(message)
         self.errors = errors
+
+    def payload(self) -> dict:
+        return {**super().payload(), "errors": self.errors}
 
 
 @dataclass
@@ -83,8 +94,6 @@ class ScoreOutcome:
                 "model_version": self.model_version, "errors": self.errors}
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
 
 
 def _short(value: str, n: int = 80) -> str:
@@ -102,7 +111,7 @@ def parse_inputs(project: Project, data: Mapping, files: Sequence) -> list[Score
     Raises ScoreRequestError for a malformed request (wrong type for the project, missing lists,
     too many inputs); a single input that cannot be used gets `error` instead.
     """
-    max_items = int(_setting("LIGHTBULB_SCORE_MAX_ITEMS", 64))
+    max_items = settings.LIGHTBULB_SCORE_MAX_ITEMS
     kind = data.get("type")
     if files:
         if project.data_type != DataType.IMAGES:
@@ -157,7 +166,7 @@ def _check_text(value: object, *, as_json: bool) -> ScoreInput:
     else:
         raise ScoreRequestError('every entry of "texts" must be a string (use type "json" for objects)')
     text = text.replace("\x00", "")
-    limit = int(_setting("LIGHTBULB_SCORE_MAX_TEXT_CHARS", 100_000))
+    limit = settings.LIGHTBULB_SCORE_MAX_TEXT_CHARS
     if len(text) > limit:
         return ScoreInput(source=_short(text), error=f"longer than {limit:,} characters")
     return ScoreInput(source=_short(text), payload=text)
@@ -167,10 +176,10 @@ def check_image(raw: bytes, source: str) -> ScoreInput:
     """The same checks as imported images: recognisable, fully decodable, pixels under the cap."""
     if not raw:
         return ScoreInput(source=source, error="empty file")
-    max_bytes = int(_setting("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024))
+    max_bytes = settings.LIGHTBULB_FETCH_MAX_BYTES
     if len(raw) > max_bytes:
         return ScoreInput(source=source, error=f"larger than {max_bytes:,} bytes")
-    _meta, reason = verify_image(raw, max_pixels=int(_setting("LIGHTBULB_SCORE_MAX_IMAGE_PIXELS", 50_000_000)))
+    _meta, reason = verify_image(raw, max_pixels=settings.LIGHTBULB_SCORE_MAX_IMAGE_PIXELS)
     if reason:
         return ScoreInput(source=source, error=reason)
     return ScoreInput(source=source, payload=raw)
@@ -178,7 +187,7 @@ def check_image(raw: bytes, source: str) -> ScoreInput:
 
 def _check_upload(upload) -> ScoreInput:
     name = _short(getattr(upload, "name", "") or "upload")
-    max_bytes = int(_setting("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024))
+    max_bytes = settings.LIGHTBULB_FETCH_MAX_BYTES
     if upload.size > max_bytes:  # checked before reading it into memory
         return ScoreInput(source=name, error=f"larger than {max_bytes:,} bytes")
     return check_image(upload.read(), name)
@@ -208,9 +217,9 @@ def fetch_images(urls: Sequence[str]) -> list[ScoreInput]:
 
 def inference_client() -> InferenceClient:
     return InferenceClient(
-        parse_address(_setting("LIGHTBULB_INFERENCE_ADDRESS", "127.0.0.1:8765")),
+        parse_address(settings.LIGHTBULB_INFERENCE_ADDRESS),
         key=derive_key(settings.SECRET_KEY),
-        timeout=float(_setting("LIGHTBULB_INFERENCE_TIMEOUT", 60.0)),
+        timeout=settings.LIGHTBULB_INFERENCE_TIMEOUT,
     )
 
 

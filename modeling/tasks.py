@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from projects.models import ItemStatus, Project
 
-from .embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
+from .ml.embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
+from .ml.head import Head, lsh_buckets, normalised_entropy, uncertainty
+from .ml.semisupervised import sample_rows
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
-from .scoring import Head, lsh_buckets, normalised_entropy, uncertainty
-from .semisupervised import sample_rows
 from .services import (
     claim,
     claim_token,
@@ -41,16 +41,14 @@ UPSERT_BATCH = 2000
 STANDARDISE_SAMPLE = 20000
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
 
 
 def _encoder_loader(project: Project, *, pending: int = 0):
     def load():
-        from .encoders import load_encoder
+        from .ml.encoders import load_encoder
 
         encoder = load_encoder(project.encoder_name)
-        threshold = int(_setting("LIGHTBULB_COMPILE_MIN_ITEMS", 0))
+        threshold = settings.LIGHTBULB_COMPILE_MIN_ITEMS
         if threshold and pending >= threshold and hasattr(encoder, "compile"):
             encoder.compile()  # a one-off cost that pays for itself on backlogs this big
         return encoder
@@ -60,7 +58,7 @@ def _encoder_loader(project: Project, *, pending: int = 0):
 
 def warm_up() -> str:
     """Import torch in the worker before the first label needs it (a cold import measured ~20 s here)."""
-    from .encoders import configure_torch
+    from .ml.encoders import configure_torch
 
     started = time.perf_counter()
     configure_torch()
@@ -105,7 +103,7 @@ def embed_project(project_id: int) -> str:
         if not pending:
             store.consolidate()
             return "up to date"
-        budget = float(_setting("LIGHTBULB_EMBED_TASK_SECONDS", 20))
+        budget = settings.LIGHTBULB_EMBED_TASK_SECONDS
         deadline = time.monotonic() + budget if budget > 0 else None
         progress = {"embedded": done, "failed": failed}
 
@@ -119,7 +117,7 @@ def embed_project(project_id: int) -> str:
 
         embedded, n_failed = embed_pending(
             project, store=store, encoder_loader=_encoder_loader(project, pending=len(pending)), item_ids=pending,
-            chunk_size=int(_setting("LIGHTBULB_EMBED_CHUNK", 256)), deadline=deadline, on_chunk=on_chunk,
+            chunk_size=settings.LIGHTBULB_EMBED_CHUNK, deadline=deadline, on_chunk=on_chunk,
         )
         embedded_now = embedded
         more = embedded + n_failed < len(pending)
@@ -159,7 +157,7 @@ def train_project(project_id: int) -> str:
     state, _ = ModelState.objects.get_or_create(project=project)
     if not needs_training(project, state):
         return "up to date"
-    debounce = float(_setting("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0))
+    debounce = settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS
     if debounce > 0 and state.requested_at is not None:
         # Let a burst of labels land so one run covers them all.
         wait = debounce - (timezone.now() - state.requested_at).total_seconds()
@@ -229,7 +227,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     train_ids = np.asarray([i for i, _ in data.train], dtype=np.int64)
     unlabelled = sample_rows(embeddings.vectors, keep=~np.isin(embeddings.ids, train_ids), lazy=True)
 
-    from .training import Validation, train_head
+    from .ml.training import Validation, train_head
 
     # The last version's cross-validated choices hold while TRAIN has barely changed (same classes, same
     # encoder); validating again on every label was most of each training's time.
@@ -370,7 +368,7 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     """
     from labeling.proposals import do_sync_proposals
 
-    from .thresholds import choose_thresholds
+    from .ml.thresholds import choose_thresholds
 
     if head.encoder != project.encoder_name or list(head.classes) != list(project.classes):
         return "the project changed since this version: not proposing with it"

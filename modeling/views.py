@@ -14,17 +14,17 @@ from django.shortcuts import render
 from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user
 
+from .services import NoModelYet, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
     ScoreRequestError,
     ScoringUnavailable,
     score_request,
 )
-from .services import NoModelYet, current_version, export_bundle, model_summary
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> dict:
-    from labeling.proposals import proposal_stats
+    from labeling.stats import proposal_stats
     from projects.permissions import has_role
 
     summary = model_summary(project)
@@ -125,7 +125,7 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
     except NoModelYet:
         version = None  # the page says so; a POST answers 409
     context = {"project": project, "version": version, "results": [], "error": "", "text": "", "url": "",
-               "max_items": getattr(settings, "LIGHTBULB_SCORE_MAX_ITEMS", 64)}
+               "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
     status = 200
     if request.method == "POST" and version is not None:
         files = request.FILES.getlist("images")

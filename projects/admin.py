@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import Count, Q
 
 from .models import Item, ItemStatus, Membership, Project
-from .services import ProjectError, do_ingest_directory, sync_judgements_file
+from .services import ProjectError, do_ingest_directory
+from .signals import announce_settings_changed
 
 
 class MembershipInline(admin.TabularInline):
@@ -24,7 +24,8 @@ class ProjectAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["title"]}
     inlines = [MembershipInline]
     readonly_fields = ["created_at", "updated_at", "config_path"]
-    actions = ["rescan_dataset", "write_judgements_file", "embed_items", "train_model"]
+    # The apps above add their own actions (interchange: the judgements file; modeling: embed, train).
+    actions = ["rescan_dataset"]
     fieldsets = [
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
@@ -50,32 +51,25 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.display(description="items", ordering="_n_items")
     def n_items(self, obj: Project) -> int:
-        return obj._n_items
+        return obj._n_items  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="unlabelled", ordering="_n_unlabelled")
     def n_unlabelled(self, obj: Project) -> int:
-        return obj._n_unlabelled
+        return obj._n_unlabelled  # type: ignore[attr-defined]
 
     @admin.display(description="rejected", ordering="_n_rejected")
     def n_rejected(self, obj: Project) -> int:
-        return obj._n_rejected
+        return obj._n_rejected  # type: ignore[attr-defined]
 
     @admin.display(description="members", ordering="_n_members")
     def n_members(self, obj: Project) -> int:
-        return obj._n_members
+        return obj._n_members  # type: ignore[attr-defined]
 
     def save_model(self, request, obj: Project, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if change and {"target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"} & set(form.changed_data):
-            from modeling.services import request_proposals
-
-            # Thresholds depend on the target: the current model re-proposes once this commits.
-            transaction.on_commit(lambda: request_proposals(obj.pk))
-        if change and "sampling" in form.changed_data:
-            from modeling.services import request_ranking
-
-            # The queue reads a stored ranking: re-rank with the new rule (proposals follow it).
-            transaction.on_commit(lambda: request_ranking(obj.pk))
+        if change:
+            # The model loop follows (re-proposes, re-ranks) through the one event path.
+            announce_settings_changed(obj, fields=form.changed_data)
 
     @admin.action(description="Rescan dataset directory for new files")
     def rescan_dataset(self, request, queryset) -> None:
@@ -90,32 +84,6 @@ class ProjectAdmin(admin.ModelAdmin):
                 f"{project.slug}: {result.items_added} new item(s), {result.items_rejected} rejected",
                 level=messages.SUCCESS,
             )
-
-    @admin.action(description="Write judgements file from the database")
-    def write_judgements_file(self, request, queryset) -> None:
-        for project in queryset:
-            rows = sync_judgements_file(project)
-            if rows is None:
-                self.message_user(request, f"{project.slug}: no judgements file configured", level=messages.WARNING)
-            else:
-                self.message_user(request, f"{project.slug}: wrote {rows} judgement(s) to {project.judgements_file}")
-
-
-    @admin.action(description="Embed items now (the worker fills the embedding cache)")
-    def embed_items(self, request, queryset) -> None:
-        from modeling.services import request_embedding
-
-        for project in queryset:
-            request_embedding(project.pk)
-        self.message_user(request, f"Embedding requested for {queryset.count()} project(s).")
-
-    @admin.action(description="Train a new model version now")
-    def train_model(self, request, queryset) -> None:
-        from modeling.services import request_training
-
-        for project in queryset:
-            request_training(project.pk, force=True)
-        self.message_user(request, f"Training requested for {queryset.count()} project(s).")
 
 
 @admin.register(Membership)

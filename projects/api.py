@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.services import member_stats
+from labeling.stats import member_stats
 
 from .models import Role
 from .permissions import get_project_for_user, projects_for_user

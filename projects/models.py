@@ -63,10 +63,10 @@ class Role(models.TextChoices):
 
 
 # Higher rank = more rights; `min_role` checks compare ranks.
-ROLE_RANK = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.OWNER: 3}
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.OWNER: 3}
 
 
-class ProjectQuerySet(models.QuerySet):
+class ProjectQuerySet(models.QuerySet["Project"]):
     def by_key(self, key: int | str) -> Project | None:
         """The project a person names by id or slug (a slug that looks like a number wins over an id)."""
         if isinstance(key, int) and not isinstance(key, bool):
@@ -103,7 +103,7 @@ class Project(models.Model):
     model_options = models.JSONField(default=dict, blank=True, help_text="Extra model keys from the config")
 
     # The pretrained encoder whose features the model learns from; blank = the default for the data type.
-    # Validated against modeling.encoders.REGISTRY (a torch-free module).
+    # Validated against projects.encoders.REGISTRY (the torch-free catalogue).
     encoder = models.CharField(
         max_length=64, blank=True, help_text="Encoder name (blank: mobilenet_v2 for images, minilm_l6 for text/json)"
     )
@@ -174,7 +174,7 @@ class Project(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        from modeling.encoders import EncoderError, spec_for
+        from .encoders import EncoderError, spec_for
 
         super().clean()
         if self.encoder:
@@ -186,7 +186,7 @@ class Project(models.Model):
     @property
     def encoder_name(self) -> str:
         """The encoder in use: the project's choice, or the registry's default for its data type."""
-        from modeling.encoders import default_encoder
+        from .encoders import default_encoder
 
         return self.encoder or default_encoder(self.data_type)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
 from .models import ROLE_RANK, Membership, Project, Role
 
 
-def role_for(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | None:
+def role_for(user: User | AnonymousUser, project: Project) -> str | None:
     """The user's role in the project; superusers act as owners everywhere."""
     if not user.is_authenticated or not user.is_active:
         return None
@@ -19,7 +19,7 @@ def role_for(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | 
 
 
 def get_project_for_user(
-    user: AbstractBaseUser | AnonymousUser, project_id: int | str, *, min_role: str = Role.VIEWER
+    user: User | AnonymousUser, project_id: int | str, *, min_role: str = Role.VIEWER
 ) -> tuple[Project, str]:
     """Return (project, role).
 
@@ -41,12 +41,21 @@ def get_project_for_user(
     return project, role
 
 
-def projects_for_user(user: AbstractBaseUser | AnonymousUser):
+def projects_for_user(user: User | AnonymousUser):
     if not user.is_authenticated:
         return Project.objects.none()
     if user.is_superuser:
         return Project.objects.all()
     return Project.objects.filter(memberships__user=user).distinct()
+
+
+def signed_in(request: HttpRequest) -> User:
+    """The signed-in user of a request that only signed-in users reach (`login_required`, DRF's
+    IsAuthenticated); typed as such for the services, which take a real user."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        raise PermissionDenied("Sign in first.")
+    return user
 
 
 def has_role(role: str | None, min_role: str) -> bool:

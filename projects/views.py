@@ -9,17 +9,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from labeling.services import member_stats
+from labeling.stats import member_stats, project_counts
 
 from .models import ItemStatus, Role
-from .permissions import get_project_for_user, has_role, projects_for_user
+from .permissions import get_project_for_user, has_role, projects_for_user, signed_in
 from .services import (
     MembershipError,
     ProjectError,
     do_add_member,
     do_remove_member,
     do_set_proposal_settings,
-    project_counts,
 )
 
 
@@ -33,8 +32,9 @@ def project_list(request: HttpRequest) -> HttpResponse:
         )
         .order_by("title")
     )
-    roles = dict(request.user.memberships.values_list("project_id", "role"))
-    rows = [(p, Role.OWNER if request.user.is_superuser else roles.get(p.pk)) for p in projects]
+    user = signed_in(request)
+    roles = dict(user.memberships.values_list("project_id", "role"))
+    rows = [(p, Role.OWNER if user.is_superuser else roles.get(p.pk)) for p in projects]
     return render(request, "projects/project_list.html", {"rows": rows})
 
 
@@ -69,7 +69,7 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
     stats = member_stats(project)
     rows = list(project.memberships.select_related("user").order_by("user__username"))
     for m in rows:
-        m.stats = stats.get(m.user_id, {"count": 0, "median_seconds": None})
+        m.stats = stats.get(m.user_id, {"count": 0, "median_seconds": None})  # type: ignore[attr-defined]
     return render(
         request,
         "projects/members.html",

@@ -45,8 +45,8 @@ def make_image_project(
     root: Path, *, n: int, owner: str, title: str = "T", label: str = "{type: binary}", folder: str = "imgs"
 ):
     """Import a project of `n` real PNGs under root/folder through the real config import."""
-    from projects.config import load_config
-    from projects.services import do_import_config
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
 
     write_images(root / folder, n)
     cfg = write_config(
@@ -104,8 +104,8 @@ user: alice
 
 @pytest.fixture
 def image_project(image_config, alice):
-    from projects.config import load_config
-    from projects.services import do_import_config
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
 
     return do_import_config(load_config(image_config)).project
 

@@ -135,9 +135,9 @@ def test_owners_add_and_remove_members(client, image_project, alice, charlie):
 def test_json_items_render_through_the_template_safely(tmp_path, alice):
     import json
 
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
     from labeling.presenters import item_payload
-    from projects.config import load_config
-    from projects.services import do_import_config
     from tests.conftest import write_config
 
     (tmp_path / "j").mkdir()

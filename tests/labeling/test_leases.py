@@ -60,7 +60,7 @@ def test_expired_leases_return_items_to_the_pool(team, alice, bob):
 
 
 def test_a_judgement_on_someone_elses_item_is_refused(team, alice, bob):
-    from labeling.services import LeaseConflict
+    from labeling.errors import LeaseConflict
 
     item = next_items(team, user=alice, count=1)[0].item
     with pytest.raises(LeaseConflict):

@@ -13,6 +13,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from labeling.audits import measured_precision
+from labeling.errors import BatchConflict, BatchError, InvalidLabel
 from labeling.models import (
     AuditStatus,
     BatchStatus,
@@ -25,16 +27,13 @@ from labeling.models import (
     Stage,
 )
 from labeling.proposals import (
-    BatchConflict,
-    BatchError,
     do_confirm_batch,
     do_sync_proposals,
     lease_batch,
     lease_search_batch,
-    measured_precision,
-    proposal_stats,
 )
-from labeling.services import InvalidLabel, do_record_judgement, do_undo_last_judgement, next_items
+from labeling.services import do_record_judgement, do_undo_last_judgement, next_items
+from labeling.stats import proposal_stats
 from projects.models import ItemStatus, Role
 from projects.services import do_add_member
 from tests.conftest import make_image_project
@@ -269,7 +268,7 @@ def test_text_search_proposes_matching_texts_as_one_class(topics, alice):
 
 def test_image_projects_have_no_text_search(tmp_path, alice):
     project = make_image_project(tmp_path, n=2, owner="alice", label="{type: classification, classes: [a, b]}")
-    from labeling.services import LabelingError
+    from labeling.errors import LabelingError
 
     with pytest.raises(LabelingError, match="text"):
         lease_search_batch(project, user=alice, query="cat", label="a")

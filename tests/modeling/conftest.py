@@ -45,8 +45,8 @@ def loop_on(settings):
 
 
 def make_text_project(root: Path, *, n: int = 40, owner: str = "alice", slug_folder: str = "topics", **label):
-    from projects.config import load_config
-    from projects.services import do_import_config
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
 
     rows = topic_rows(n)
     root.mkdir(parents=True, exist_ok=True)
@@ -67,8 +67,8 @@ def make_text_project(root: Path, *, n: int = 40, owner: str = "alice", slug_fol
 
 def make_colour_project(root: Path, *, n: int = 24, owner: str = "alice"):
     """Half red, half blue noisy PNGs; ground truth by colour."""
-    from projects.config import load_config
-    from projects.services import do_import_config
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
 
     write_images(root / "colours", n // 2, prefix="red", color=(210, 30, 30))
     write_images(root / "colours", n - n // 2, prefix="blue", color=(30, 40, 210))
@@ -174,7 +174,7 @@ def inference_worker(tmp_path_factory):
     """
     import os
 
-    from modeling.inference import worker_process
+    from modeling.inference.server import worker_process
     from tests.conftest import REPO
 
     folder = tmp_path_factory.mktemp("inference")

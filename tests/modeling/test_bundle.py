@@ -13,11 +13,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from modeling.bundle import Bundle, BundleError
-from modeling.embeddings import text_of
-from modeling.encoders import load_encoder
+from modeling.ml.bundle import Bundle, BundleError
+from modeling.ml.embeddings import text_of
+from modeling.ml.encoders import load_encoder
+from modeling.ml.head import Head
 from modeling.models import ModelState
-from modeling.scoring import Head
 from projects.models import Role
 from projects.services import do_add_member
 from tests.modeling.conftest import make_proposing_project
@@ -66,7 +66,7 @@ def test_the_loader_runs_without_django(trained, tmp_path):
     out = tmp_path / "m.lbmodel"
     call_command("export_model", str(project.pk), str(out))
     script = (
-        "import sys; from modeling.bundle import Bundle; b = Bundle.load(sys.argv[1]);"
+        "import sys; from modeling.ml.bundle import Bundle; b = Bundle.load(sys.argv[1]);"
         "print(b.predict(['The striker scored a goal', 'Bake the bread for an hour']));"
         "print('django.conf' in sys.modules)"
     )

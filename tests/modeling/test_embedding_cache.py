@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 
-from modeling.embeddings import MATRIX, store_for
-from modeling.encoders import load_encoder
+from modeling.ml.embeddings import MATRIX, store_for
+from modeling.ml.encoders import load_encoder
 from modeling.models import EmbeddingJob
 from modeling.tasks import embed_project
 from projects.models import Item, ItemStatus
@@ -91,7 +89,7 @@ def test_it_does_nothing_while_the_loop_is_off(tmp_path, alice, settings, django
 
 
 def test_a_project_can_name_its_encoder_and_unknown_names_are_clear_errors(tmp_path, alice):
-    from projects.config import ConfigError, load_config
+    from interchange.config import ConfigError, load_config
 
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "a.txt").write_text("hello", encoding="utf-8")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling.encoders import REGISTRY, EncoderError, default_encoder, load_encoder, spec_for
+from modeling.ml.encoders import load_encoder
+from projects.encoders import REGISTRY, EncoderError, default_encoder, spec_for
 from tests.conftest import png_bytes
 
 
@@ -55,7 +56,7 @@ def test_minilm_embeds_text_by_meaning():
 
 
 def test_the_compiled_image_encoder_gives_the_same_features():
-    from modeling.encoders import ImageEncoder
+    from modeling.ml.encoders import ImageEncoder
 
     images = [png_bytes((220, 30, 30), seed=i) for i in range(5)] + [png_bytes((30, 30, 220), seed=9)]
     eager = ImageEncoder(bf16=False)

@@ -6,8 +6,8 @@ import pytest
 
 from labeling.models import Judgement, JudgementSource, Proposal, ProposalStatus
 from labeling.proposals import do_confirm_batch, lease_batch
+from modeling.ml.head import Head
 from modeling.models import ItemPrediction, ModelState
-from modeling.scoring import Head
 from projects.models import ItemStatus
 from projects.services import do_set_proposal_settings
 from tests.browser import login

@@ -120,7 +120,7 @@ def test_it_ranks_by_margin_by_default_and_by_entropy_when_asked():
     """Three classes: a tie between two likely classes is on a boundary; a spread-out row has more entropy."""
     import numpy as np
 
-    from modeling.scoring import normalised_entropy, uncertainty
+    from modeling.ml.head import normalised_entropy, uncertainty
 
     probs = np.array([[0.45, 0.45, 0.10], [0.50, 0.25, 0.25], [0.98, 0.01, 0.01]])
     margin = uncertainty(probs, "margin")
@@ -157,3 +157,44 @@ def test_it_stores_the_projects_rule_and_reranks_when_the_admin_changes_it(
     for row in rows:  # re-ranked by the task the admin enqueued
         assert row.uncertainty == pytest.approx(row.entropy)
         assert row.uncertainty != 0.5  # the marker below is gone: every row was rewritten
+
+
+def test_it_reranks_and_reproposes_when_a_reimported_config_changes_the_rules(
+    trained, tmp_path, django_capture_on_commit_callbacks
+):
+    from interchange.config import load_config
+    from interchange.importer import do_import_config
+    from projects.signals import settings_changed
+
+    project, _ = trained
+    ItemPrediction.objects.filter(project=project).update(uncertainty=0.5)  # markers the re-ranking replaces
+    ModelState.objects.filter(project=project).update(proposed_version=0)
+    config = tmp_path / "topics.yml"
+    config.write_text(config.read_text().replace(
+        "model: {directory: topics-model}", "model: {directory: topics-model, sampling: entropy, "
+        "proposal_guarantee: all_proposals}"))
+    announced = []
+
+    def listen(sender, *, project_id, fields, **kwargs):
+        announced.append(set(fields))
+
+    settings_changed.connect(listen)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            do_import_config(load_config(config))
+        project.refresh_from_db()
+        assert (project.sampling, project.proposal_guarantee) == ("entropy", "all_proposals")
+        assert announced == [{"sampling", "proposal_guarantee"}]
+        rows = list(ItemPrediction.objects.filter(project=project))
+        assert rows
+        for row in rows:  # re-ranked with the new rule at once, not at the next training
+            assert row.uncertainty == pytest.approx(row.entropy)
+        state = ModelState.objects.select_related("current_version").get(project=project)
+        assert state.proposed_version == state.current_version.number  # re-proposed under the new guarantee
+
+        # The same config again changes nothing, so nothing is announced.
+        with django_capture_on_commit_callbacks(execute=True):
+            do_import_config(load_config(config))
+        assert len(announced) == 1
+    finally:
+        settings_changed.disconnect(listen)

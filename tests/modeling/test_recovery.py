@@ -13,9 +13,9 @@ import time
 import pytest
 from django.db import connection
 
-from modeling.embeddings import store_for
+from modeling.ml.embeddings import store_for
+from modeling.ml.head import Head
 from modeling.models import EmbeddingJob, ModelState, ModelVersion
-from modeling.scoring import Head
 from modeling.tasks import embed_project
 from tests.conftest import REPO
 from tests.modeling.conftest import make_colour_project, make_text_project
@@ -90,7 +90,7 @@ def test_a_worker_killed_while_training_leaves_the_last_good_version(tmp_path, a
     proc = _worker(
         f"""
         import time
-        import modeling.training as training
+        import modeling.ml.training as training
         def stuck(*args, **kwargs):
             print("fitting", flush=True)
             time.sleep(600)

@@ -17,8 +17,9 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from modeling.bundle import Bundle
-from modeling.inference import InferenceClient, derive_key, parse_address
+from modeling.inference.client import InferenceClient
+from modeling.inference.protocol import derive_key, parse_address
+from modeling.ml.bundle import Bundle
 from modeling.models import ModelState
 from modeling.services import export_bundle
 from projects.models import Project, Role
@@ -287,7 +288,7 @@ def test_an_image_project_refuses_texts_and_a_text_project_refuses_uploads(colou
 
 
 def test_the_worker_batches_concurrent_requests_and_refuses_a_wrong_key(colours, scoring):
-    from modeling.inference import InferenceFailed
+    from modeling.inference.protocol import InferenceFailed
 
     version = ModelState.objects.get(project=colours).current_version
     head = colours.model_path / version.file

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
+from modeling.ml import training
+from modeling.ml.semisupervised import MIN_LABELS, knn_graph, sample_rows, spread
+from modeling.ml.training import CV_MAX_ITEMS, Validation, train_head
 from modeling.models import ModelState
-from modeling import training
-from modeling.semisupervised import MIN_LABELS, knn_graph, sample_rows, spread
-from modeling.training import CV_MAX_ITEMS, Validation, train_head
 from tests.modeling.conftest import make_proposing_project
 
 
@@ -49,7 +49,7 @@ def test_it_builds_a_symmetric_graph_and_spreads_each_label_through_its_own_clus
     z = np.concatenate([a, b]).astype(np.float32)
     graph = knn_graph(z, neighbours=5)
 
-    edges = set(zip(graph.rows.tolist(), graph.cols.tolist()))
+    edges = set(zip(graph.rows.tolist(), graph.cols.tolist(), strict=True))
     assert edges and all((j, i) in edges for i, j in edges)
     assert all(i != j for i, j in edges)
     assert all((i < 40) == (j < 40) for i, j in edges)  # the two clusters are far apart: no edge between them

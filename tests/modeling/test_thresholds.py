@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from modeling.calibration import calibrate, cross_fitted_probabilities, fit_temperature
-from modeling.scoring import softmax
-from modeling.thresholds import (
+from modeling.ml.calibration import calibrate, cross_fitted_probabilities, fit_temperature
+from modeling.ml.head import softmax
+from modeling.ml.thresholds import (
     choose_thresholds,
     class_threshold,
     clopper_pearson_lower,

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from labeling.models import Judgement, Stage
-from labeling.services import do_record_judgement, do_undo_last_judgement, next_items, project_stats
-from modeling.embeddings import store_for
+from labeling.services import do_record_judgement, do_undo_last_judgement, next_items
+from labeling.stats import project_stats
+from modeling.ml.embeddings import store_for
+from modeling.ml.head import Head
 from modeling.models import ItemPrediction, ModelState, ModelVersion
-from modeling.scoring import Head
 from modeling.tasks import train_project
 from projects.models import ItemStatus
 from tests.modeling.conftest import make_colour_project, make_text_project

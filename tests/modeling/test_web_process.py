@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     resolver = get_resolver()
     resolver.url_patterns  # imports every view module the URLconf names
     import lightbulb_site.wsgi, projects.views, projects.api, labeling.views, labeling.api
-    import modeling.views, modeling.api, modeling.services, modeling.hooks, modeling.admin, modeling.serving, modeling.inference
+    import modeling.views, modeling.api, modeling.services, modeling.hooks, modeling.admin, modeling.serving, modeling.inference.client
     from django.contrib.auth import get_user_model
     from django.test import Client
     from projects.models import Project, Item, Membership

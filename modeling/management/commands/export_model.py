@@ -1,4 +1,4 @@
-"""Write a project's model as one self-contained `.lbmodel` file (see modeling/bundle.py to load it)."""
+"""Write a project's model as one self-contained `.lbmodel` file (see modeling/ml/bundle.py to load it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run the inference worker that serves /score (see modeling/inference.py for why it is its own process)."""
+"""Run the inference worker that serves /score (see modeling/inference/ for why it is its own process)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling.inference import InferenceServer, derive_key, parse_address
+from modeling.inference.protocol import derive_key, parse_address
+from modeling.inference.server import InferenceServer
 
 
 class Command(BaseCommand):
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot listen on {host}:{port}: {exc}") from None
         bound = server.address
         if not options["no_warm"]:
-            from modeling.encoders import configure_torch
+            from modeling.ml.encoders import configure_torch
 
             configure_torch(options["threads"] or None)
             names = self._encoders_in_use()

@@ -4,7 +4,7 @@ import subprocess
 
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling.provisioning import ensure_wheel_file, minilm_model_dir, mobilenet_v2_weights
+from modeling.ml.provisioning import ensure_wheel_file, minilm_model_dir, mobilenet_v2_weights
 
 
 class Command(BaseCommand):

@@ -1,0 +1,57 @@
+"""Simulate labeling a dataset with known labels and measure label efficiency (see bench/simulation.py).
+
+    python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \\
+        [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all]
+
+It never touches your database or your data folders: the command runs itself again in a child process
+with a throwaway SQLite database and data folder (deleted afterwards), where the real services and
+django-q2 tasks (synchronous) do the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from bench.simulation import SimulationError, run_in_throwaway_database, simulate_here
+
+
+class Command(BaseCommand):
+    help = "Measure label efficiency on a dataset with known labels (active vs random, label-everything cost)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--config", required=True, help="a Light Bulb YAML config")
+        parser.add_argument("--oracle", required=True, help="ground truth CSV: path,label or id,label")
+        parser.add_argument("--out", required=True, help="write the result JSON here")
+        parser.add_argument("--strategy", choices=["active", "random"], default="active",
+                            help="queue order: the model's uncertainty (active) or uniformly random")
+        parser.add_argument("--budget", type=int, default=200, help="human labels for the accuracy curve")
+        parser.add_argument("--step", type=int, default=10, help="measure holdout accuracy every N labels")
+        parser.add_argument("--holdout", type=float, default=0.2, help="share of items never shown, for accuracy")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--label-all", action="store_true",
+                            help="then go on until every item has a label (single labels and proposal batches)")
+        parser.add_argument("--reference", action="store_true",
+                            help="also report the holdout accuracy of the same head trained on every pool label")
+        parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
+                            help="embedding cache kept between runs (by content), so repeated runs are fast")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options) -> None:
+        if options["budget"] < 1 or options["step"] < 1:
+            raise CommandError("--budget and --step must be at least 1")
+        if not 0 <= options["holdout"] < 1:
+            raise CommandError("--holdout must be at least 0 and below 1")
+        for name in ("config", "oracle"):
+            if not Path(options[name]).is_file():
+                raise CommandError(f"--{name}: file not found: {options[name]}")
+        if settings.LIGHTBULB_SIMULATE_INNER:
+            simulate_here(options, stdout=self.stdout, stderr=self.stderr)
+            return
+        try:
+            run_in_throwaway_database(options, stdout=self.stdout, stderr=self.stderr)
+        except SimulationError as exc:
+            raise CommandError(str(exc)) from None
+

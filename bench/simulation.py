@@ -1,0 +1,473 @@
+"""Label-efficiency simulation: a simulated annotator drives the real product on data with known labels.
+
+Everything the product does runs as it does for people: the config import, the queue
+(`labeling.services.next_items`), judgements (`do_record_judgement`), the django-q2 tasks (embedding,
+training, ranking, proposals; synchronous here), batch leases and confirmations
+(`labeling.proposals`). The annotator only answers from the ground truth. The one thing the
+simulator computes itself is what no product part does: accuracy on held-out items nobody labels,
+with the current version's own head (`scoring.Head`).
+
+Run it through `manage.py simulate`, which gives it a throwaway database and data folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import fcntl
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import OutputWrapper
+from django.db.models import Q
+
+from interchange.config import ConfigError, load_config
+from interchange.importer import do_import_config
+from labeling.models import Judgement
+from labeling.proposals import available_by_class, do_confirm_batch, lease_batch
+from labeling.services import do_record_judgement, next_items
+from lightbulb_site.atomic import atomic_write
+from modeling.ml.embeddings import store_for
+from modeling.ml.head import Head
+from modeling.services import NoModelYet, current_version
+from projects.models import Item, ItemStatus, Project, Role
+from projects.services import ProjectError, do_add_member
+
+# Modeled human time (issue: measure label efficiency).
+SECONDS_PER_LABEL = 2.5
+SECONDS_PER_BATCH_ITEM = 0.3
+SECONDS_PER_REJECTION = 1.0
+HOLDOUT_REASON = "held out by simulate: never shown, used to measure accuracy"
+
+
+class SimulationError(ValueError):
+    """Bad input: an unreadable oracle, items without a ground-truth label, labels that are not classes."""
+
+
+@dataclass
+class Options:
+    config: Path
+    oracle: Path
+    strategy: str = "active"  # or "random": only the queue order changes
+    budget: int = 200
+    step: int = 10
+    holdout: float = 0.2
+    seed: int = 0
+    label_all: bool = False
+    reference: bool = False  # also fit the product's head on every pool label: the "all labels" yardstick
+    cache: Path | None = None  # embedding cache kept between runs (content hash -> vector)
+    progress: Callable[[str, int, int], None] | None = None
+
+
+@dataclass
+class LabelAll:
+    single_labels: int = 0
+    batch_items_seen: int = 0
+    batch_rejections: int = 0
+    batches: int = 0
+
+    def modeled_seconds(self) -> float:
+        return (self.single_labels * SECONDS_PER_LABEL + self.batch_items_seen * SECONDS_PER_BATCH_ITEM
+                + self.batch_rejections * SECONDS_PER_REJECTION)
+
+
+@dataclass
+class Result:
+    strategy: str
+    seed: int
+    items: int
+    holdout: int
+    curve: list[dict] = field(default_factory=list)
+    label_all: dict | None = None
+    reference: dict | None = None
+
+    def as_json(self) -> dict:
+        out = {"strategy": self.strategy, "seed": self.seed, "items": self.items, "holdout": self.holdout,
+               "curve": self.curve}
+        if self.label_all is not None:
+            out["label_all"] = self.label_all
+        if self.reference is not None:
+            out["reference"] = self.reference
+        return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Ground truth
+# --------------------------------------------------------------------------------------------------
+
+
+def read_oracle(path: Path) -> dict[str, str]:
+    """`path,label` or `id,label` rows (other columns ignored), as in ../shared/datasets/*/labels.csv."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            key = "path" if "path" in columns else "id" if "id" in columns else None
+            if key is None or "label" not in columns:
+                raise SimulationError(f"{path}: the oracle needs a `path,label` or `id,label` header (got {columns})")
+            truth = {}
+            for row in reader:
+                if row.get(key):
+                    truth[row[key].strip()] = (row.get("label") or "").strip()
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SimulationError(f"cannot read the oracle {path}: {exc}") from None
+    if not truth:
+        raise SimulationError(f"{path}: the oracle has no rows")
+    return truth
+
+
+def match_oracle(project: Project, truth: dict[str, str]) -> dict[int, str]:
+    """Item id -> true label. Oracle paths are relative to the dataset folder; item keys may be relative
+    to a folder inside it (a config naming `images/`), so a key also matches an oracle path's tail."""
+    by_tail: dict[str, str | None] = {}
+    for path, label in truth.items():
+        parts = path.replace("\\", "/").split("/")
+        for i in range(len(parts)):
+            tail = "/".join(parts[i:])
+            by_tail[tail] = label if tail not in by_tail or by_tail[tail] == label else None
+    out, missing = {}, []
+    for item_id, key in project.items.exclude(status=ItemStatus.REJECTED).values_list("id", "key"):
+        label = truth.get(key)
+        if label is None:
+            label = by_tail.get(key)
+        if label is None:
+            missing.append(key)
+        else:
+            out[item_id] = label
+    if missing:
+        raise SimulationError(
+            f"{len(missing)} item(s) have no ground-truth label, e.g. {', '.join(sorted(missing)[:3])}"
+        )
+    unknown = sorted(set(out.values()) - set(project.classes))
+    if unknown:
+        raise SimulationError(f"the oracle uses labels that are not classes of the project: {', '.join(unknown[:5])}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Embedding cache between runs
+# --------------------------------------------------------------------------------------------------
+
+
+def _cache_file(cache: Path, project: Project) -> Path:
+    spec, _ = store_for(project)
+    return cache / f"{spec.name}@{spec.version}.npz"
+
+
+def prefill_embeddings(project: Project, cache: Path | None) -> int:
+    """Copy vectors of items seen in earlier runs (same content, same encoder) into the project's store."""
+    if cache is None:
+        return 0
+    file = _cache_file(cache, project)
+    if not file.exists():
+        return 0
+    with np.load(file, allow_pickle=False) as data:
+        index = {h: i for i, h in enumerate(data["hashes"].tolist())}
+        vectors = data["vectors"]
+        rows = [(item_id, index[h]) for item_id, h in project.items.values_list("id", "content_hash") if h in index]
+        if not rows:
+            return 0
+        _, store = store_for(project)
+        store.append(np.array([r[0] for r in rows]), vectors[[r[1] for r in rows]])
+    return len(rows)
+
+
+def save_embeddings(project: Project, cache: Path | None) -> None:
+    if cache is None:
+        return
+    _, store = store_for(project)
+    embeddings = store.load()
+    hashes = dict(project.items.values_list("id", "content_hash"))
+    file = _cache_file(cache, project)
+    cache.mkdir(parents=True, exist_ok=True)
+    # Runs in parallel (bench_simulate --jobs) share the file: read-merge-write under a lock, or one
+    # run's vectors would overwrite another's.
+    with open(file.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known: dict[str, np.ndarray] = {}
+        if file.exists():
+            with np.load(file, allow_pickle=False) as data:
+                known = dict(zip(data["hashes"].tolist(), data["vectors"], strict=True))
+        for item_id, vector in zip(embeddings.ids.tolist(), np.asarray(embeddings.vectors), strict=True):
+            if hashes.get(item_id):
+                known[hashes[item_id]] = vector
+        keys = sorted(known)
+        atomic_write(file, lambda fh: np.savez(fh, hashes=np.array(keys), vectors=np.stack([known[k] for k in keys])))
+
+
+# --------------------------------------------------------------------------------------------------
+# The simulation
+# --------------------------------------------------------------------------------------------------
+
+
+class Simulation:
+    def __init__(self, options: Options, *, work: Path) -> None:
+        self.o = options
+        self.work = work
+        self.rng = random.Random(options.seed)
+
+    def run(self) -> Result:
+        from modeling.tasks import embed_project
+
+        o = self.o
+        if o.strategy not in ("active", "random"):
+            raise SimulationError(f"unknown strategy {o.strategy!r} (active or random)")
+        if not 0 <= o.holdout < 1:
+            raise SimulationError("--holdout must be at least 0 and below 1")
+        settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # import and prepare without triggering tasks
+        # Never write into the user's folders: models go to the throwaway area, no judgements CSV.
+        config = dataclasses.replace(load_config(o.config), model_directory=self.work / "models", judgements_file=None)
+        project = do_import_config(config).project
+        if not project.labeling_supported:
+            raise SimulationError(f"{project.get_label_type_display()} projects have no model to simulate")
+        if o.strategy == "random":
+            Project.objects.filter(pk=project.pk).update(random_share=1.0)  # the queue's own setting
+            project.refresh_from_db()
+        truth = match_oracle(project, read_oracle(o.oracle))
+        user = get_user_model().objects.create_user("simulated-annotator")
+        do_add_member(project, user=user, role=Role.ANNOTATOR)
+
+        # Embed everything once (holdout included: its vectors are what accuracy is measured on).
+        prefill_embeddings(project, o.cache)
+        embed_project(project.pk)
+        save_embeddings(project, o.cache)
+
+        ids = sorted(truth)
+        holdout = sorted(random.Random(o.seed).sample(ids, round(o.holdout * len(ids))))
+        Item.objects.filter(pk__in=holdout).update(status=ItemStatus.REJECTED, rejection_reason=HOLDOUT_REASON)
+        embeddings = store_for(project)[1].load()
+        rows = {int(i): n for n, i in enumerate(embeddings.ids.tolist())}
+        self.holdout_x = np.asarray(embeddings.vectors[[rows[i] for i in holdout]], dtype=np.float32)
+        self.holdout_y = [truth[i] for i in holdout]
+        self.project, self.user, self.truth = project, user, truth
+        result = Result(strategy=o.strategy, seed=o.seed, items=len(ids), holdout=len(holdout))
+        if o.reference:
+            held = set(holdout)
+            pool_ids = [i for i in ids if i not in held]
+            pool_x = np.asarray(embeddings.vectors[[rows[i] for i in pool_ids]], dtype=np.float32)
+            result.reference = {"labels": len(pool_ids),
+                                "accuracy": self._reference_accuracy(pool_x, [truth[i] for i in pool_ids])}
+
+        settings.LIGHTBULB_MODEL_IN_THE_LOOP = True  # from here on, every judgement trains as in production
+        pool = len(ids) - len(holdout)
+        labels = 0
+        while labels < min(o.budget, pool):
+            if not self._label_one():
+                break
+            labels += 1
+            if labels % o.step == 0:
+                result.curve.append({"labels": labels, "accuracy": self.holdout_accuracy()})
+            self._progress("curve", labels, min(o.budget, pool))
+        if labels % o.step:
+            result.curve.append({"labels": labels, "accuracy": self.holdout_accuracy()})
+        if o.label_all:
+            result.label_all = self._label_all(labels)
+        return result
+
+    # -- the annotator --------------------------------------------------------------------------
+
+    def _label_one(self) -> bool:
+        leased = next_items(self.project, user=self.user, count=1, rng=self.rng)
+        if not leased:
+            return False
+        item = leased[0].item
+        do_record_judgement(self.project, item=item, user=self.user, label=self.truth[item.pk],
+                            time_taken=SECONDS_PER_LABEL)
+        return True
+
+    def _label_all(self, already: int) -> dict:
+        counts = LabelAll(single_labels=already)
+        project = self.project
+        pool = Item.objects.filter(project=project).exclude(status=ItemStatus.REJECTED)
+        total = pool.count()
+        while True:
+            judged = pool.filter(~Q(status=ItemStatus.UNLABELLED)).count()
+            self._progress("label-all", judged, total)
+            if judged >= total:
+                break
+            ready = available_by_class(project)
+            if any(ready.values()):
+                label = max(sorted(ready), key=lambda name: ready[name])
+                leased = lease_batch(project, user=self.user, label=label, rng=self.rng)
+                if leased is not None and leased.proposals:
+                    ids = [p.item_id for p in leased.proposals]
+                    accepted = [i for i in ids if self.truth[i] == label]
+                    rejected = [i for i in ids if self.truth[i] != label]
+                    do_confirm_batch(
+                        project, user=self.user, label=label, accepted=accepted, rejected=rejected,
+                        time_taken=len(ids) * SECONDS_PER_BATCH_ITEM + len(rejected) * SECONDS_PER_REJECTION,
+                        rng=self.rng,
+                    )
+                    counts.batches += 1
+                    counts.batch_items_seen += len(ids)
+                    counts.batch_rejections += len(rejected)
+                    continue
+            if not self._label_one():
+                break  # nothing left that the queue hands out (should not happen: reported below)
+            counts.single_labels += 1
+        current = dict(
+            Judgement.objects.filter(project=project, is_current=True).values_list("item_id", "label")
+        )
+        pool_ids = list(pool.values_list("id", flat=True))
+        correct = sum(current.get(i) == self.truth[i] for i in pool_ids)
+        seen = counts.batch_items_seen
+        return {
+            "single_labels": counts.single_labels,
+            "batch_items_seen": seen,
+            "batch_rejections": counts.batch_rejections,
+            "batches": counts.batches,
+            "unlabelled_left": sum(i not in current for i in pool_ids),
+            "final_label_accuracy": round(correct / len(pool_ids), 6) if pool_ids else None,
+            "proposal_precision": round((seen - counts.batch_rejections) / seen, 6) if seen else None,
+            "seconds": round(counts.modeled_seconds(), 1),
+            "seconds_per_item": round(counts.modeled_seconds() / len(pool_ids), 4) if pool_ids else None,
+        }
+
+    # -- measuring --------------------------------------------------------------------------------
+
+    def holdout_accuracy(self) -> float | None:
+        """The current version's accuracy on the held-out items (None before the first version)."""
+        if not self.holdout_y:
+            return None
+        try:
+            version = current_version(self.project)
+        except NoModelYet:
+            return None
+        head = Head.load(self.project.model_path / version.file)
+        predicted = np.asarray(head.classes)[head.predict_proba(self.holdout_x).argmax(axis=1)]
+        return round(float(np.mean(predicted == np.asarray(self.holdout_y))), 6)
+
+    def _reference_accuracy(self, x: np.ndarray, labels: list[str]) -> float | None:
+        """Holdout accuracy of the product's own head fitted on every pool item's true label."""
+        from modeling.ml.training import train_head
+
+        if not self.holdout_y or len(set(labels)) < 2:
+            return None
+        spec, _ = store_for(self.project)
+        classes = list(self.project.classes)
+        index = {c: k for k, c in enumerate(classes)}
+        trained = train_head(
+            classes=classes, x_train=x, y_train=np.array([index[c] for c in labels]),
+            x_test=self.holdout_x, y_test=np.array([index[c] for c in self.holdout_y]), pool=x,
+            encoder=spec.name, encoder_version=spec.version,
+        )
+        predicted = np.asarray(classes)[trained.head.predict_proba(self.holdout_x).argmax(axis=1)]
+        return round(float(np.mean(predicted == np.asarray(self.holdout_y))), 6)
+
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        if self.o.progress is not None:
+            self.o.progress(phase, done, total)
+
+
+def text_progress(stream=sys.stderr) -> Callable[[str, int, int], None]:
+    """A one-line progress bar redrawn in place on a terminal; a line per tenth in a log file."""
+    started = time.monotonic()
+    interactive = stream.isatty()
+    shown: dict[str, int] = {}
+
+    def draw(phase: str, done: int, total: int) -> None:
+        elapsed = time.monotonic() - started
+        if not interactive:
+            tenth = 10 * done // total if total else 10
+            if shown.get(phase, -1) < tenth:
+                shown[phase] = tenth
+                stream.write(f"{phase}: {done}/{total} after {elapsed:.0f} s\n")
+                stream.flush()
+            return
+        width = 30
+        filled = int(width * done / total) if total else width
+        stream.write(f"\r{phase:>9} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:6.0f} s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return draw
+
+
+def write_result(result: Result, out: Path) -> None:
+    atomic_write(out, lambda fh: fh.write(json.dumps(result.as_json(), indent=1)), text=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running it: a child process with a throwaway database and data folder
+# --------------------------------------------------------------------------------------------------
+
+
+def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
+    """Run the simulation in a child process whose database and data folder are temporary."""
+    with tempfile.TemporaryDirectory(prefix="lightbulb-simulate-") as tmp:
+        env = {
+            **os.environ,
+            "LIGHTBULB_SIMULATE_INNER": "1",
+            "DATABASE_URL": f"sqlite:///{tmp}/simulate.sqlite3",
+            "LIGHTBULB_DATA_ROOT": tmp,
+            "LIGHTBULB_MODEL_ROOT": f"{tmp}/models",
+            "LIGHTBULB_Q_SYNC": "1",  # the real tasks, run inline
+            "LIGHTBULB_MODEL_IN_THE_LOOP": "0",  # the simulation switches it on once it is set up
+            "LIGHTBULB_TRAIN_DEBOUNCE_SECONDS": "0",
+            "LIGHTBULB_EMBED_TASK_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",  # a line per task would drown the progress bar
+        }
+        if not env.get("SECRET_KEY"):
+            env["LIGHTBULB_INSECURE_DEV_KEY"] = "1"  # a private child process that serves nothing
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        migrate = subprocess.run([sys.executable, manage, "migrate", "--noinput", "-v", "0"], env=env,
+                                 capture_output=True, text=True)
+        if migrate.returncode != 0:
+            raise SimulationError(f"cannot create the throwaway database:\n{migrate.stderr[-2000:]}")
+        argv = [
+            sys.executable, manage, "simulate",
+            "--config", str(Path(options["config"]).resolve()),
+            "--oracle", str(Path(options["oracle"]).resolve()),
+            "--out", str(Path(options["out"]).resolve()),
+            "--strategy", options["strategy"], "--budget", str(options["budget"]), "--step", str(options["step"]),
+            "--holdout", str(options["holdout"]), "--seed", str(options["seed"]),
+            "--cache", str(Path(options["cache"]).resolve()),
+        ]
+        if options["label_all"]:
+            argv.append("--label-all")
+        if options["reference"]:
+            argv.append("--reference")
+        if options["no_progress"]:
+            argv.append("--no-progress")
+        done = subprocess.run(argv, env=env, stdout=sys.stdout, stderr=sys.stderr)
+        if done.returncode != 0:
+            raise SimulationError(f"the simulation failed (exit {done.returncode})")
+
+
+def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
+    """Run the simulation in this process (the child that `run_in_throwaway_database` starts)."""
+    opts = Options(
+        config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
+        budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
+        label_all=options["label_all"], reference=options["reference"], cache=Path(options["cache"]) if options["cache"] else None,
+        progress=None if options["no_progress"] else text_progress(),
+    )
+    started = time.monotonic()
+    try:
+        result = Simulation(opts, work=Path(settings.DATA_ROOT)).run()
+    except (SimulationError, ConfigError, ProjectError) as exc:
+        stderr.write(f"simulate: {exc}")
+        raise SystemExit(2) from None
+    write_result(result, Path(options["out"]))
+    last = result.curve[-1] if result.curve else {}
+    summary = f"{result.strategy}, seed {result.seed}: {last.get('labels', 0)} labels -> holdout accuracy {last.get('accuracy')}"
+    if result.reference:
+        summary += f" (all {result.reference['labels']} labels: {result.reference['accuracy']})"
+    if result.label_all:
+        la = result.label_all
+        summary += (f"; label-all: {la['single_labels']} single labels, {la['batch_items_seen']} batch items "
+                    f"({la['batch_rejections']} rejected), {la['seconds_per_item']} s/item modeled")
+    stdout.write(f"{summary} ({time.monotonic() - started:.0f} s)")

@@ -1,0 +1,204 @@
+"""The Light Bulb judgements file (CSV: path,label,labelled_by,stage,time_taken) and provenance JSONL.
+
+Rows import as judgements (`do_import_judgement_rows`); `write_judgements` exports them; the file a
+config names is kept in sync with the database, which is the source of truth.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from labeling.leases import bump_revision
+from labeling.models import Judgement, JudgementSource, Stage
+from lightbulb_site.atomic import atomic_write
+from projects.ingest import decode_text
+from projects.models import Item, ItemStatus, Project
+from projects.services import ProjectError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
+
+BULK_BATCH = 2000
+EXPORT_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken"]
+
+
+class InterchangeError(ProjectError):
+    """A file or config that cannot be imported or written as asked (400), with the reason."""
+
+
+def read_judgement_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    text, _ = decode_text(path.read_bytes())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = [f.strip() for f in (reader.fieldnames or [])]
+    if "path" not in fields or "label" not in fields:
+        raise InterchangeError(f"judgements file {path} needs 'path' and 'label' columns, found {fields}")
+    return [{(k or "").strip(): (v or "") for k, v in row.items()} | {"_line": reader.line_num} for row in reader]
+
+
+def _key_for_path(raw: str, *, keys: set[str], dataset_root: Path, config_dir: Path) -> str | None:
+    raw = raw.strip()
+    if raw in keys:
+        return raw
+    p = Path(raw)
+    candidates = [p] if p.is_absolute() else [config_dir / p, Path.cwd() / p, dataset_root / p]
+    for candidate in candidates:
+        try:
+            rel = Path(os.path.normpath(candidate)).relative_to(dataset_root).as_posix()
+        except ValueError:
+            continue
+        if rel in keys:
+            return rel
+    return None
+
+
+def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: Path) -> tuple[int, list[str]]:
+    """Import Light Bulb CSV rows as judgements. Returns (imported, problems).
+
+    Only items with no judgement in the database yet take a row: the database is the source of
+    truth, so a stale file can never overwrite newer labels, and re-running imports nothing twice.
+    Rows for one path import in file order, the last one becoming the current judgement.
+    """
+    dataset_root = Path(os.path.normpath(project.dataset_root))
+    items = {key: pk for key, pk in project.items.exclude(status=ItemStatus.REJECTED).values_list("key", "id")}
+    keys = set(items)
+    already = set(Judgement.objects.filter(project=project).values_list("item_id", flat=True).distinct())
+    by_lower = {c.lower(): c for c in project.classes}
+    usernames = {u.username: u for u in User.objects.filter(username__in={r.get("labelled_by", "") for r in rows})}
+
+    problems: list[str] = []
+    per_item: dict[int, list[Judgement]] = {}
+    for row in rows:
+        line = row.get("_line")
+        key = _key_for_path(row.get("path", ""), keys=keys, dataset_root=dataset_root, config_dir=config_dir)
+        if key is None:
+            problems.append(f"line {line}: unknown path {row.get('path')!r}")
+            continue
+        label = row.get("label", "").strip()
+        label = label if label in project.classes else by_lower.get(label.lower(), "")
+        if not label:
+            problems.append(
+                f"line {line}: label {row.get('label')!r} is not a class (allowed: {', '.join(project.classes)})"
+            )
+            continue
+        raw_stage = (row.get("stage") or "").strip().upper()
+        if raw_stage in ("", Stage.TRAIN):
+            stage, source = Stage.TRAIN, JudgementSource.IMPORTED
+        elif raw_stage == Stage.TEST:
+            stage, source = Stage.TEST, JudgementSource.IMPORTED
+        elif raw_stage == "MODEL_LABELLED":
+            # Light Bulb wrote batch-confirmed model labels with this stage: a person confirmed them.
+            stage, source = Stage.TRAIN, JudgementSource.CONFIRMED_PROPOSAL
+        else:
+            problems.append(f"line {line}: unknown stage {row.get('stage')!r} (TRAIN, TEST or MODEL_LABELLED)")
+            continue
+        item_id = items[key]
+        if item_id in already:
+            continue
+        try:
+            time_taken = float(row["time_taken"]) if row.get("time_taken", "").strip() else None
+        except ValueError:
+            time_taken = None
+        who = (row.get("labelled_by") or "").strip()
+        per_item.setdefault(item_id, []).append(
+            Judgement(
+                project=project,
+                item_id=item_id,
+                label=label,
+                user=usernames.get(who),
+                labelled_by=who,
+                stage=stage,
+                source=source,
+                time_taken=time_taken,
+                is_current=False,
+            )
+        )
+    to_create: list[Judgement] = []
+    for judgements in per_item.values():
+        judgements[-1].is_current = True
+        to_create.extend(judgements)
+    with transaction.atomic():
+        for start in range(0, len(to_create), BULK_BATCH):
+            Judgement.objects.bulk_create(to_create[start : start + BULK_BATCH])
+        ids = list(per_item)
+        for start in range(0, len(ids), BULK_BATCH):
+            Item.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(status=ItemStatus.LABELLED)
+        if to_create:
+            bump_revision(project)
+    return len(to_create), problems
+
+
+def current_judgements(project: Project, *, history: bool = False):
+    qs = Judgement.objects.filter(project=project).select_related("item", "user")
+    if not history:
+        qs = qs.filter(is_current=True)
+    return qs.order_by("created_at", "id")
+
+
+def write_judgements(project: Project, *, fmt: str, out: SupportsWrite[str], history: bool = False) -> int:
+    """Write judgements as Light Bulb CSV or provenance JSONL. Returns the number of rows."""
+    rows = 0
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(EXPORT_CSV_COLUMNS)
+        for j in current_judgements(project, history=history).iterator(chunk_size=2000):
+            writer.writerow([j.item.key, j.label, j.labelled_by, j.stage, "" if j.time_taken is None else j.time_taken])
+            rows += 1
+    elif fmt == "jsonl":
+        for j in current_judgements(project, history=history).iterator(chunk_size=2000):
+            out.write(
+                json.dumps(
+                    {
+                        "path": j.item.key,
+                        "label": j.label,
+                        "labelled_by": j.labelled_by,
+                        "user_id": j.user_id,
+                        "stage": j.stage,
+                        "source": j.source,
+                        "time_taken": j.time_taken,
+                        "created_at": j.created_at.isoformat(),
+                        "is_current": j.is_current,
+                        "judgement_id": j.pk,
+                        "item_id": j.item_id,
+                        "content_hash": j.item.content_hash,
+                        "project": project.slug,
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+            rows += 1
+    else:
+        raise InterchangeError(f"unknown export format {fmt!r} (csv or jsonl)")
+    return rows
+
+
+def atomic_write_text(path: Path, writer) -> int:
+    """Write a text file through a temporary sibling and os.replace, so readers never see half a file."""
+    return atomic_write(path, writer, text=True)
+
+
+def sync_judgements_file(project: Project) -> int | None:
+    """Rewrite the config's judgements_file from the database (the source of truth)."""
+    if not project.judgements_file:
+        return None
+    return atomic_write_text(Path(project.judgements_file), lambda fh: write_judgements(project, fmt="csv", out=fh))
+
+
+def backup(path: Path) -> Path | None:
+    if not path.exists():
+        return None
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.{stamp}.bak")
+    backup.write_bytes(path.read_bytes())
+    return backup

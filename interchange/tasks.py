@@ -1,0 +1,40 @@
+"""Background tasks of the interchange app (django-q2): keep judgements files in sync. Cheap, torch-free, idempotent."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from projects.models import Project
+
+from .judgements_file import sync_judgements_file
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_judgements_file_sync(project_id: int) -> None:
+    from django_q.tasks import async_task
+
+    if Project.objects.filter(pk=project_id).exclude(judgements_file="").exists():
+        async_task("interchange.tasks.sync_judgements_file_task", project_id, group=f"judgements-file-{project_id}")
+
+
+def sync_judgements_file_task(project_id: int) -> str:
+    """Rewrite a project's judgements file if judgements changed since it was last written.
+
+    Many judgements arriving together enqueue many of these; all but the first find the file already
+    current and return at once.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    revision = project.judgement_revision
+    if project.judgements_file_revision >= revision:
+        return "up to date"
+    rows = sync_judgements_file(project)
+    with transaction.atomic():
+        Project.objects.filter(pk=project_id, judgements_file_revision__lt=revision).update(
+            judgements_file_revision=revision
+        )
+    return f"wrote {rows} judgements"

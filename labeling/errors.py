@@ -1,0 +1,48 @@
+"""The labeling domain's errors. Each carries its HTTP status (`lightbulb_site.errors.DomainError`);
+pages show the message, the API answers with it as JSON."""
+
+from __future__ import annotations
+
+from lightbulb_site.errors import DomainError
+
+
+class LabelingError(DomainError):
+    """A request that cannot be carried out; the message is fit to show a person (400)."""
+
+
+class InvalidLabel(LabelingError):
+    def __init__(self, label: str, allowed: list[str]):
+        super().__init__(f"'{label}' is not a class of this project")
+        self.label = label
+        self.allowed = allowed
+
+    def payload(self) -> dict:
+        return {**super().payload(), "allowed": self.allowed}
+
+
+class ItemUnavailable(LabelingError):
+    """The item is not part of this project (or does not exist): shown as 404."""
+
+    status_code = 404
+
+
+class ItemRejected(LabelingError):
+    """The item is a file that could not be read at import; it cannot be labelled."""
+
+
+class LeaseConflict(LabelingError):
+    """Someone else holds a live lease on the item (409)."""
+
+    status_code = 409
+
+
+class NothingToUndo(LabelingError):
+    status_code = 409
+
+
+class BatchError(LabelingError):
+    """A confirmation that does not match the reviewer's batch (shown as 400, nothing is written)."""
+
+
+class BatchConflict(LeaseConflict):
+    """Someone else holds these proposals now (their lease expired and was taken): 409."""

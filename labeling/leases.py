@@ -1,0 +1,44 @@
+"""The lower layer every labeling write shares: lease columns, the judgement revision, the change event.
+
+Leases are conditional UPDATEs on `Item` (and on `Proposal` for batches); `free_lease` is the one
+definition of "nobody holds it now". Every write that changes judgements bumps the project's
+`judgement_revision` (what the model and the judgements file compare against) and announces the change.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db.models import F, Q
+
+from projects.models import Item, Project
+
+from .signals import announce_judgements_changed
+
+# The lease columns of an item nobody holds.
+LEASE_CLEARED = {
+    "leased_to": None, "leased_until": None, "lease_stage": "", "lease_picked_by": "", "lease_probability": None,
+}
+
+
+def free_lease(now: datetime, field: str = "leased_until") -> Q:
+    """No live lease: `field` empty or past. `field` may span a relation (e.g. "item__leased_until")."""
+    return Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now})
+
+
+def release_lease(item: Item, *, user: User) -> bool:
+    return bool(
+        Item.objects.filter(pk=item.pk, leased_to=user).update(**LEASE_CLEARED)
+    )
+
+
+def bump_revision(project: Project) -> None:
+    """Judgements changed: a new revision, so the model and the judgements file know they are behind."""
+    Project.objects.filter(pk=project.pk).update(judgement_revision=F("judgement_revision") + 1)
+
+
+def after_change(project: Project) -> None:
+    """Call inside the write transaction after judgements changed: bump the revision, announce it."""
+    bump_revision(project)
+    announce_judgements_changed(project)

@@ -1,0 +1,20 @@
+"""What the labeling app announces: judgements of a project changed (a label, an undo, a confirmed batch).
+
+Sent once the write transaction commits (see `projects/signals.py`). The model loop retrains on it
+(`modeling/receivers.py`) and the judgements file is rewritten (`interchange/receivers.py`).
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.dispatch import Signal
+
+from projects.models import Project
+
+# kwargs: project_id.
+judgements_changed = Signal()
+
+
+def announce_judgements_changed(project: Project) -> None:
+    project_id = project.pk
+    transaction.on_commit(lambda: judgements_changed.send(sender=Project, project_id=project_id))

@@ -1,0 +1,135 @@
+"""A Light Bulb model in one file (`.lbmodel`), and a loader that needs no Django.
+
+Usage, anywhere torch and torchvision / sentence-transformers are installed and this repository's
+`modeling/` package is importable (nothing here imports Django):
+
+    from modeling.ml.bundle import Bundle
+
+    bundle = Bundle.load("digits.lbmodel")
+    bundle.classes                                 # ["0", "1", ...]
+    bundle.predict_proba([open("x.png", "rb").read()])  # images: bytes (or paths); text: strings
+    bundle.predict(["a text", "another"])          # the most likely class of each
+
+The file is a zip holding `bundle.json` (format, classes, the encoder's name, version and
+preprocessing, calibration, TEST metrics, thresholds, where it came from) and `head.npz` (the head's
+weights, written by `modeling.ml.head.Head.save`). The encoder's own weights are not copied: they are
+the published pretrained weights the name and version identify, loaded by the same `encoders.py` code
+the server uses, so scores match the server's to the last bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from projects.encoders import REGISTRY, EncoderError
+
+from .encoders import load_encoder
+from .head import Head
+
+FORMAT = "lightbulb-bundle/1"
+
+PREPROCESSING = {
+    "mobilenet_v2": (
+        "RGB (alpha composited on white), resize shorter side to 224 (antialiased), centre-crop 224, "
+        "scale to [0, 1], normalise with ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225); "
+        "features: global-average-pooled 1280-d"
+    ),
+    "minilm_l6": (
+        "text as is (json items: one `key: value` line per field); all-MiniLM-L6-v2 tokenizer, "
+        "mean pooling, L2-normalised 384-d"
+    ),
+}
+
+
+class BundleError(ValueError):
+    """Not a Light Bulb bundle, or one this code cannot run (unknown format or encoder)."""
+
+
+def build_bundle(*, head: Head, meta: dict[str, Any]) -> bytes:
+    """The bytes of an `.lbmodel` file: `meta` (project, version, metrics, ...) plus the head."""
+    buffer = io.BytesIO()
+    head_bytes = io.BytesIO()
+    head.write(head_bytes)
+    spec = REGISTRY.get(head.encoder)
+    document = {
+        "format": FORMAT,
+        "classes": list(head.classes),
+        "encoder": {
+            "name": head.encoder,
+            "version": head.encoder_version,
+            "dim": spec.dim if spec else int(head.weight.shape[1]),
+            "description": spec.description if spec else "",
+            "preprocessing": PREPROCESSING.get(head.encoder, ""),
+        },
+        "calibration": {"method": "temperature scaling", "temperature": float(head.temperature)},
+        "head": "multinomial logistic regression: softmax((((x - mean) / scale) @ weight.T + bias) / temperature)",
+        **meta,
+    }
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        archive.writestr("head.npz", head_bytes.getvalue())
+    return buffer.getvalue()
+
+
+@dataclass
+class Bundle:
+    meta: dict[str, Any]
+    head: Head
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.head.classes)
+
+    @classmethod
+    def load(cls, path: str | Path | io.BytesIO) -> Bundle:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read("bundle.json").decode("utf-8"))
+                head_bytes = archive.read("head.npz")
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise BundleError(f"unsupported bundle format {meta.get('format')!r} (this code reads {FORMAT})")
+        try:
+            head = Head.load(io.BytesIO(head_bytes))
+        except (ValueError, KeyError, OSError) as exc:
+            raise BundleError(f"the bundle's head is unreadable: {exc}") from None
+        return cls(meta=meta, head=head)
+
+    def _encoder(self):
+        spec = REGISTRY.get(self.head.encoder)
+        if spec is None:
+            raise BundleError(f"this bundle needs the encoder '{self.head.encoder}', which this code does not have")
+        if spec.version != self.head.encoder_version:
+            raise BundleError(
+                f"this bundle was trained on {self.head.encoder}@{self.head.encoder_version}; "
+                f"this code has version {spec.version}"
+            )
+        try:
+            return load_encoder(self.head.encoder)
+        except EncoderError as exc:
+            raise BundleError(str(exc)) from None
+
+    def features(self, inputs: list) -> np.ndarray:
+        """Encoder features of raw inputs: image bytes or paths for image models, strings for text models."""
+        encoder = self._encoder()
+        if "images" in REGISTRY[self.head.encoder].data_types:
+            raw = [Path(x).read_bytes() if isinstance(x, (str, Path)) else bytes(x) for x in inputs]
+            return encoder.embed(raw)
+        return encoder.embed([str(x) for x in inputs])
+
+    def predict_proba(self, inputs: list) -> np.ndarray:
+        """Calibrated probabilities, one row per input, columns in `classes` order (rows sum to 1)."""
+        if not inputs:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return self.head.predict_proba(self.features(inputs))
+
+    def predict(self, inputs: list) -> list[str]:
+        return [self.classes[i] for i in self.predict_proba(inputs).argmax(axis=1)]

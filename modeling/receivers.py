@@ -1,0 +1,42 @@
+"""The one table from what happened below to what the model loop does about it.
+
+The lower apps announce events (`projects.signals`, `labeling.signals`) after their writes commit;
+these receivers, connected in `ModelingConfig.ready()`, turn each into a request for background work
+(`modeling.services.request_*`, each idempotent and coalescing). Nothing below imports this module.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from labeling.signals import judgements_changed
+from projects.models import Project
+from projects.signals import items_added, settings_changed
+
+from .services import request_embedding, request_proposals, request_ranking, request_training
+
+# Settings whose change makes the current model propose again: thresholds depend on the target,
+# the guarantee and the audit share; classes and the encoder change what a proposal can be.
+REPROPOSE_ON = frozenset({"target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"})
+# The queue reads a stored ranking: a new sampling rule re-ranks (and proposals follow the ranking).
+RERANK_ON = frozenset({"sampling"})
+
+
+@receiver(items_added, dispatch_uid="modeling.embed_new_items")
+def embed_new_items(sender, *, project_id: int, **kwargs) -> None:
+    project = Project.objects.filter(pk=project_id).first()
+    if project is not None and project.labeling_supported:
+        request_embedding(project_id)
+
+
+@receiver(judgements_changed, dispatch_uid="modeling.retrain")
+def retrain(sender, *, project_id: int, **kwargs) -> None:
+    request_training(project_id)
+
+
+@receiver(settings_changed, dispatch_uid="modeling.follow_settings")
+def follow_settings(sender, *, project_id: int, fields: frozenset[str], **kwargs) -> None:
+    if fields & REPROPOSE_ON:
+        request_proposals(project_id)
+    if fields & RERANK_ON:
+        request_ranking(project_id)

@@ -1,0 +1,55 @@
+"""The encoder catalogue: which pretrained encoders exist, what they embed, their dimensions.
+
+Plain data, no torch and no Django, so projects (config checks, model defaults), the pages and the
+exported-model loader read it without reaching into modeling. The code that loads and runs each
+encoder is `modeling/ml/encoders.py`, imported only by workers and commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EncoderError(ValueError):
+    """An encoder name that is not registered, or one that does not fit the project's data type."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    version: str  # part of the embedding cache key: a new version invalidates cached vectors
+    data_types: frozenset[str]
+    dim: int
+    description: str
+
+
+REGISTRY: dict[str, EncoderSpec] = {
+    "mobilenet_v2": EncoderSpec(
+        name="mobilenet_v2",
+        version="imagenet1k_v1-224",
+        data_types=frozenset({"images"}),
+        dim=1280,
+        description="torchvision MobileNetV2, ImageNet-1k weights (IMAGENET1K_V1), global-average-pooled features",
+    ),
+    "minilm_l6": EncoderSpec(
+        name="minilm_l6",
+        version="all-minilm-l6-v2",
+        data_types=frozenset({"text", "json"}),
+        dim=384,
+        description="sentence-transformers all-MiniLM-L6-v2, mean-pooled, L2-normalised",
+    ),
+}
+DEFAULT_FOR_DATA_TYPE = {"images": "mobilenet_v2", "text": "minilm_l6", "json": "minilm_l6"}
+
+
+def spec_for(name: str, *, data_type: str | None = None) -> EncoderSpec:
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise EncoderError(f"unknown encoder '{name}' (available: {', '.join(sorted(REGISTRY))})")
+    if data_type is not None and data_type not in spec.data_types:
+        raise EncoderError(f"encoder '{name}' embeds {', '.join(sorted(spec.data_types))}, not {data_type}")
+    return spec
+
+
+def default_encoder(data_type: str) -> str:
+    return DEFAULT_FOR_DATA_TYPE[data_type]
