@@ -44,7 +44,10 @@ def write_block(doc: Path, name: str, markdown: str, *, title: str) -> None:
     start, end = markers(name)
     body = f"{start}\n{markdown.strip()}\n{end}"
     text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    found = [m.start() for m in re.finditer(re.escape(start), text)], [m.start() for m in re.finditer(re.escape(end), text)]
+    found = (
+        [m.start() for m in re.finditer(re.escape(start), text)],
+        [m.start() for m in re.finditer(re.escape(end), text)],
+    )
     if found == ([], []):
         text = f"{text.rstrip()}\n\n## {title}\n\n{body}\n"
     elif len(found[0]) == 1 and len(found[1]) == 1 and found[0][0] < found[1][0]:

@@ -179,9 +179,10 @@ class LabelEfficiencyBench:
         self.stdout.write(text)
         if options["doc"]:
             doc = Path(options["doc"])
+            guarantee = options["proposal_guarantee"]
             command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
                        f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}"
-                       f"{' --proposal-guarantee ' + options['proposal_guarantee'] if options['proposal_guarantee'] else ''}"
+                       f"{' --proposal-guarantee ' + guarantee if guarantee else ''}"
                        f"{' --resume' if options['resume'] else ''}")
             plots = [out / "plots" / f"{name}.png" for name in names]
             if any(s.get("label_all") for s in summary.values()):
@@ -214,7 +215,9 @@ class LabelEfficiencyBench:
                 *(["--reference"] if run.reference else []),
                 *(["--label-all"] if run.label_all else []),
             ]
-            self.stdout.write(f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}")
+            self.stdout.write(
+                f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}"
+            )
             started = time.monotonic()
             if jobs == 1:
                 call_command("simulate", *argv, stdout=self.stdout, stderr=self.stderr)
@@ -305,7 +308,7 @@ def summarise(runs: list[dict]) -> dict:
         mine = [r for r in runs if r["strategy"] == strategy]
         if not mine:
             continue
-        points = {}
+        points: dict[int, list[float]] = {}  # labels -> holdout accuracy of each run
         for r in mine:
             for p in r["curve"]:
                 if p["accuracy"] is not None:
@@ -383,8 +386,10 @@ def markdown(report: dict) -> str:
             for commit, names in commits.items()) + "."]
     else:
         lines = []
-    lines += ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | active @ {report['budget']} | random @ {report['budget']} | all labels | active @ {GOAL_LABELS} / all |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| dataset | items (holdout) | active @ {GOAL_LABELS} labels | random @ {GOAL_LABELS} | "
+                  f"active @ {report['budget']} | random @ {report['budget']} | all labels | "
+                  f"active @ {GOAL_LABELS} / all |",
+              "|---|---|---|---|---|---|---|---|"]
     for name, s in report["datasets"].items():
         cells = []
         for labels in (GOAL_LABELS, report["budget"]):
@@ -407,7 +412,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {statistics.fmean(active[n] for n in steps):.3f} | "
                          f"{statistics.fmean(random[n] for n in steps):.3f} | {ahead} of {len(steps)} steps |")
     if any(s.get("label_all") for s in report["datasets"].values()):
-        lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | final label accuracy | modeled time | per item |",
+        lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | "
+                      "final label accuracy | modeled time | per item |",
                   "|---|---|---|---|---|---|---|---|"]
     for name, s in report["datasets"].items():
         la = s.get("label_all")

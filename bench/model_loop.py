@@ -16,7 +16,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from django.conf import settings
 from django.core.management.base import OutputWrapper
@@ -47,7 +47,7 @@ class ModelLoopBench:
                 self.stdout.write(json.dumps(results[-1], indent=1))
         import torch
 
-        report = {
+        report: dict[str, Any] = {
             "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
                         "torch": torch.__version__, "threads": torch.get_num_threads()},
             "results": results,
@@ -118,9 +118,13 @@ class ModelLoopBench:
             train_project(project.pk)
             latencies.append(time.perf_counter() - t0)
             state = ModelState.objects.select_related("current_version").get(project=project)
+            if state.current_version is None:
+                raise BenchError(f"{name}: training made no model version")
             assert state.ranked_version == state.current_version.number, "queue not re-ranked"
             fits.append(state.current_version.training_seconds)
         version = ModelVersion.objects.filter(project=project).order_by("-number").first()
+        if version is None:
+            raise BenchError(f"{name}: training made no model version")
         return {
             "scenario": name,
             "encoder": project.encoder_name,
@@ -207,7 +211,8 @@ class ModelLoopBench:
     def _markdown(report: dict) -> str:
         lines = [
             "",
-            "| scenario | encoder | items | raw encoder (items/s) | embedding task (items/s) | judgement → new version + re-ranked queue (median / max) | of which fit | first version |",
+            "| scenario | encoder | items | raw encoder (items/s) | embedding task (items/s) | "
+            "judgement → new version + re-ranked queue (median / max) | of which fit | first version |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in report["results"]:

@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import TextIO
+from typing import Any, TextIO, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
@@ -67,7 +67,8 @@ class ServingBench:
         results = []
         with tempfile.TemporaryDirectory(prefix="lightbulb-bench-score-") as tmp:
             root = Path(tmp)
-            projects = [self._project("images", datasets, root / "images"), self._project("text", datasets, root / "text")]
+            projects = [self._project("images", datasets, root / "images"),
+                        self._project("text", datasets, root / "text")]
             with worker_process(Path(settings.BASE_DIR) / "manage.py", root) as address, self._web() as base:
                 settings.LIGHTBULB_INFERENCE_ADDRESS = address
                 for project, inputs in projects:
@@ -76,7 +77,7 @@ class ServingBench:
                     self.stdout.write(json.dumps(results[-1], indent=1))
         import torch
 
-        report = {
+        report: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
             "results": results,
@@ -99,6 +100,7 @@ class ServingBench:
         from modeling.tasks import embed_project, train_project
 
         root.mkdir(parents=True)
+        inputs: list[bytes] | list[str]  # image files or texts, as /score takes them
         if kind == "images":
             source = datasets / "fashion_mnist_2k"
             with open(source / "labels.csv", newline="", encoding="utf-8") as fh:
@@ -149,7 +151,8 @@ class ServingBench:
                 self.httpd = make_server("127.0.0.1", 0, get_wsgi_application(), server_class=_ThreadingWSGIServer,
                                          handler_class=_QuietHandler)
                 threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-                return self.httpd.server_address[:2]
+                # An AF_INET server's address is (host, port); the stubs allow any socket address there.
+                return cast(tuple[str, int], self.httpd.server_address[:2])
 
             def __exit__(self, *exc) -> None:
                 self.httpd.shutdown()
@@ -258,14 +261,18 @@ class ServingBench:
             "score_concurrent_latency_ms": {"p50": ms(concurrent_latencies, 0.5),
                                             "p95": ms(concurrent_latencies, 0.95)},
             "concurrent_mean_batch": round(per_client * CLIENTS / batches, 2) if batches else None,
-            "median_input_bytes": int(statistics.median(len(x) if isinstance(x, bytes) else len(x.encode()) for x in inputs)),
+            "median_input_bytes": int(
+                statistics.median(len(x) if isinstance(x, bytes) else len(x.encode()) for x in inputs)
+            ),
         }
 
     @staticmethod
     def _markdown(report: dict) -> str:
         lines = [
             "",
-            f"| data | encoder | raw encoder, batch 1 | /score, batch 1 (p50 / p95 latency) | raw encoder, 32 at a time | /score, 32 per request | /score, {CLIENTS} clients at batch 1 (mean encoder batch) |",
+            "| data | encoder | raw encoder, batch 1 | /score, batch 1 (p50 / p95 latency) | "
+            f"raw encoder, 32 at a time | /score, 32 per request | /score, {CLIENTS} clients at batch 1 "
+            "(mean encoder batch) |",
             "|---|---|---|---|---|---|---|",
         ]
         for r in report["results"]:

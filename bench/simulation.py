@@ -137,15 +137,16 @@ def match_oracle(project: Project, truth: dict[str, str]) -> dict[int, str]:
         for i in range(len(parts)):
             tail = "/".join(parts[i:])
             by_tail[tail] = label if tail not in by_tail or by_tail[tail] == label else None
-    out, missing = {}, []
+    out: dict[int, str] = {}
+    missing: list[str] = []
     for item_id, key in project.items.exclude(status=ItemStatus.REJECTED).values_list("id", "key"):
-        label = truth.get(key)
-        if label is None:
-            label = by_tail.get(key)
-        if label is None:
+        found = truth.get(key)
+        if found is None:
+            found = by_tail.get(key)
+        if found is None:
             missing.append(key)
         else:
-            out[item_id] = label
+            out[item_id] = found
     if missing:
         raise SimulationError(
             f"{len(missing)} item(s) have no ground-truth label, e.g. {', '.join(sorted(missing)[:3])}"
@@ -452,7 +453,8 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
     opts = Options(
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
-        label_all=options["label_all"], reference=options["reference"], cache=Path(options["cache"]) if options["cache"] else None,
+        label_all=options["label_all"], reference=options["reference"],
+        cache=Path(options["cache"]) if options["cache"] else None,
         progress=None if options["no_progress"] else text_progress(),
     )
     started = time.monotonic()
@@ -463,7 +465,8 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         raise SystemExit(2) from None
     write_result(result, Path(options["out"]))
     last = result.curve[-1] if result.curve else {}
-    summary = f"{result.strategy}, seed {result.seed}: {last.get('labels', 0)} labels -> holdout accuracy {last.get('accuracy')}"
+    summary = (f"{result.strategy}, seed {result.seed}: {last.get('labels', 0)} labels -> "
+               f"holdout accuracy {last.get('accuracy')}")
     if result.reference:
         summary += f" (all {result.reference['labels']} labels: {result.reference['accuracy']})"
     if result.label_all:

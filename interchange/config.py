@@ -199,7 +199,9 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     sampling = str(model_options.pop("sampling", "") or "").strip().lower() if isinstance(model, dict) else ""
     if sampling and sampling not in ("margin", "entropy"):
         raise ConfigError(f"model.sampling must be 'margin' or 'entropy', not {sampling!r}")
-    guarantee = str(model_options.pop("proposal_guarantee", "") or "").strip().lower() if isinstance(model, dict) else ""
+    guarantee = (
+        str(model_options.pop("proposal_guarantee", "") or "").strip().lower() if isinstance(model, dict) else ""
+    )
     if guarantee and guarantee not in ProposalGuarantee.values:
         choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)
         raise ConfigError(f"model.proposal_guarantee must be {choices}, not {guarantee!r}")

@@ -7,7 +7,9 @@ from .models import Judgement, Proposal, ProposalBatch, ProposalPause
 
 @admin.register(Judgement)
 class JudgementAdmin(admin.ModelAdmin):
-    list_display = ["item", "label", "stage", "source", "labelled_by", "time_taken", "is_current", "created_at", "project"]
+    list_display = [
+        "item", "label", "stage", "source", "labelled_by", "time_taken", "is_current", "created_at", "project",
+    ]
     list_filter = ["stage", "source", "is_current", "project"]
     search_fields = ["item__key", "label", "labelled_by", "user__username"]
     raw_id_fields = ["item", "user"]
@@ -30,7 +32,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Proposal)
 class ProposalAdmin(ReadOnlyAdmin):
-    list_display = ["item", "label", "origin", "status", "confidence", "version", "reviewed_by", "audit_status", "project"]
+    list_display = [
+        "item", "label", "origin", "status", "confidence", "version", "reviewed_by", "audit_status", "project",
+    ]
     list_filter = ["status", "origin", "audit_status", "label", "project"]
     search_fields = ["item__key", "label"]
     list_select_related = ["item", "project", "reviewed_by"]

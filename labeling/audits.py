@@ -78,7 +78,7 @@ def measured_precision(project: Project) -> dict[str, Measured]:
         reviewed = reviewed.exclude(label=label, reviewed_at__lte=when)
     # One grouped query: the stats API (polled by the labeling page after every label) calls this.
     rows: dict[str, dict[str, int]] = {
-        row["label"]: {key: value for key, value in row.items() if key != "label"}
+        row["label"]: {key: row[key] for key in ("seen", "accepted", "overturned", "audited")}
         for row in reviewed.values("label").annotate(
             seen=Count("id"),
             accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),

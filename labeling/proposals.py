@@ -399,7 +399,9 @@ def do_confirm_batch(
 
         seen = len(mentioned)
         per_item = None if time_taken is None else max(0.0, min(float(time_taken), 24 * 3600.0)) / seen
-        source = JudgementSource.CONFIRMED_PROPOSAL if batch.origin == ProposalOrigin.MODEL else JudgementSource.SEARCH_BATCH
+        source = (
+            JudgementSource.CONFIRMED_PROPOSAL if batch.origin == ProposalOrigin.MODEL else JudgementSource.SEARCH_BATCH
+        )
         items = {i.pk: i for i in Item.objects.select_for_update().filter(pk__in=accepted_ids)}
         done_accepted, skipped = [], []
         for item_id in accepted_ids:

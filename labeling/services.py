@@ -107,7 +107,9 @@ def next_items(
     if held:
         Item.objects.filter(pk__in=[i.pk for i in held], leased_to=user).update(leased_until=until)
     result = [
-        LeasedItem(item=i, stage=i.lease_stage or Stage.TRAIN, picked_by=i.lease_picked_by, probability=i.lease_probability)
+        LeasedItem(
+            item=i, stage=i.lease_stage or Stage.TRAIN, picked_by=i.lease_picked_by, probability=i.lease_probability
+        )
         for i in held
     ]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 from datetime import datetime, timedelta
+from typing import NotRequired, TypedDict
 
 from django.contrib.auth.models import User
 from django.db.models import Count, Q
@@ -20,7 +21,70 @@ from .proposals import available_by_class
 from .queue import model_hooks
 
 
-def project_counts(project: Project) -> dict:
+class ProjectCounts(TypedDict):
+    total: int
+    unlabelled: int
+    labelled: int
+    rejected: int
+    train: int
+    test: int
+    confirmed: int
+    per_class: list[tuple[str, int]]
+
+
+class LabelledCounts(TypedDict):
+    total: int
+    train: int
+    test: int
+    model_labelled: int
+
+
+class UserStats(TypedDict):
+    count: int
+    last_hour: int
+    median_seconds: float | None
+
+
+class MemberStats(TypedDict):
+    count: int
+    median_seconds: float | None
+
+
+class MeasuredPrecision(TypedDict):
+    seen: int
+    confirmed: int
+    audited: int
+    overturned: int
+    precision: float | None
+    paused: bool
+
+
+class ProposalStats(TypedDict):
+    ready: int
+    pending: int
+    by_class: dict[str, int]
+    accepted: int
+    rejected: int
+    audits_waiting: int
+    target_precision: float
+    proposal_guarantee: str
+    measured_precision: dict[str, MeasuredPrecision]
+
+
+class ProjectStats(TypedDict):
+    labelled: LabelledCounts
+    unlabelled: int
+    training: bool
+    accuracy: float | None
+    model_version: int | None
+    updating: bool
+    model_detail: str
+    proposals: ProposalStats
+    you: NotRequired[UserStats]
+
+
+
+def project_counts(project: Project) -> ProjectCounts:
     items = project.items.aggregate(
         total=Count("id"),
         unlabelled=Count("id", filter=Q(status=ItemStatus.UNLABELLED)),
@@ -38,14 +102,14 @@ def project_counts(project: Project) -> dict:
         .annotate(n=Count("id"))
         .values_list("label", "n")
     )
-    return {
-        **items,
-        **judgements,
-        "per_class": [(c, per_class.get(c, 0)) for c in project.classes],
-    }
+    return ProjectCounts(
+        total=items["total"], unlabelled=items["unlabelled"], labelled=items["labelled"], rejected=items["rejected"],
+        train=judgements["train"], test=judgements["test"], confirmed=judgements["confirmed"],
+        per_class=[(c, per_class.get(c, 0)) for c in project.classes],
+    )
 
 
-def project_stats(project: Project, *, user: User | None = None, now: datetime | None = None) -> dict:
+def project_stats(project: Project, *, user: User | None = None, now: datetime | None = None) -> ProjectStats:
     now = now or timezone.now()
     current = Judgement.objects.filter(project=project, is_current=True)
     counts = current.aggregate(
@@ -56,50 +120,52 @@ def project_stats(project: Project, *, user: User | None = None, now: datetime |
     )
     unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count()
     status = model_hooks().status(project)
-    stats = {
-        "labelled": counts,
-        "unlabelled": unlabelled,
-        "training": status.training,
-        "accuracy": status.accuracy,
-        "model_version": status.model_version,
-        "updating": status.updating,
-        "model_detail": status.detail,
-        "proposals": proposal_stats(project, now=now),
-    }
+    stats = ProjectStats(
+        labelled=LabelledCounts(total=counts["total"], train=counts["train"], test=counts["test"],
+                                model_labelled=counts["model_labelled"]),
+        unlabelled=unlabelled,
+        training=status.training,
+        accuracy=status.accuracy,
+        model_version=status.model_version,
+        updating=status.updating,
+        model_detail=status.detail,
+        proposals=proposal_stats(project, now=now),
+    )
     if user is not None:
         stats["you"] = user_stats(project, user=user, now=now)
     return stats
 
 
-def user_stats(project: Project, *, user: User, now: datetime | None = None) -> dict:
+def user_stats(project: Project, *, user: User, now: datetime | None = None) -> UserStats:
     """The user's count, their pace over the last hour, and their median seconds per label."""
     now = now or timezone.now()
     mine = Judgement.objects.filter(project=project, user=user, undone_at__isnull=True)
     recent = mine.filter(created_at__gte=now - timedelta(hours=1))
     times = [t for t in recent.values_list("time_taken", flat=True) if t is not None]
-    return {
-        "count": mine.filter(is_current=True).count(),
-        "last_hour": recent.count(),
-        "median_seconds": round(statistics.median(times), 2) if times else None,
-    }
+    return UserStats(
+        count=mine.filter(is_current=True).count(),
+        last_hour=recent.count(),
+        median_seconds=round(statistics.median(times), 2) if times else None,
+    )
 
 
-def member_stats(project: Project) -> dict[int, dict]:
+def member_stats(project: Project) -> dict[int, MemberStats]:
     """Per user: current judgements and median seconds per label (over all their judgements)."""
     rows = Judgement.objects.filter(project=project, undone_at__isnull=True).exclude(user=None)
-    out: dict[int, dict] = {}
+    counts: dict[int, int] = {}
+    times: dict[int, list[float]] = {}
     for user_id, is_current, time_taken in rows.values_list("user_id", "is_current", "time_taken").iterator():
-        entry = out.setdefault(user_id, {"count": 0, "times": []})
-        entry["count"] += int(is_current)
+        counts[user_id] = counts.get(user_id, 0) + int(is_current)
+        mine = times.setdefault(user_id, [])
         if time_taken is not None:
-            entry["times"].append(time_taken)
+            mine.append(time_taken)
     return {
-        uid: {"count": e["count"], "median_seconds": round(statistics.median(e["times"]), 2) if e["times"] else None}
-        for uid, e in out.items()
+        uid: MemberStats(count=n, median_seconds=round(statistics.median(times[uid]), 2) if times[uid] else None)
+        for uid, n in counts.items()
     }
 
 
-def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
+def proposal_stats(project: Project, *, now: datetime | None = None) -> ProposalStats:
     """What the project page, the header and the stats API say about proposals."""
     now = now or timezone.now()
     waiting = available_by_class(project, now=now)
@@ -115,20 +181,20 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> dict:
         rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
     )
     audits = Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING).count()
-    return {
-        "ready": sum(waiting.values()),
-        "pending": sum(pending.values()),
-        "by_class": {label: waiting.get(label, 0) for label in project.classes},
-        "accepted": totals["accepted"],
-        "rejected": totals["rejected"],
-        "audits_waiting": audits,
-        "target_precision": project.target_precision,
-        "proposal_guarantee": project.proposal_guarantee,
-        "measured_precision": {
-            label: {
-                "seen": m.seen, "confirmed": m.confirmed, "audited": m.audited, "overturned": m.overturned,
-                "precision": m.precision, "paused": label in pauses,
-            }
+    return ProposalStats(
+        ready=sum(waiting.values()),
+        pending=sum(pending.values()),
+        by_class={label: waiting.get(label, 0) for label in project.classes},
+        accepted=totals["accepted"],
+        rejected=totals["rejected"],
+        audits_waiting=audits,
+        target_precision=project.target_precision,
+        proposal_guarantee=project.proposal_guarantee,
+        measured_precision={
+            label: MeasuredPrecision(
+                seen=m.seen, confirmed=m.confirmed, audited=m.audited, overturned=m.overturned,
+                precision=m.precision, paused=label in pauses,
+            )
             for label, m in measured.items()
         },
-    }
+    )

@@ -26,6 +26,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urljoin, urlsplit
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,13 +53,17 @@ def system_resolver(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise FetchError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    # The address is (host, port, ...) with host a string; the stubs also allow the (int, bytes) form
+    # of an IPv6 address on a Python built with --disable-ipv6, which this server does not run on.
+    return list(dict.fromkeys(cast(str, info[4][0]) for info in infos))
 
 
 def is_public(address: Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES or (isinstance(address, ipaddress.IPv4Address) and address in SHARED_ADDRESS_SPACE):
+    if address in METADATA_ADDRESSES or (
+        isinstance(address, ipaddress.IPv4Address) and address in SHARED_ADDRESS_SPACE
+    ):
         return False
     return not (
         address.is_loopback or address.is_private or address.is_link_local or address.is_multicast
@@ -115,13 +120,15 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
+        # Kept under our own name: HTTPSConnection's `_context` is private (not in its type stubs).
+        self._ssl_context = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._ssl_context)
         self._ip = ip
 
     def connect(self) -> None:
         sock = socket.create_connection((self._ip, self.port), self.timeout)
         # The certificate is verified against the host name, while the socket goes to the checked ip.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
 def fetch_url(url: str, *, limits: FetchLimits, resolver: Resolver = system_resolver) -> bytes:

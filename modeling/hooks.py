@@ -6,6 +6,7 @@ Torch-free: the queue reads the ranking the worker stored in `ItemPrediction`, n
 from __future__ import annotations
 
 import random
+from typing import cast
 
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -105,7 +106,8 @@ class ModelInTheLoop:
         return UncertaintyOrdering(project, version=state, random_share=project.random_share)
 
     def predictions(self, project: Project, item_ids: list[int]) -> dict[int, dict]:
-        return predictions_for(project, item_ids)
+        # The queue's ModelHooks protocol (labeling.queue) declares plain dicts; each of these is one.
+        return cast(dict[int, dict], predictions_for(project, item_ids))
 
     def status(self, project: Project) -> ModelStatus:
         state = ModelState.objects.select_related("current_version").filter(project=project).first()

@@ -10,9 +10,10 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypedDict, TypeVar
 
 from django.conf import settings
-from django.db.models import Model, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from labeling.models import Judgement, Stage
@@ -94,12 +95,13 @@ def resume_pending_work() -> list[str]:
         if state is not None and state.requested_revision > state.trained_revision:
             request_training(project.pk)
             enqueued.append(f"train {project.slug}")
-        elif state is not None and state.current_version_id and state.ranked_version != state.current_version.number:
-            request_ranking(project.pk)  # proposes when it finishes
-            enqueued.append(f"rank {project.slug}")
-        elif state is not None and state.current_version_id and state.proposed_version != state.current_version.number:
-            request_proposals(project.pk)
-            enqueued.append(f"propose {project.slug}")
+        elif state is not None and state.current_version is not None:
+            if state.ranked_version != state.current_version.number:
+                request_ranking(project.pk)  # proposes when it finishes
+                enqueued.append(f"rank {project.slug}")
+            elif state.proposed_version != state.current_version.number:
+                request_proposals(project.pk)
+                enqueued.append(f"propose {project.slug}")
     return enqueued
 
 
@@ -142,7 +144,11 @@ def stale_after() -> timedelta:
     return timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
 
 
-def claim(model: type[Model], *, filters: dict, token: str) -> bool:
+# The models that carry a claim (`claimed_by`, `heartbeat_at`).
+Claimable = TypeVar("Claimable", EmbeddingJob, ModelState)
+
+
+def claim(model: type[Claimable], *, filters: dict, token: str) -> bool:
     """Conditional UPDATE: take the row if nobody holds it, or its holder stopped beating or died."""
     now = timezone.now()
     free = Q(claimed_by="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - stale_after())
@@ -154,11 +160,11 @@ def claim(model: type[Model], *, filters: dict, token: str) -> bool:
     return False
 
 
-def heartbeat(model: type[Model], *, filters: dict, token: str, **fields) -> bool:
+def heartbeat(model: type[Claimable], *, filters: dict, token: str, **fields: Any) -> bool:
     return bool(model.objects.filter(claimed_by=token, **filters).update(heartbeat_at=timezone.now(), **fields))
 
 
-def release(model: type[Model], *, filters: dict, token: str) -> None:
+def release(model: type[Claimable], *, filters: dict, token: str) -> None:
     model.objects.filter(claimed_by=token, **filters).update(claimed_by="", heartbeat_at=None)
 
 
@@ -213,7 +219,88 @@ def loop_flags(state: ModelState | None) -> tuple[bool, bool]:
     return state.current_version_id is not None or (running and not state.waiting_for), running
 
 
-def model_summary(project: Project) -> dict:
+class EncoderInfo(TypedDict):
+    name: str
+    version: str
+    description: str
+    dim: int
+
+
+class EmbeddingProgress(TypedDict):
+    total: int
+    embedded: int
+    failed: int
+    percent: float
+    complete: bool
+    running: bool
+    items_per_second: float | None
+    last_error: str
+
+
+class TrainingStatus(TypedDict):
+    in_the_loop: bool
+    running: bool
+    waiting_for: str
+    last_error: str
+    ranked_version: int | None
+
+
+class VersionPayload(TypedDict):
+    """One model version in full (the current one in `model_summary`)."""
+
+    number: int
+    encoder: str
+    encoder_version: str
+    classes: list[str]
+    train_count: int
+    test_count: int
+    labels: int
+    accuracy: float | None
+    loss: float | None
+    per_class: dict[str, dict[str, Any]]  # class -> precision, recall, f1, support
+    confusion: list[list[int]]  # rows: true class
+    created_at: str  # ISO 8601
+    training_seconds: float
+    calibration: dict[str, Any]
+    semi_supervised: dict[str, Any]
+    thresholds: dict[str, dict[str, Any]]  # class -> modeling.ml.thresholds.ClassThreshold.as_dict()
+    thresholds_target: float | None
+    proposal_note: str
+
+
+class VersionRow(TypedDict):
+    """One line of the version history in `model_summary`."""
+
+    number: int
+    train_count: int
+    test_count: int
+    accuracy: float | None
+    loss: float | None
+    created_at: str  # ISO 8601
+    training_seconds: float
+    labels: int
+
+
+class ModelSummary(TypedDict):
+    encoder: EncoderInfo
+    embedding: EmbeddingProgress
+    training: TrainingStatus
+    current_version: VersionPayload | None
+    versions: list[VersionRow]
+
+
+class PredictionPayload(TypedDict):
+    """The current model's prediction for one item (what the labeling queue shows beside it)."""
+
+    label: str
+    confidence: float
+    entropy: float
+    uncertainty: float
+    scores: dict[str, float]  # class -> probability; empty when the classes changed since the version
+    model_version: int
+
+
+def model_summary(project: Project) -> ModelSummary:
     """Everything the project page, the admin and the API show about the model."""
     state = ModelState.objects.select_related("current_version").filter(project=project).first()
     spec = spec_for(project.encoder_name, data_type=project.data_type)
@@ -252,7 +339,7 @@ def model_summary(project: Project) -> dict:
     }
 
 
-def _version_payload(version: ModelVersion) -> dict:
+def _version_payload(version: ModelVersion) -> VersionPayload:
     return {
         "number": version.number,
         "encoder": version.encoder,
@@ -275,10 +362,10 @@ def _version_payload(version: ModelVersion) -> dict:
     }
 
 
-def predictions_for(project: Project, item_ids: list[int]) -> dict[int, dict]:
+def predictions_for(project: Project, item_ids: list[int]) -> dict[int, PredictionPayload]:
     rows = ItemPrediction.objects.filter(project=project, item_id__in=item_ids)
     classes = list(project.classes)
-    out = {}
+    out: dict[int, PredictionPayload] = {}
     for row in rows:
         scores = dict(zip(classes, row.scores, strict=False)) if len(row.scores) == len(classes) else {}
         out[row.item_id] = {
@@ -326,9 +413,10 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
     if number is None:
         version = current_version(project)
     else:
-        version = ModelVersion.objects.filter(project=project, number=number).first()
-        if version is None:
+        numbered = ModelVersion.objects.filter(project=project, number=number).first()
+        if numbered is None:
             raise NoModelYet(f"project {project.slug} has no model version {number}")
+        version = numbered
     head = Head.load(project.model_path / version.file)
     meta = {
         "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from django.conf import settings
 
@@ -46,12 +46,20 @@ class ScoringUnavailable(DomainError):
     status_code = 503
 
 
+class ScoreError(TypedDict):
+    """Why one input was not scored."""
+
+    index: int  # its position in the request
+    input: str  # ScoreInput.source
+    detail: str
+
+
 class NothingScored(DomainError):
     """Every input failed its checks (422); `errors` says why for each."""
 
     status_code = 422
 
-    def __init__(self, message: str, errors: list[dict]) -> None:
+    def __init__(self, message: str, errors: list[ScoreError]) -> None:
         super().__init__(message)
         self.errors = errors
 
@@ -66,22 +74,42 @@ class ScoreInput:
     error: str = ""
 
 
+class ScoresPayload(TypedDict):
+    """/score's answer."""
+
+    labels: list[str]
+    scores: list[list[float] | None]  # per input, in class order; None where it failed
+    model_version: int
+    errors: list[ScoreError]
+
+
+class PredictionsPayload(TypedDict):
+    """/predict's answer."""
+
+    predictions: list[str | None]  # per input: the most likely class; None where it failed
+    confidences: list[float | None]
+    labels: list[str]
+    model_version: int
+    errors: list[ScoreError]
+
+
 @dataclass
 class ScoreOutcome:
     classes: list[str]
     scores: list[list[float] | None]
-    errors: list[dict]
+    errors: list[ScoreError]
     model_version: int
     batch_inputs: int = 0
     extra: dict = field(default_factory=dict)
 
-    def as_scores(self) -> dict[str, Any]:
+    def as_scores(self) -> ScoresPayload:
         """Light Bulb's response, plus the version and the per-input errors."""
         return {"labels": self.classes, "scores": self.scores, "model_version": self.model_version,
                 "errors": self.errors}
 
-    def as_predictions(self) -> dict[str, Any]:
-        predictions, confidences = [], []
+    def as_predictions(self) -> PredictionsPayload:
+        predictions: list[str | None] = []
+        confidences: list[float | None] = []
         for row in self.scores:
             if row is None:
                 predictions.append(None)
@@ -124,7 +152,8 @@ def parse_inputs(project: Project, data: Mapping, files: Sequence) -> list[Score
     if project.data_type == DataType.IMAGES:
         if kind != "images":
             raise ScoreRequestError(
-                'this project scores images: send {"type": "images", "urls": [...]} or upload files in the field "images"'
+                'this project scores images: send {"type": "images", "urls": [...]} '
+                'or upload files in the field "images"'
             )
         urls = data.get("urls")
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
@@ -133,7 +162,8 @@ def parse_inputs(project: Project, data: Mapping, files: Sequence) -> list[Score
         return fetch_images(urls)
     if kind not in TEXT_TYPES:
         raise ScoreRequestError(
-            f'this project scores {project.data_type}: send {{"type": "{"json" if project.data_type == DataType.JSON else "text"}", '
+            f'this project scores {project.data_type}: send '
+            f'{{"type": "{"json" if project.data_type == DataType.JSON else "text"}", '
             '"texts": [...]}'
         )
     texts = data.get("texts")
@@ -156,10 +186,11 @@ def _check_text(value: object, *, as_json: bool) -> ScoreInput:
 
     if as_json:
         if isinstance(value, str):
+            raw = value
             try:
-                value = json.loads(value)
+                value = json.loads(raw)
             except json.JSONDecodeError as exc:
-                return ScoreInput(source=_short(value), error=f"not valid JSON: {exc.msg} (line {exc.lineno})")
+                return ScoreInput(source=_short(raw), error=f"not valid JSON: {exc.msg} (line {exc.lineno})")
         text = json_text(value)
     elif isinstance(value, str):
         text = value
@@ -230,21 +261,29 @@ def score_request(project: Project, data: Mapping, files: Sequence = ()) -> Scor
     return score_inputs(project, parse_inputs(project, data, files), version=version)
 
 
-def score_inputs(project: Project, inputs: list[ScoreInput], *, version: ModelVersion | None = None) -> ScoreOutcome:
+def score_inputs(
+    project: Project, inputs: list[ScoreInput], *, version: ModelVersion | None = None
+) -> ScoreOutcome:
     """Scores of the current model version for every usable input; errors for the others."""
     version = version or current_version(project)
-    errors = [
+    errors: list[ScoreError] = [
         {"index": i, "input": item.source, "detail": item.error} for i, item in enumerate(inputs) if item.error
     ]
     usable = [i for i, item in enumerate(inputs) if not item.error]
     if not usable:
         raise NothingScored(f"none of the {len(inputs)} input(s) could be scored", errors)
+    payloads: list[bytes | str] = []
+    for i in usable:
+        payload = inputs[i].payload
+        if payload is None:  # the checks above give every input either a payload or an error
+            raise ValueError(f"input {i} ({inputs[i].source}) has neither a payload nor an error")
+        payloads.append(payload)
     try:
         result = inference_client().score(
             encoder=version.encoder,
             encoder_version=version.encoder_version,
             head_path=project.model_path / version.file,
-            inputs=[inputs[i].payload for i in usable],
+            inputs=payloads,
         )
     except (InferenceUnavailable, InferenceFailed) as exc:
         raise ScoringUnavailable(str(exc)) from None

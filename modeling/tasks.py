@@ -269,15 +269,15 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
 # --------------------------------------------------------------------------------------------------
 
 
-def _current_model(project_id: int) -> tuple[Project, ModelState] | str:
-    """The project and its model state with a current version, or why there is nothing to do."""
+def _current_model(project_id: int) -> tuple[Project, ModelState, ModelVersion] | str:
+    """The project, its model state and current version, or why there is nothing to do."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
     state = ModelState.objects.select_related("current_version").filter(project=project).first()
     if state is None or state.current_version is None:
         return "no model yet"
-    return project, state
+    return project, state, state.current_version
 
 
 def rank_project(project_id: int) -> str:
@@ -285,8 +285,7 @@ def rank_project(project_id: int) -> str:
     found = _current_model(project_id)
     if isinstance(found, str):
         return found
-    project, state = found
-    version = state.current_version
+    project, _state, version = found
     head = Head.load(project.model_path / version.file)
     _, store = store_for(project)
     embeddings = store.load()
@@ -351,8 +350,7 @@ def propose_project(project_id: int) -> str:
     found = _current_model(project_id)
     if isinstance(found, str):
         return found
-    project, state = found
-    version = state.current_version
+    project, state, version = found
     if state.ranked_version != version.number:
         return "waiting for the ranking"  # rank_project proposes when it finishes
     head = Head.load(project.model_path / version.file)

@@ -4,7 +4,9 @@ model download, and the upload-and-classify page."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -14,7 +16,7 @@ from django.shortcuts import render
 from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user
 
-from .services import NoModelYet, current_version, export_bundle, model_summary
+from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
     ScoreRequestError,
@@ -22,19 +24,71 @@ from .serving import (
     score_request,
 )
 
+if TYPE_CHECKING:
+    from labeling.stats import ProposalStats
 
-def model_card_context(project: Project, *, role: str | None = None) -> dict:
+
+class ConfusionCell(TypedDict):
+    n: int
+    diagonal: bool
+
+
+class ConfusionRow(TypedDict):
+    name: str
+    cells: list[ConfusionCell]
+    total: int
+    metrics: dict[str, Any]  # the class's precision, recall, f1, support
+
+
+class CurvePoint(TypedDict):
+    labels: int
+    accuracy: float
+    version: int
+
+
+class RecentVersion(VersionRow):
+    created: datetime  # `created_at` parsed, for the template's date filter
+
+
+class ProposalRow(TypedDict):
+    name: str
+    threshold: dict[str, Any]  # ClassThreshold.as_dict(), or {} before the version has thresholds
+    ready: int
+    measured: Mapping[str, object]  # labeling.stats.MeasuredPrecision, or {} when not measured yet
+
+
+class ModelCardContext(TypedDict):
+    """What templates/modeling/model_card.html (and the proposals card in it) read."""
+
+    model: ModelSummary
+    confusion_rows: list[ConfusionRow]
+    curve: list[CurvePoint]
+    recent_versions: list[RecentVersion]
+    model_signature: str  # changes whenever the card would: the page refreshes it in place then
+    proposals: ProposalStats
+    proposal_ready_classes: list[tuple[str, int]]
+    proposal_rows: list[ProposalRow]
+    proposal_pooled: dict[str, Any] | None
+    proposal_shared_threshold: float | None
+    guarantee_choices: list[tuple[str, str]]
+    proposal_note: str
+    proposal_version: bool
+    is_owner: bool
+    can_label: bool
+
+
+def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
     from labeling.stats import proposal_stats
     from projects.permissions import has_role
 
     summary = model_summary(project)
     proposals = proposal_stats(project)
     current = summary["current_version"]
-    confusion_rows = []
+    confusion_rows: list[ConfusionRow] = []
     if current:
         classes = current["classes"]
         for i, (name, row) in enumerate(zip(classes, current["confusion"], strict=False)):
-            cells = [{"n": n, "diagonal": i == j} for j, n in enumerate(row)]
+            cells: list[ConfusionCell] = [{"n": n, "diagonal": i == j} for j, n in enumerate(row)]
             per_class = current["per_class"].get(name, {})
             confusion_rows.append({"name": name, "cells": cells, "total": sum(row), "metrics": per_class})
     embedding, training = summary["embedding"], summary["training"]
@@ -51,8 +105,10 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
     )
     thresholds = current["thresholds"] if current else {}
     # The shared evidence when the current thresholds were proven for all proposals together.
-    pooled = next((t["pooled"] for t in thresholds.values() if t.get("guarantee") == ProposalGuarantee.ALL_PROPOSALS), None)
-    proposal_rows = [
+    pooled = next(
+        (t["pooled"] for t in thresholds.values() if t.get("guarantee") == ProposalGuarantee.ALL_PROPOSALS), None
+    )
+    proposal_rows: list[ProposalRow] = [
         {
             "name": name,
             "threshold": thresholds.get(name, {}),
@@ -61,7 +117,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> dict:
         }
         for name in project.classes
     ]
-    curve = [
+    curve: list[CurvePoint] = [
         {"labels": v["labels"], "accuracy": v["accuracy"], "version": v["number"]}
         for v in summary["versions"]
         if v["accuracy"] is not None
@@ -124,8 +180,9 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
         version = current_version(project)
     except NoModelYet:
         version = None  # the page says so; a POST answers 409
-    context = {"project": project, "version": version, "results": [], "error": "", "text": "", "url": "",
-               "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
+    results: list[dict[str, Any]] = []  # per input: preview, bars, error, name
+    context: dict[str, Any] = {"project": project, "version": version, "results": results, "error": "", "text": "",
+                               "url": "", "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
     status = 200
     if request.method == "POST" and version is not None:
         files = request.FILES.getlist("images")
@@ -148,7 +205,7 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
             errors = {e["index"]: e["detail"] for e in outcome.errors}
             for i, row in enumerate(outcome.scores):
                 bars = sorted(zip(outcome.classes, row or [], strict=False), key=lambda pair: -pair[1])
-                context["results"].append(
+                results.append(
                     {"preview": previews[i] if i < len(previews) else "", "bars": bars, "error": errors.get(i, ""),
                      "name": getattr(files[i], "name", "") if files else ""}
                 )

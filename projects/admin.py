@@ -29,8 +29,8 @@ class ProjectAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
-        ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling", "random_share",
-                              "lease_seconds"]}),
+        ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling",
+                              "random_share", "lease_seconds"]}),
         ("Proposals", {"fields": ["target_precision", "proposal_guarantee", "audit_share"]}),
         ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
                       "classes": ["collapse"]}),

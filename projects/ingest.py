@@ -262,7 +262,9 @@ class DatasetReader:
                 return lowered[guess]
         return None
 
-    def _rows_to_records(self, source: str, rows: Iterator[tuple[int, dict]], columns: list[str]) -> Iterator[ItemRecord]:
+    def _rows_to_records(
+        self, source: str, rows: Iterator[tuple[int, dict]], columns: list[str]
+    ) -> Iterator[ItemRecord]:
         text_col = self._pick_column(columns, "text_column", TEXT_COLUMN_GUESSES)
         if text_col is None:
             wanted = self.options.get("text_column") or " / ".join(TEXT_COLUMN_GUESSES[:4])

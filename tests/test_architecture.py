@@ -68,7 +68,7 @@ def test_it_finds_the_apps():
             "modeling.ml.training", "modeling.inference.server"} <= names
 
 
-def test_apps_import_only_downwards():
+def test_it_imports_only_downwards():
     wrong = []
     for path in source_files():
         rel = path.relative_to(REPO).as_posix()
@@ -85,7 +85,7 @@ def test_apps_import_only_downwards():
     assert wrong == []
 
 
-def test_there_is_no_import_circle():
+def test_it_has_no_import_circle():
     ours = {module_name(p): p for p in source_files()}
     graph: dict[str, set[str]] = {}
     for name, path in ours.items():
@@ -125,7 +125,7 @@ def test_there_is_no_import_circle():
     assert circles == []
 
 
-def test_heavy_libraries_are_imported_inside_functions_only():
+def test_it_imports_heavy_libraries_inside_functions_only():
     at_top = [
         f"{path.relative_to(REPO)} imports {target}"
         for path in source_files()
@@ -137,7 +137,7 @@ def test_heavy_libraries_are_imported_inside_functions_only():
 
 @pytest.mark.parametrize("module", ["projects/encoders.py", "modeling/inference/protocol.py",
                                     "modeling/inference/client.py", "lightbulb_site/errors.py"])
-def test_the_plain_modules_import_no_django(module):
+def test_it_keeps_the_plain_modules_free_of_django(module):
     """The encoder catalogue, the inference client and the error base load without Django (bundles,
     the inference worker and the exported-model loader use them outside a Django process)."""
     assert [t for t, _ in imports(REPO / module) if t.split(".")[0] in {"django", "rest_framework"}] == []

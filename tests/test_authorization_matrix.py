@@ -51,7 +51,8 @@ PAGES = [
     ("get", "/projects/{p}/", None, [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/label/", None, [302, 404, 403, 200, 200]),
     ("get", "/projects/{p}/items/", None, [302, 404, 200, 200, 200]),
-    ("get", "/projects/{p}/items/?status=labelled&q=img&stage=TEST&label=Cat&user=bob", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/{p}/items/?status=labelled&q=img&stage=TEST&label=Cat&user=bob", None,
+     [302, 404, 200, 200, 200]),
     ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200]),
     ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
@@ -64,7 +65,8 @@ PAGES = [
     ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
     ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
     ("post", "/projects/{p}/proposals/settings/", {"target_percent": "90"}, [302, 404, 403, 403, 302]),
-    ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"}, [302, 404, 403, 403, 302]),
+    ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"},
+     [302, 404, 403, 403, 302]),
 ]
 
 

@@ -48,7 +48,9 @@ class InferenceClient:
             raise InferenceFailed(answer.get("error") or "the inference worker refused the request")
         return answer
 
-    def score(self, *, encoder: str, encoder_version: str, head_path: str | Path, inputs: Sequence[bytes | str]) -> ScoreResult:
+    def score(
+        self, *, encoder: str, encoder_version: str, head_path: str | Path, inputs: Sequence[bytes | str]
+    ) -> ScoreResult:
         """Scores for raw inputs: image bytes for image encoders, strings for text encoders."""
         blobs = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in inputs]
         answer = self._call(

@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -125,7 +126,9 @@ class InferenceServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return self._tcp.server_address[:2]
+        # An AF_INET/AF_INET6 server's address is (host, port[, flowinfo, scope_id]); the stubs allow
+        # any socket address (a path, bytes) there.
+        return cast(tuple[str, int], self._tcp.server_address[:2])
 
     def warm(self, encoders: Sequence[str]) -> None:
         """Load encoders now (seconds each), so the first request does not pay for it."""
@@ -206,10 +209,14 @@ class InferenceServer:
                 return None
             if self.batch_wait > 0:
                 deadline = time.monotonic() + self.batch_wait
-                while sum(len(j.inputs) for j in self._jobs) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                while (
+                    sum(len(j.inputs) for j in self._jobs) < self.max_batch
+                    and (left := deadline - time.monotonic()) > 0
+                ):
                     self._cv.wait(left)
             first = self._jobs.popleft()
-            batch, size, kept = [first], len(first.inputs), deque()
+            batch, size = [first], len(first.inputs)
+            kept: deque[_Job] = deque()
             while self._jobs:
                 job = self._jobs.popleft()
                 if job.encoder == first.encoder and size + len(job.inputs) <= self.max_batch:
@@ -274,17 +281,14 @@ class InferenceServer:
     def _run_batch(self, batch: list[_Job]) -> None:
         name = batch[0].encoder
         spec = REGISTRY.get(name)
-        problem = ""
         if spec is None:
-            problem = f"unknown encoder {name!r}"
+            for job in batch:
+                job.answer = {"ok": False, "error": f"unknown encoder {name!r}"}
+            return
         for job in batch:
-            job_problem = problem or (
-                f"the model was trained on {name}@{job.encoder_version}; this worker has {name}@{spec.version}"
-                if job.encoder_version != spec.version
-                else ""
-            )
-            if job_problem:
-                job.answer = {"ok": False, "error": job_problem}
+            if job.encoder_version != spec.version:
+                job.answer = {"ok": False, "error": f"the model was trained on {name}@{job.encoder_version}; "
+                                                    f"this worker has {name}@{spec.version}"}
         live = [job for job in batch if not job.answer]
         if not live:
             return

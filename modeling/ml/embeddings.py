@@ -40,7 +40,8 @@ def store_path(project: Project, spec: EncoderSpec) -> Path:
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    # allow_pickle=True is savez's default, named so the stubs do not match a key of `arrays` to it.
+    atomic_write(path, lambda fh: np.savez(fh, allow_pickle=True, **arrays))
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -186,7 +187,9 @@ def text_of(item: Item) -> str:
 def json_text(data: object) -> str:
     """A json record as the text encoder reads it (items and /score inputs alike): `key: value` lines."""
     if isinstance(data, dict):
-        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in data.items())
+        return "\n".join(
+            f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in data.items()
+        )
     return json.dumps(data, ensure_ascii=False)
 
 
@@ -197,6 +200,8 @@ class UnreadableItem(Exception):
 def raw_input(project: Project, item: Item) -> bytes | str:
     if item.kind == ItemKind.FILE:
         path = project.item_file_path(item)
+        if path is None:  # only items that are not files have no path; a FILE item always has one
+            raise UnreadableItem(f"{item.key}: no file for this item")
         try:
             return path.read_bytes()
         except OSError as exc:

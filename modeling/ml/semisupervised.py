@@ -16,6 +16,7 @@ nodes like any other, so TEST still measures the head as it will be used on the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
@@ -112,6 +113,26 @@ class SampledRows:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self.vectors[self.rows], dtype=dtype or np.float32)
+
+
+@overload
+def sample_rows(
+    vectors: np.ndarray, *, keep: np.ndarray | None = ..., limit: int = ..., seed: int = ...,
+    lazy: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def sample_rows(
+    vectors: np.ndarray, *, keep: np.ndarray | None = ..., limit: int = ..., seed: int = ...,
+    lazy: Literal[True],
+) -> SampledRows: ...
+
+
+@overload
+def sample_rows(
+    vectors: np.ndarray, *, keep: np.ndarray | None = ..., limit: int = ..., seed: int = ..., lazy: bool,
+) -> np.ndarray | SampledRows: ...
 
 
 def sample_rows(

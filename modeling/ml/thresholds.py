@@ -173,7 +173,8 @@ def class_threshold(
             f"({int(cumulative[m - 1])} correct)"
         )
     return ClassThreshold(
-        label=label, threshold=None, evidence=min(total, needed), correct=int(cumulative[min(total, needed) - 1]) if total else 0,
+        label=label, threshold=None, evidence=min(total, needed),
+        correct=int(cumulative[min(total, needed) - 1]) if total else 0,
         lower_bound=None, predicted=total, needed=needed, reason=reason,
     )
 

@@ -223,8 +223,8 @@ def _spread_fit(
 
 
 def semi_supervised_fit(
-    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | SampledRows, n_classes: int, *, l2: float, plain_loss: float,
-    mean: np.ndarray, scale: np.ndarray, validated: dict | None = None,
+    xs: np.ndarray, y: np.ndarray, unlabelled: np.ndarray | SampledRows, n_classes: int, *, l2: float,
+    plain_loss: float, mean: np.ndarray, scale: np.ndarray, validated: dict | None = None,
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, dict]:
     """Label spreading over the pool, kept only if it beats the plain head in cross-validation on TRAIN.
 
@@ -255,8 +255,8 @@ def semi_supervised_fit(
         if folds is None or not math.isfinite(plain_loss) or len(unlabelled) == 0:
             report["reason"] = "too few TRAIN labels to cross-validate" if len(unlabelled) else "no unlabelled items"
             return None, report
-    unlabelled = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
-    graph = knn_graph(np.concatenate([xs, unlabelled]))
+    unlabelled_xs = (np.asarray(unlabelled, dtype=np.float32) - mean) / scale
+    graph = knn_graph(np.concatenate([xs, unlabelled_xs]))
     if folds is not None:
         losses = []
         for k in range(CV_FOLDS):
@@ -264,7 +264,7 @@ def semi_supervised_fit(
             kept = np.flatnonzero(folds != k)
             if not len(held) or len(np.unique(y[kept])) < 2:
                 continue
-            w, b = _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
+            w, b = _spread_fit(xs, y, unlabelled_xs, graph, n_classes, l2=l2, labelled=kept, max_iter=50)
             losses.append(_log_loss(softmax(xs[held] @ w.T + b), y[held]))
         spread_loss = float(np.mean(losses)) if losses else math.inf
         report.update({"cv_loss_plain": plain_loss, "cv_loss_spread": spread_loss})
@@ -272,7 +272,7 @@ def semi_supervised_fit(
             report["reason"] = "did not beat the labels alone in cross-validation on TRAIN"
             return None, report
         report["used"] = True
-    return _spread_fit(xs, y, unlabelled, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
+    return _spread_fit(xs, y, unlabelled_xs, graph, n_classes, l2=l2, labelled=np.arange(len(y))), report
 
 
 def evaluate(head: Head, x_test: np.ndarray, y_test: np.ndarray) -> dict:
@@ -356,6 +356,8 @@ def train_head(
     )
     metrics = evaluate(head, x_test, y_test)  # temperature 1: accuracy and confusion do not depend on it
     metrics["l2"] = l2
+    if validation is None:  # impossible: made above when `validated` is None, else `validated` came from it
+        raise RuntimeError("train_head: no validation to record")
     metrics["validation"] = validation.as_json()
     if semi_report is not None:
         metrics["semi_supervised"] = semi_report

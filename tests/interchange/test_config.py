@@ -93,7 +93,9 @@ def test_it_takes_the_queues_sampling_rule_from_the_model_section(tmp_path):
     assert load_config(plain).sampling == ""
     call_command("import_config", str(plain), "--no-progress")
     assert Project.objects.get(slug="plain").sampling == "margin"  # the default
-    chosen = write_config(tmp_path / "chosen.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  sampling: Entropy\n"))
+    chosen = write_config(
+        tmp_path / "chosen.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  sampling: Entropy\n")
+    )
     call_command("import_config", str(chosen), "--no-progress")
     project = Project.objects.get(slug="chosen")
     assert project.sampling == "entropy"
@@ -106,7 +108,10 @@ def test_it_takes_the_queues_sampling_rule_from_the_model_section(tmp_path):
 def test_it_takes_the_proposal_guarantee_from_the_model_section(tmp_path):
     (tmp_path / "data").mkdir()
     write_images(tmp_path / "data", 2)
-    chosen = write_config(tmp_path / "chosen.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: all_proposals\n"))
+    chosen = write_config(
+        tmp_path / "chosen.yml",
+        GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: all_proposals\n"),
+    )
     call_command("import_config", str(chosen), "--no-progress")
     project = Project.objects.get(slug="chosen")
     assert project.proposal_guarantee == "all_proposals" and project.model_options == {}
@@ -114,8 +119,12 @@ def test_it_takes_the_proposal_guarantee_from_the_model_section(tmp_path):
     call_command("import_config", str(plain), "--no-progress")
     assert Project.objects.get(slug="plain").proposal_guarantee == "each_class"  # the default
 
-    bad = write_config(tmp_path / "bad.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: most\n"))
-    with pytest.raises(ConfigError, match="model.proposal_guarantee must be 'each_class' or 'all_proposals', not 'most'"):
+    bad = write_config(
+        tmp_path / "bad.yml", GOOD.replace("  directory: out/\n", "  directory: out/\n  proposal_guarantee: most\n")
+    )
+    with pytest.raises(
+        ConfigError, match="model.proposal_guarantee must be 'each_class' or 'all_proposals', not 'most'"
+    ):
         load_config(bad)
     assert not Project.objects.filter(slug="bad").exists()
 

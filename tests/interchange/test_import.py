@@ -102,7 +102,10 @@ def test_it_never_lets_a_stale_file_override_the_database(image_config, alice):
 def test_it_reports_unknown_labels_and_paths_and_backs_the_file_up(image_config, alice):
     labels = image_config.parent.parent / "outputs" / "cats" / "labels.csv"
     labels.parent.mkdir(parents=True)
-    original = "path,label,labelled_by,stage\nimg000.png,Dog,alice,TRAIN\nmissing.png,Cat,alice,TRAIN\nimg001.png,Cat,alice,TRAIN\n"
+    original = (
+        "path,label,labelled_by,stage\nimg000.png,Dog,alice,TRAIN\nmissing.png,Cat,alice,TRAIN\n"
+        "img001.png,Cat,alice,TRAIN\n"
+    )
     labels.write_text(original)
     result = _import(image_config)
     assert result.judgements_imported == 1

@@ -61,7 +61,9 @@ def test_it_leases_labels_and_reports_stats(api, image_project, bob):
 
 def test_unknown_labels_get_400_with_the_allowed_list(api, image_project):
     item = api.get(f"/api/projects/{image_project.pk}/items/next/").json()[0]
-    response = api.post(f"/api/projects/{image_project.pk}/judgements/", {"item": item["id"], "label": "Dog"}, format="json")
+    response = api.post(
+        f"/api/projects/{image_project.pk}/judgements/", {"item": item["id"], "label": "Dog"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json() == {"detail": "'Dog' is not a class of this project", "allowed": ["Cat", "Not Cat"]}
     assert not Judgement.objects.exists()
@@ -75,7 +77,9 @@ def test_another_projects_item_is_404_and_changes_nothing(api, image_project, tm
         folder="other",
     )
     foreign = other.items.get()
-    response = api.post(f"/api/projects/{image_project.pk}/judgements/", {"item": foreign.pk, "label": "Cat"}, format="json")
+    response = api.post(
+        f"/api/projects/{image_project.pk}/judgements/", {"item": foreign.pk, "label": "Cat"}, format="json"
+    )
     assert response.status_code == 404
     assert api.get(f"/api/items/{foreign.pk}/media").status_code == 404
     foreign.refresh_from_db()
@@ -86,7 +90,9 @@ def test_a_judgement_on_an_item_leased_to_someone_else_is_409(api, image_project
     from labeling.services import next_items
 
     taken = next_items(image_project, user=alice, count=1)[0].item
-    response = api.post(f"/api/projects/{image_project.pk}/judgements/", {"item": taken.pk, "label": "Cat"}, format="json")
+    response = api.post(
+        f"/api/projects/{image_project.pk}/judgements/", {"item": taken.pk, "label": "Cat"}, format="json"
+    )
     assert response.status_code == 409
     assert "someone else" in response.json()["detail"]
 
@@ -146,7 +152,8 @@ def test_json_items_render_through_the_template_safely(tmp_path, alice):
     )
     cfg = write_config(
         tmp_path / "c.yml",
-        "task:\n  title: T\n  template: '<div onclick=\"x()\"><img src=\"{{img_src}}\"/><p>{{text}}</p><script>bad()</script></div>'\n"
+        "task:\n  title: T\n"
+        "  template: '<div onclick=\"x()\"><img src=\"{{img_src}}\"/><p>{{text}}</p><script>bad()</script></div>'\n"
         "dataset: {directory: j, data_type: json}\nlabel: {type: binary}\nmodel: {directory: out}\nuser: alice\n",
     )
     project = do_import_config(load_config(cfg)).project

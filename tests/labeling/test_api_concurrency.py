@@ -66,7 +66,9 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
                 break
             for item in items:
                 mine.append(item["id"])
-                status, body = _call(f"{base}/judgements/", token, {"item": item["id"], "label": "YES", "time_taken": 0.5})
+                status, body = _call(
+                    f"{base}/judgements/", token, {"item": item["id"], "label": "YES", "time_taken": 0.5}
+                )
                 if status != 201:
                     failures.append(f"judgement -> {status} {body}")
                     return

@@ -178,7 +178,9 @@ def inference_worker(tmp_path_factory):
     from tests.conftest import REPO
 
     folder = tmp_path_factory.mktemp("inference")
-    with worker_process(REPO / "manage.py", folder, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, timeout=120) as address:
+    with worker_process(
+        REPO / "manage.py", folder, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, timeout=120
+    ) as address:
         yield address
 
 

@@ -39,7 +39,9 @@ def test_it_classifies_a_pasted_text_without_javascript(client, topics, alice):
 
 def test_it_classifies_uploaded_images_without_javascript_and_shows_bad_files(client, colours, alice):
     client.force_login(alice)
-    files = [SimpleUploadedFile("red.png", IMAGE, "image/png"), SimpleUploadedFile("broken.png", b"\x89PNG...", "image/png")]
+    files = [
+        SimpleUploadedFile("red.png", IMAGE, "image/png"), SimpleUploadedFile("broken.png", b"\x89PNG...", "image/png"),
+    ]
     response = client.post(f"/projects/{colours.pk}/classify/", {"images": files})
     html = response.content.decode()
     assert response.status_code == 200
@@ -116,7 +118,11 @@ def test_in_the_browser_dropped_pasted_and_chosen_images_are_classified(page, li
 
     dispatch("drop", [("red.png", IMAGE), ("blue.png", BLUE_IMAGE), ("broken.png", b"not an image")])
     page.wait_for_function("document.querySelectorAll('#results .result').length === 3")
-    labels = page.eval_on_selector_all("#results .result", "els => els.map(e => e.querySelector('.prediction-label')?.textContent || e.querySelector('.error').textContent)")
+    labels = page.eval_on_selector_all(
+        "#results .result",
+        "els => els.map(e => e.querySelector('.prediction-label')?.textContent"
+        " || e.querySelector('.error').textContent)",
+    )
     assert labels[:2] == ["red", "blue"] and "not a recognisable image file" in labels[2]
     assert page.locator("#results .result-preview").count() == 3  # previews of what was sent
 

@@ -38,7 +38,9 @@ def test_mobilenet_embeds_images():
     # Two noisy reds are closer to each other than to blue.
     same, other = _cos(fp32[:1], fp32[1:2])[0], _cos(fp32[:1], fp32[2:3])[0]
     assert same > other
-    np.testing.assert_allclose(load_encoder("mobilenet_v2", bf16=False).embed(images[:1]), fp32[:1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        load_encoder("mobilenet_v2", bf16=False).embed(images[:1]), fp32[:1], rtol=1e-4, atol=1e-5
+    )
     # The default is fp32 (bf16 is opt-in until it is shown to keep 0.998 cosine on real images).
     assert load_encoder("mobilenet_v2").bf16 is False
 

@@ -105,6 +105,10 @@ def test_labeling_in_the_browser_brings_the_model_into_the_loop(page, live_serve
     page.goto(f"{live_server.url}/projects/{project.pk}/")
     page.wait_for_function("window.__lbChart && window.__lbChart.data.datasets[0].data.length > 0")
     points = page.evaluate("window.__lbChart.data.datasets[0].data.map(p => [p.x, p.version])")
-    versions = list(ModelVersion.objects.filter(project=project).order_by("number").values_list("train_count", "test_count", "number"))
+    versions = list(
+        ModelVersion.objects.filter(project=project)
+        .order_by("number")
+        .values_list("train_count", "test_count", "number")
+    )
     assert points == [[t + s, n] for t, s, n in versions]
     assert page.locator("#confusion-matrix tbody tr").count() == 2

@@ -52,7 +52,9 @@ def test_it_resumes_embedding_after_the_worker_is_killed(tmp_path, alice, loop_o
     loop_on.LIGHTBULB_MODEL_IN_THE_LOOP = False  # import without embedding: the killed worker does it
     project, _ = make_colour_project(tmp_path, n=40)
     _, store = store_for(project)
-    proc = _worker(f"from modeling.tasks import embed_project\nprint(embed_project({project.pk}))\n", LIGHTBULB_EMBED_CHUNK="2")
+    proc = _worker(
+        f"from modeling.tasks import embed_project\nprint(embed_project({project.pk}))\n", LIGHTBULB_EMBED_CHUNK="2"
+    )
     try:
         assert _wait_for(lambda: len(list(store.path.glob("chunk-*.npz"))) >= 3, proc=proc), proc.stdout.read()
         proc.send_signal(signal.SIGKILL)

@@ -223,7 +223,9 @@ def test_it_scores_uploaded_images_and_reports_each_bad_file(colours, alice, set
     # The bundle gives the server's numbers for the same images.
     _name, data = export_bundle(colours)
     local = Bundle.load(io.BytesIO(data)).predict_proba([red, blue])
-    assert np.allclose(np.array(body["scores"][:2]), local, atol=1e-6), np.abs(np.array(body["scores"][:2]) - local).max()
+    assert np.allclose(np.array(body["scores"][:2]), local, atol=1e-6), (
+        np.abs(np.array(body["scores"][:2]) - local).max()
+    )
 
     settings.LIGHTBULB_FETCH_MAX_BYTES = 200
     small = client_for(alice).post(f"/api/projects/{colours.pk}/score/",

@@ -193,7 +193,9 @@ def test_all_proposals_together_share_their_evidence_and_say_what_they_need():
     c3 = together["c3"]
     assert c3.threshold == pytest.approx(0.991) and c3.guarantee == "all_proposals" and c3.reason == ""
     assert (c3.evidence, c3.correct, c3.predicted, c3.lower_bound) == (40, 40, 40, None)  # its share, not a bound
-    assert c3.pooled == {"evidence": 400, "correct": 400, "lower_bound": pytest.approx(clopper_pearson_lower(400, 400, 0.025))}
+    assert c3.pooled == {
+        "evidence": 400, "correct": 400, "lower_bound": pytest.approx(clopper_pearson_lower(400, 400, 0.025)),
+    }
     assert c3.as_dict()["pooled"]["evidence"] == 400  # what the version stores for the card and the API
 
     few, _ = choose_thresholds(classes, probs[:40], y[:40], target=0.95, guarantee="all_proposals")

@@ -37,7 +37,10 @@ def test_it_sets_the_target_and_the_guarantee_and_re_proposes(
 def test_a_bad_guarantee_is_refused_and_changes_nothing(client, image_project, alice):
     client.force_login(alice)
     response = client.post(settings_url(image_project), {"target_percent": "80", "guarantee": "most"}, follow=True)
-    assert "The proposal guarantee must be &#x27;each_class&#x27; or &#x27;all_proposals&#x27;" in response.content.decode()
+    assert (
+        "The proposal guarantee must be &#x27;each_class&#x27; or &#x27;all_proposals&#x27;"
+        in response.content.decode()
+    )
     image_project.refresh_from_db()
     assert (image_project.target_precision, image_project.proposal_guarantee) == (pytest.approx(0.95), "each_class")
     with pytest.raises(ProjectError, match="target precision must be between"):
