@@ -1,21 +1,26 @@
 from __future__ import annotations
 
 import mimetypes
+from typing import ClassVar
 
 from django.http import FileResponse, Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet
 
-from projects.models import Item, ItemKind, ItemStatus, Role
-from projects.permissions import get_project_for_user
+from projects.models import Item, ItemKind, ItemStatus, Project, Role
+from projects.permissions import IsProjectMember, signed_in
 
 from .models import Judgement
+from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
@@ -54,28 +59,35 @@ def leased_payloads(project, leased) -> list[dict]:
     ]
 
 
-class NextItemsAPI(APIView):
+# `projects/<project_id>/items/next/` and `.../items/<item_id>/skip/`: annotators' work on the queue.
+class ItemViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"lease_next": Role.ANNOTATOR, "skip": Role.ANNOTATOR}
+    lookup_url_kwarg = "item_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
     @extend_schema(
         parameters=[OpenApiParameter("count", int, description=f"how many items to lease (1-{MAX_BATCH})")],
         responses=NextItemSerializer(many=True),
     )
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    @action(detail=False, url_path="next", url_name="next-items")
+    def lease_next(self, request: Request, project_id: int) -> Response:
+        project = self.project
         try:
             count = int(request.query_params.get("count", 1))
         except ValueError:
             raise ValidationError({"count": "must be a whole number"}) from None
         if not 1 <= count <= MAX_BATCH:
             raise ValidationError({"count": f"must be between 1 and {MAX_BATCH}"})
-        leased = next_items(project, user=request.user, count=count)
+        leased = next_items(project, user=signed_in(request), count=count)
         return Response(leased_payloads(project, leased))
 
-
-class SkipItemAPI(APIView):
     @extend_schema(request=None, responses={204: None})
-    def post(self, request: Request, project_id: int, item_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
-        do_skip_item(project, item=get_item(project, item_id), user=request.user)
+    @action(detail=True, methods=["post"], url_name="skip")
+    def skip(self, request: Request, project_id: int, item_id: int) -> Response:
+        project = self.project
+        do_skip_item(project, item=get_item(project, item_id), user=signed_in(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -85,14 +97,19 @@ class JudgementPagination(PageNumberPagination):
     max_page_size = 500
 
 
-class JudgementListAPI(APIView):
+# `projects/<project_id>/judgements/` and `.../judgements/undo/`: members read them, annotators make them.
+class JudgementViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"create": Role.ANNOTATOR, "undo": Role.ANNOTATOR}
+    list_url_name = "judgements"
+    project: Project  # set by IsProjectMember
+
     @extend_schema(parameters=[JudgementFilterSerializer], responses=JudgementSerializer(many=True))
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id)
+    def list(self, request: Request, project_id: int) -> Response:
         filters = JudgementFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
-        qs = Judgement.objects.filter(project=project).select_related("item").order_by("-created_at", "-id")
+        qs = Judgement.objects.filter(project=self.project).select_related("item").order_by("-created_at", "-id")
         for key in ("stage", "source", "label"):
             if f.get(key):
                 qs = qs.filter(**{key: f[key]})
@@ -107,26 +124,25 @@ class JudgementListAPI(APIView):
         return paginator.get_paginated_response(JudgementSerializer(page, many=True).data)
 
     @extend_schema(request=JudgementCreateSerializer, responses={201: JudgementSerializer})
-    def post(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    def create(self, request: Request, project_id: int) -> Response:
+        project = self.project
         serializer = JudgementCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         judgement = do_record_judgement(
             project,
             item=get_item(project, data["item"]),
-            user=request.user,
+            user=signed_in(request),
             label=data["label"],
             time_taken=data.get("time_taken"),
         )
         return Response(JudgementSerializer(judgement).data, status=status.HTTP_201_CREATED)
 
-
-class UndoJudgementAPI(APIView):
     @extend_schema(request=None, responses=NextItemSerializer)
-    def post(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
-        item = do_undo_last_judgement(project, user=request.user)
+    @action(detail=False, methods=["post"], url_name="undo")
+    def undo(self, request: Request, project_id: int) -> Response:
+        project = self.project
+        item = do_undo_last_judgement(project, user=signed_in(request))
         prediction = model_hooks().predictions(project, [item.pk]).get(item.pk)
         return Response(
             item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
@@ -134,30 +150,43 @@ class UndoJudgementAPI(APIView):
         )
 
 
-class StatsAPI(APIView):
+# `projects/<project_id>/stats/`: an action on one project (a `list` would be documented as an array).
+class StatsViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
     @extend_schema(responses=StatsSerializer)
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id)
-        return Response(project_stats(project, user=request.user))
+    @action(detail=True, url_name="stats")
+    def stats(self, request: Request, project_id: int) -> Response:
+        return Response(project_stats(self.project, user=signed_in(request)))
 
 
-class ItemMediaAPI(APIView):
-    """The bytes of an item. The file path comes from the database row, never from the request."""
+# `items/<item_id>/media` (no trailing slash, as pages and payloads have always linked it).
+class MediaViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsItemProjectMember)
+    lookup_url_kwarg = "item_id"
+    lookup_value_converter = "int"
+    item: Item  # set by IsItemProjectMember, with its project
+    project: Project
 
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
-    def get(self, request: Request, item_id: int) -> HttpResponse:
-        item = Item.objects.select_related("project").filter(pk=item_id).first()
-        if item is None:
-            raise Http404("No such item")
-        project, _ = get_project_for_user(request.user, item.project_id)
+    @action(detail=True, url_name="item-media")
+    def media(self, request: Request, item_id: int) -> HttpResponseBase:
+        """The bytes of an item. The file path comes from the database row, never from the request."""
+        item, project = self.item, self.project
         if item.kind == ItemKind.TEXT:
             return HttpResponse(item.text, content_type="text/plain; charset=utf-8")
         if item.kind == ItemKind.JSON:
             return Response(item.data)
         if item.status == ItemStatus.REJECTED:
             raise Http404("This file was rejected at import")
+        path = project.item_file_path(item)
+        if path is None:  # only file items get here; a file item always has a path
+            raise Http404("The file is no longer available")
         try:
-            resolved = project.item_file_path(item).resolve(strict=True)
+            resolved = path.resolve(strict=True)
             resolved.relative_to(project.dataset_root.resolve())  # a symlink may not lead outside the dataset
         except (OSError, ValueError):
             raise Http404("The file is no longer available") from None
@@ -168,35 +197,40 @@ class ItemMediaAPI(APIView):
         return response
 
 
-class ProposalBatchAPI(APIView):
-    """Lease a batch of proposals of one class (or, with `q`, of texts matching a search)."""
+# `projects/<project_id>/proposals/` and `.../proposals/confirm/`: actions on one project, like stats.
+class ProposalViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"lease": Role.ANNOTATOR, "confirm": Role.ANNOTATOR}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
 
     @extend_schema(parameters=[ProposalQuerySerializer], responses=ProposalBatchSerializer)
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    @action(detail=True, url_path="proposals", url_name="proposals")
+    def lease(self, request: Request, project_id: int) -> Response:
+        """Lease a batch of proposals of one class (or, with `q`, of texts matching a search)."""
+        project = self.project
         query = ProposalQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
         if params.get("q"):
             leased = lease_search_batch(
-                project, user=request.user, query=params["q"], label=params["label"], count=params.get("count")
+                project, user=signed_in(request), query=params["q"], label=params["label"], count=params.get("count")
             )
         else:
-            leased = lease_batch(project, user=request.user, label=params.get("label"), count=params.get("count"))
+            leased = lease_batch(project, user=signed_in(request), label=params.get("label"), count=params.get("count"))
         return Response(batch_payload(project, leased, ready=available_by_class(project)))
 
-
-class ConfirmBatchAPI(APIView):
-    """Accepted items become judgements (source confirmed_proposal); rejected ones go back to the queue."""
-
     @extend_schema(request=ConfirmBatchSerializer, responses=ConfirmResultSerializer)
-    def post(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    @action(detail=True, methods=["post"], url_path="proposals/confirm", url_name="proposals-confirm")
+    def confirm(self, request: Request, project_id: int) -> Response:
+        """Accepted items become judgements (source confirmed_proposal); rejected ones go back to the queue."""
+        project = self.project
         serializer = ConfirmBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = do_confirm_batch(
-            project, user=request.user, label=data["label"], accepted=data["accepted"], rejected=data["rejected"],
+            project, user=signed_in(request), label=data["label"], accepted=data["accepted"], rejected=data["rejected"],
             time_taken=data.get("time_taken"),
         )
         return Response(

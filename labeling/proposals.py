@@ -11,6 +11,7 @@ simulations. Errors are the labeling domain errors; views turn them into 400 / 4
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -344,8 +345,8 @@ def do_confirm_batch(
     *,
     user: User,
     label: str,
-    accepted: list[int],
-    rejected: list[int],
+    accepted: Sequence[int | str],
+    rejected: Sequence[int | str],
     time_taken: float | None = None,
     rng: random.Random | None = None,
     now: datetime | None = None,

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from projects.models import DataType, ItemStatus, Role
-from projects.permissions import get_project_for_user, has_role
+from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .errors import LabelingError
 from .hotkeys import class_hotkeys
@@ -123,7 +123,7 @@ def relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse
     detail = reverse("labeling:item", args=[project.pk, item_id])
     try:
         item = get_item(project, item_id)
-        do_record_judgement(project, item=item, user=request.user, label=request.POST.get("label", ""))
+        do_record_judgement(project, item=item, user=signed_in(request), label=request.POST.get("label", ""))
     except LabelingError as exc:
         messages.error(request, str(exc))
         return redirect(detail)
@@ -149,9 +149,9 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
         if query:
             if label is None:
                 raise LabelingError("choose the class to give the matching texts")
-            leased = lease_search_batch(project, user=request.user, query=query, label=label)
+            leased = lease_search_batch(project, user=signed_in(request), query=query, label=label)
         else:
-            leased = lease_batch(project, user=request.user, label=label)
+            leased = lease_batch(project, user=signed_in(request), label=label)
     except LabelingError as exc:
         error = str(exc)
     payload = batch_payload(project, leased, ready=available_by_class(project))
@@ -183,7 +183,7 @@ def _submit_batch(request: HttpRequest, project) -> HttpResponse:
         time_taken = None
     try:
         result = do_confirm_batch(
-            project, user=request.user, label=label, accepted=[i for i in shown if i in ticked],
+            project, user=signed_in(request), label=label, accepted=[i for i in shown if i in ticked],
             rejected=[i for i in shown if i not in ticked], time_taken=time_taken,
         )
     except LabelingError as exc:

@@ -1,6 +1,10 @@
+from typing import ClassVar
+
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DynamicRoute, Route, SimpleRouter
+from rest_framework.viewsets import ViewSetMixin
 
 from labeling import api as labeling_api
 from modeling import api as modeling_api
@@ -8,24 +12,53 @@ from projects import api as projects_api
 
 app_name = "api"
 
+
+class ApiRouter(SimpleRouter):
+    """DRF's SimpleRouter, with the URL converters and URL names the API had before it had a router.
+
+    - Routes are `path()`s: a viewset's `lookup_value_converter` and the prefixes' `<int:project_id>` match and
+      convert as the hand-written URLs did (ids arrive as ints; a `str` username may hold dots, which DRF's
+      default lookup regex would stop at).
+    - Pages, templates and clients reverse "api:projects", "api:project", "api:next-items", ...; DRF would name
+      the routes "<basename>-list", "<basename>-detail" and "<basename>-<url_name>". Here an action's `url_name`
+      is its whole name, and the list and detail routes take theirs from the viewset's `list_url_name` and
+      `detail_url_name`.
+    """
+
+    routes = [
+        route._replace(name="{url_name}") if isinstance(route, DynamicRoute) else route
+        for route in SimpleRouter.routes
+    ]
+    _named_by_viewset: ClassVar[dict[str, str]] = {
+        "{basename}-list": "list_url_name", "{basename}-detail": "detail_url_name",
+    }
+
+    def __init__(self, *, trailing_slash: bool = True) -> None:
+        super().__init__(trailing_slash=trailing_slash, use_regex_path=False)
+
+    def get_routes(self, viewset: type[ViewSetMixin]) -> list[Route]:
+        names = {template: getattr(viewset, attr, template) for template, attr in self._named_by_viewset.items()}
+        return [route._replace(name=names.get(route.name, route.name)) for route in super().get_routes(viewset)]
+
+
+router = ApiRouter()
+router.register("projects", projects_api.ProjectViewSet, basename="project")
+router.register("projects/<int:project_id>/members", projects_api.MemberViewSet, basename="member")
+router.register("projects/<int:project_id>/items", labeling_api.ItemViewSet, basename="item")
+router.register("projects/<int:project_id>/judgements", labeling_api.JudgementViewSet, basename="judgement")
+# Actions on one project (`projects/<project_id>/<action>/`), each app's in its own viewset.
+router.register("projects", labeling_api.StatsViewSet, basename="stats")
+router.register("projects", labeling_api.ProposalViewSet, basename="proposal")
+router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
+router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
+
+# The one URL without a trailing slash, as item payloads and pages have always linked it.
+media_router = ApiRouter(trailing_slash=False)
+media_router.register("items", labeling_api.MediaViewSet, basename="media")
+
 urlpatterns = [
     path("auth/token/", obtain_auth_token, name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("projects/", projects_api.ProjectListAPI.as_view(), name="projects"),
-    path("projects/<int:project_id>/", projects_api.ProjectDetailAPI.as_view(), name="project"),
-    path("projects/<int:project_id>/members/", projects_api.MemberListAPI.as_view(), name="members"),
-    path("projects/<int:project_id>/members/<str:username>/", projects_api.MemberDetailAPI.as_view(), name="member"),
-    path("projects/<int:project_id>/items/next/", labeling_api.NextItemsAPI.as_view(), name="next-items"),
-    path("projects/<int:project_id>/items/<int:item_id>/skip/", labeling_api.SkipItemAPI.as_view(), name="skip"),
-    path("projects/<int:project_id>/judgements/", labeling_api.JudgementListAPI.as_view(), name="judgements"),
-    path("projects/<int:project_id>/judgements/undo/", labeling_api.UndoJudgementAPI.as_view(), name="undo"),
-    path("projects/<int:project_id>/stats/", labeling_api.StatsAPI.as_view(), name="stats"),
-    path("projects/<int:project_id>/proposals/", labeling_api.ProposalBatchAPI.as_view(), name="proposals"),
-    path(
-        "projects/<int:project_id>/proposals/confirm/", labeling_api.ConfirmBatchAPI.as_view(), name="proposals-confirm"
-    ),
-    path("projects/<int:project_id>/model/", modeling_api.ModelSummaryAPI.as_view(), name="model"),
-    path("projects/<int:project_id>/score/", modeling_api.ScoreAPI.as_view(), name="score"),
-    path("projects/<int:project_id>/predict/", modeling_api.PredictAPI.as_view(), name="predict"),
-    path("items/<int:item_id>/media", labeling_api.ItemMediaAPI.as_view(), name="item-media"),
+    *router.urls,
+    *media_router.urls,
 ]

@@ -1,18 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet, ViewSetMixin
 
 from projects.models import Project
-from projects.permissions import get_project_for_user, projects_for_user
+from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user
 
 from .serializers import (
     ModelSummarySerializer,
@@ -24,13 +30,18 @@ from .services import model_summary
 from .serving import score_request
 
 
-class ModelSummaryAPI(APIView):
-    """The project's encoder, embedding progress, training status, current version and history."""
+# `projects/<project_id>/model/`: an action on one project.
+class ModelSummaryViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
 
     @extend_schema(responses=ModelSummarySerializer)
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id)
-        return Response(model_summary(project))
+    @action(detail=True, url_path="model", url_name="model")
+    def summary(self, request: Request, project_id: int) -> Response:
+        """The project's encoder, embedding progress, training status, current version and history."""
+        return Response(model_summary(self.project))
 
 
 class ScoreRateThrottle(UserRateThrottle):
@@ -51,7 +62,6 @@ class RequestTooLarge(APIException):
 class _ScoringView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
     throttle_classes = [ScoreRateThrottle]
-    predict = False
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication (401), throttling (429)
@@ -64,34 +74,46 @@ class _ScoringView(APIView):
         if length > limit:
             raise RequestTooLarge(f"request body of {length:,} bytes exceeds the {limit:,}-byte limit")
 
-    def _body(self, request: Request) -> dict:
+    def _body(self, request: Request) -> Mapping[str, Any]:
         data = request.data
-        if not hasattr(data, "get"):
+        if not isinstance(data, Mapping):  # a JSON object, or a form (QueryDict); a JSON list is refused
             raise ParseError("the body must be a JSON object")
         return data
 
-    def _score(self, request: Request, project: Project, data) -> Response:
+    def _score(self, request: Request, project: Project, data, *, predict: bool = False) -> Response:
         outcome = score_request(project, data, request.FILES.getlist("images"))
-        return Response(outcome.as_predictions() if self.predict else outcome.as_scores())
+        return Response(outcome.as_predictions() if predict else outcome.as_scores())
 
 
-class ScoreAPI(_ScoringView):
-    """Class probabilities from the project's current model for image URLs, uploaded images or texts."""
+# `projects/<project_id>/score/` and `.../predict/`: actions on one project, open to every member.
+class ScoringViewSet(ViewSetMixin, _ScoringView):
+    permission_classes = (IsAuthenticated,)
+    # The project's door is opened in `initial`, after throttling and the size limit, the order these endpoints
+    # have always had: an outsider's calls count against the rate (429) and an oversized body is 413, not 404.
+    project_permission_classes = (IsProjectMember,)
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)  # authentication (401), throttling (429), size (413)
+        for permission in [permission_class() for permission_class in self.project_permission_classes]:
+            if not permission.has_permission(request, self):
+                self.permission_denied(
+                    request, message=getattr(permission, "message", None), code=getattr(permission, "code", None)
+                )
 
     @extend_schema(request=ScoreRequestSerializer, responses=ScoreResponseSerializer)
-    def post(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id)
-        return self._score(request, project, self._body(request))
-
-
-class PredictAPI(ScoreAPI):
-    """The most likely class (and its probability) for each input; same body as score."""
-
-    predict = True
+    @action(detail=True, methods=["post"], url_name="score")
+    def score(self, request: Request, project_id: int) -> Response:
+        """Class probabilities from the project's current model for image URLs, uploaded images or texts."""
+        return self._score(request, self.project, self._body(request))
 
     @extend_schema(request=ScoreRequestSerializer, responses=PredictResponseSerializer)
-    def post(self, request: Request, project_id: int) -> Response:
-        return super().post(request, project_id)
+    @action(detail=True, methods=["post"], url_name="predict")
+    def predict(self, request: Request, project_id: int) -> Response:
+        """The most likely class (and its probability) for each input; same body as score."""
+        return self._score(request, self.project, self._body(request), predict=True)
 
 
 class LegacyScoreAPI(_ScoringView):

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.viewsets import ViewSet
 
 from labeling.stats import member_stats
 
-from .models import Role
-from .permissions import get_project_for_user, projects_for_user
+from .models import Project, Role
+from .permissions import IsProjectMember, projects_for_user
 from .serializers import MemberSerializer, MemberWriteSerializer, ProjectSerializer
 from .services import do_add_member, do_remove_member
 
@@ -20,21 +23,34 @@ def _roles(user) -> dict[int, str]:
     return dict(user.memberships.values_list("project_id", "role"))
 
 
-class ProjectListAPI(APIView):
+# `projects/` and `projects/<project_id>/`. No docstring on purpose: drf-spectacular would show it as the
+# description of both operations, which have none.
+class ProjectViewSet(ViewSet):
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    list_url_name = "projects"
+    detail_url_name = "project"
+    project: Project  # set by IsProjectMember
+    role: str
+
+    def get_permissions(self) -> list[BasePermission]:
+        # The list is the user's own projects (projects_for_user); one project goes through the door.
+        if self.action == "list":
+            return [IsAuthenticated()]
+        return [IsAuthenticated(), IsProjectMember()]
+
     @extend_schema(responses=ProjectSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def list(self, request: Request) -> Response:
         projects = projects_for_user(request.user).order_by("title")
         roles = _roles(request.user)
         if request.user.is_superuser:
             roles = {p.pk: Role.OWNER for p in projects}
         return Response(ProjectSerializer(projects, many=True, context={"roles": roles}).data)
 
-
-class ProjectDetailAPI(APIView):
     @extend_schema(responses=ProjectSerializer)
-    def get(self, request: Request, project_id: int) -> Response:
-        project, role = get_project_for_user(request.user, project_id)
-        return Response(ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
+    def retrieve(self, request: Request, project_id: int) -> Response:
+        project = self.project
+        return Response(ProjectSerializer(project, context={"roles": {project.pk: self.role}}).data)
 
 
 def _members_payload(project) -> list[dict]:
@@ -44,22 +60,30 @@ def _members_payload(project) -> list[dict]:
         {
             "username": m.user.username,
             "role": m.role,
-            "count": stats.get(m.user_id, {}).get("count", 0),
-            "median_seconds": stats.get(m.user_id, {}).get("median_seconds"),
+            "count": stats[m.user_id]["count"] if m.user_id in stats else 0,
+            "median_seconds": stats[m.user_id]["median_seconds"] if m.user_id in stats else None,
         }
         for m in rows
     ]
 
 
-class MemberListAPI(APIView):
+# `projects/<project_id>/members/` and `.../members/<username>/`: every member sees them, owners change them.
+class MemberViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"create": Role.OWNER, "destroy": Role.OWNER}
+    lookup_field = "username"
+    lookup_value_converter = "str"  # as `<str:username>` did: any character but "/" (usernames may hold dots)
+    list_url_name = "members"
+    detail_url_name = "member"
+    project: Project  # set by IsProjectMember
+
     @extend_schema(responses=MemberSerializer(many=True))
-    def get(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id)
-        return Response(_members_payload(project))
+    def list(self, request: Request, project_id: int) -> Response:
+        return Response(_members_payload(self.project))
 
     @extend_schema(request=MemberWriteSerializer, responses={201: MemberSerializer})
-    def post(self, request: Request, project_id: int) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    def create(self, request: Request, project_id: int) -> Response:
+        project = self.project
         serializer = MemberWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = serializer.validated_data["username"]
@@ -67,11 +91,8 @@ class MemberListAPI(APIView):
         row = next(r for r in _members_payload(project) if r["username"] == user.username)
         return Response(row, status=status.HTTP_201_CREATED)
 
-
-class MemberDetailAPI(APIView):
     @extend_schema(responses={204: None})
-    def delete(self, request: Request, project_id: int, username: str) -> Response:
-        project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    def destroy(self, request: Request, project_id: int, username: str) -> Response:
         user = get_object_or_404(get_user_model(), username=username)
-        do_remove_member(project, user=user)
+        do_remove_member(self.project, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from rest_framework import exceptions
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from .models import ROLE_RANK, Membership, Project, Role
 
@@ -49,7 +53,7 @@ def projects_for_user(user: User | AnonymousUser):
     return Project.objects.filter(memberships__user=user).distinct()
 
 
-def signed_in(request: HttpRequest) -> User:
+def signed_in(request: HttpRequest | Request) -> User:
     """The signed-in user of a request that only signed-in users reach (`login_required`, DRF's
     IsAuthenticated); typed as such for the services, which take a real user."""
     user = request.user
@@ -60,3 +64,47 @@ def signed_in(request: HttpRequest) -> User:
 
 def has_role(role: str | None, min_role: str) -> bool:
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[min_role]
+
+
+def get_project_for_api(
+    user: User | AnonymousUser, project_id: int | str, *, min_role: str = Role.VIEWER
+) -> tuple[Project, str]:
+    """`get_project_for_user` for DRF permissions: the same door, its refusals raised as DRF's exceptions.
+
+    The responses are the ones DRF makes of Django's Http404 / PermissionDenied (same status, same message),
+    but the browsable API checks permissions for the forms it draws (a viewer looking at the members list is
+    checked for adding one) and only catches DRF's exceptions there; Django's would be a 500.
+    """
+    try:
+        return get_project_for_user(user, project_id, min_role=min_role)
+    except Http404 as exc:
+        raise exceptions.NotFound(*exc.args) from exc
+    except PermissionDenied as exc:
+        raise exceptions.PermissionDenied(*exc.args) from exc
+
+
+# The viewset `action`s that never looked at a project: a method without a handler (None, DRF's 405) and OPTIONS
+# ("metadata"). Both were answered to any signed-in user before the viewsets (an outsider got 405, not 404), so the
+# project permissions let them through unchecked.
+NO_PROJECT_ACTIONS = (None, "metadata")
+
+
+class IsProjectMember(BasePermission):
+    """The URL's project (`project_id`) through the one door, at the role the view asks for this action.
+
+    A viewset names the roles in `min_roles` ({action: role}; unnamed actions need a viewer). Outsiders get
+    404 and members below the role 403, exactly as from `get_project_for_user`. The project and role are kept
+    on the view (`view.project`, `view.role`) so that the handler does not open the door a second time.
+    List it after IsAuthenticated: anonymous calls are 401, not outsiders.
+    """
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        action = getattr(view, "action", None)
+        if action in NO_PROJECT_ACTIONS:
+            return True
+        min_role = getattr(view, "min_roles", {}).get(action, Role.VIEWER)
+        # The viewsets declare both attributes (`project: Project`); APIView itself has neither.
+        view.project, view.role = get_project_for_api(  # type: ignore[attr-defined]
+            request.user, view.kwargs["project_id"], min_role=min_role
+        )
+        return True
