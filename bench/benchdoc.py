@@ -8,10 +8,14 @@ gets it appended under its own heading, so a fresh `docs/benchmarks.md` fills it
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import re
 from pathlib import Path
+from typing import Any, TextIO
 
+from django.core.management.base import OutputWrapper
 from django.utils import timezone
 
 from lightbulb_site.atomic import atomic_write
@@ -23,6 +27,21 @@ class BenchError(ValueError):
 
 class BenchDocError(BenchError):
     """The document has a broken block (an end marker before its start, or one marker without the other)."""
+
+
+class Bench:
+    """A benchmark driven by its management command, writing progress to the command's output."""
+
+    def __init__(self, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
+        self.stdout, self.stderr = stdout, stderr
+
+    @staticmethod
+    def datasets_folder(options: dict[str, Any]) -> Path:
+        """`--datasets`, which must exist (../shared/datasets by default)."""
+        datasets = Path(options["datasets"])
+        if not datasets.is_dir():
+            raise BenchError(f"datasets folder not found: {datasets}")
+        return datasets
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -55,3 +74,23 @@ def write_block(doc: Path, name: str, markdown: str, *, title: str) -> None:
     else:
         raise BenchDocError(f"{doc}: block {name!r} needs exactly one {start} before one {end}")
     atomic_write(doc, lambda fh: fh.write(text), text=True)
+
+
+def torch_machine() -> dict[str, Any]:
+    """What a timing depends on: cores, Python, torch and its thread count (torch imported here, in the bench)."""
+    import torch
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def publish(
+    report: dict[str, Any], markdown: str, *, stdout: OutputWrapper | TextIO, out: str, doc: str, block: str,
+    command: str, title: str,
+) -> None:
+    """Write the raw report (`--out`), show the tables, and rewrite the doc's block (`--doc`)."""
+    if out:
+        Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    stdout.write(markdown)
+    if doc:
+        write_block(Path(doc), block, f"{provenance(command, report['machine'])}\n{markdown}", title=title)

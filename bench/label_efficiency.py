@@ -36,13 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import OutputWrapper
 
-from .benchdoc import BenchError, provenance, write_block
+from .benchdoc import Bench, BenchError, provenance, write_block
 from .simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
 
 # name -> (data type, items folder or file inside the dataset, extra dataset keys)
@@ -129,10 +127,7 @@ def figure(path: Path, size: tuple[float, float]):
         plt.close(fig)
 
 
-class LabelEfficiencyBench:
-    def __init__(self, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
-        self.stdout, self.stderr = stdout, stderr
-
+class LabelEfficiencyBench(Bench):
     def run(self, options: dict) -> None:
         out = Path(options["out"])
         (out / "simulate").mkdir(parents=True, exist_ok=True)
@@ -146,9 +141,7 @@ class LabelEfficiencyBench:
         if options["summarise_only"]:
             machine = read_machine(out)
         else:
-            root = Path(options["datasets"])
-            if not root.is_dir():
-                raise BenchError(f"datasets folder not found: {root}")
+            root = self.datasets_folder(options)
             if options["jobs"] < 1:
                 raise BenchError("--jobs must be at least 1")
             with tempfile.TemporaryDirectory(prefix="lightbulb-bench-sim-") as tmp:

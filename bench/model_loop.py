@@ -10,30 +10,23 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import OutputWrapper
 
-from .benchdoc import BenchError, provenance, write_block
+from .benchdoc import Bench, BenchError, publish, torch_machine
 
 SCENARIOS = ("images-2k", "text-2k", "text-10k", "store-100k")
 
 
-class ModelLoopBench:
-    def __init__(self, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
-        self.stdout, self.stderr = stdout, stderr
-
+class ModelLoopBench(Bench):
     def run(self, options: dict) -> None:
-        datasets = Path(options["datasets"])
-        if not datasets.is_dir():
-            raise BenchError(f"datasets folder not found: {datasets}")
+        datasets = self.datasets_folder(options)
         settings.LIGHTBULB_EMBED_TASK_SECONDS = 0  # one task run embeds everything: we time it whole
         settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = 0  # the debounce is a wait, reported separately
         results = []
@@ -45,20 +38,12 @@ class ModelLoopBench:
                 else:
                     results.append(self._scenario(name, datasets, Path(tmp) / name, options["repeats"]))
                 self.stdout.write(json.dumps(results[-1], indent=1))
-        import torch
-
         report: dict[str, Any] = {
-            "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                        "torch": torch.__version__, "threads": torch.get_num_threads()},
+            "machine": torch_machine(),
             "results": results,
         }
-        if options["out"]:
-            Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
-        markdown = self._markdown(report)
-        self.stdout.write(markdown)
-        if options["doc"]:
-            write_block(Path(options["doc"]), "model", f"{provenance('manage.py bench_model', report['machine'])}\n"
-                        f"{markdown}", title="Model in the loop: latest `make bench`")
+        publish(report, self._markdown(report), stdout=self.stdout, out=options["out"], doc=options["doc"],
+                block="model", command="manage.py bench_model", title="Model in the loop: latest `make bench`")
 
     # ----------------------------------------------------------------------------------------------
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import http.client
 import json
-import os
-import platform
 import random
 import socket
 import statistics
@@ -25,15 +23,14 @@ import time
 import uuid
 from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any, TextIO, cast
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.conf import settings
-from django.core.management.base import OutputWrapper
 
 from modeling.inference.server import worker_process
 
-from .benchdoc import BenchError, provenance, write_block
+from .benchdoc import Bench, BenchError, publish, torch_machine
 
 SAMPLE = 256  # inputs per measurement
 CLIENTS = 8  # concurrent clients in the "many users at once" case
@@ -54,14 +51,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class ServingBench:
-    def __init__(self, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
-        self.stdout, self.stderr = stdout, stderr
-
+class ServingBench(Bench):
     def run(self, options: dict) -> None:
-        datasets = Path(options["datasets"])
-        if not datasets.is_dir():
-            raise BenchError(f"datasets folder not found: {datasets}")
+        datasets = self.datasets_folder(options)
         settings.LIGHTBULB_SCORE_RATE = ""  # no throttling: we measure the machine, not the limit
         settings.LIGHTBULB_EMBED_TASK_SECONDS = 0
         results = []
@@ -75,20 +67,12 @@ class ServingBench:
                     self.stdout.write(f"== {project.data_type}")
                     results.append(self._measure(project, inputs, base, address))
                     self.stdout.write(json.dumps(results[-1], indent=1))
-        import torch
-
         report: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads()},
+            "machine": torch_machine(),
             "results": results,
         }
-        if options["out"]:
-            Path(options["out"]).write_text(json.dumps(report, indent=1), encoding="utf-8")
-        markdown = self._markdown(report)
-        self.stdout.write(markdown)
-        if options["doc"]:
-            write_block(Path(options["doc"]), "score", f"{provenance('manage.py bench_score', report['machine'])}\n"
-                        f"{markdown}", title="Serving: latest `make bench`")
+        publish(report, self._markdown(report), stdout=self.stdout, out=options["out"], doc=options["doc"],
+                block="score", command="manage.py bench_score", title="Serving: latest `make bench`")
 
     # -- setup ------------------------------------------------------------------------------------
 
