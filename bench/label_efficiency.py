@@ -41,7 +41,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from .benchdoc import Bench, BenchError, provenance, write_block
-from .simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
+from .simulation import SECONDS_PER_BATCH_ITEM, SECONDS_PER_CORRECTION, SECONDS_PER_LABEL, SECONDS_PER_REJECTION
 
 # name -> (data type, items folder or file inside the dataset, extra dataset keys)
 DATASETS = {
@@ -65,6 +65,7 @@ class Run:
     seed: int
     label_all: bool
     guarantee: str = ""  # the projects' proposal guarantee; "" = the product default
+    miss_rate: float = 0.0  # the simulated reviewer misses this share of wrong proposals in batches
 
     @property
     def name(self) -> str:
@@ -78,11 +79,12 @@ class Run:
     def settings(self, *, budget: int, step: int) -> dict:
         """What decides this run's result besides the code: compared by --resume."""
         return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference,
-                "proposal_guarantee": self.guarantee}
+                "proposal_guarantee": self.guarantee, "reviewer_miss_rate": self.miss_rate}
 
 
-# Settings added after results were first stamped: what an older stamp without them was made with.
-SETTING_DEFAULTS = {"proposal_guarantee": ""}
+# Settings added after results were first stamped: what an older stamp without them was made with. Results
+# from before the reviewer corrected tiles in the grid (and could miss) match no run: they are made again.
+SETTING_DEFAULTS: dict[str, object] = {"proposal_guarantee": "", "reviewer_miss_rate": None}
 
 
 def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
@@ -135,7 +137,7 @@ class LabelEfficiencyBench(Bench):
         names = options["dataset"] or list(DATASETS)
         runs = [
             Run(name, strategy, seed, strategy == "active" and seed == 0 and not options["no_label_all"],
-                options["proposal_guarantee"])
+                options["proposal_guarantee"], options["reviewer_miss_rate"])
             for name in names for strategy in STRATEGIES for seed in range(options["seeds"])
         ]
         if options["summarise_only"]:
@@ -176,6 +178,7 @@ class LabelEfficiencyBench(Bench):
             command = (f"manage.py bench_simulate --seeds {options['seeds']} --budget {options['budget']} "
                        f"--step {options['step']}{' --no-label-all' if options['no_label_all'] else ''}"
                        f"{' --proposal-guarantee ' + guarantee if guarantee else ''}"
+                       f" --reviewer-miss-rate {options['reviewer_miss_rate']:g}"
                        f"{' --resume' if options['resume'] else ''}")
             plots = [out / "plots" / f"{name}.png" for name in names]
             if any(s.get("label_all") for s in summary.values()):
@@ -207,6 +210,7 @@ class LabelEfficiencyBench(Bench):
                 "--budget", str(budget), "--step", str(step), "--cache", options["cache"],
                 *(["--reference"] if run.reference else []),
                 *(["--label-all"] if run.label_all else []),
+                "--reviewer-miss-rate", str(run.miss_rate),
             ]
             self.stdout.write(
                 f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}"
@@ -359,11 +363,14 @@ def plot_costs(summary: dict, path: Path) -> None:
     singles = [la["single_labels"] * SECONDS_PER_LABEL / 60 for _, la in rows]
     seen = [la["batch_items_seen"] * SECONDS_PER_BATCH_ITEM / 60 for _, la in rows]
     rejections = [la["batch_rejections"] * SECONDS_PER_REJECTION / 60 for _, la in rows]
+    corrections = [la.get("corrections", 0) * SECONDS_PER_CORRECTION / 60 for _, la in rows]
     with figure(path, (6.4, 3.2)) as ax:
         ax.barh(names, singles, color="#1d4ed8", label=f"single labels ({SECONDS_PER_LABEL} s)")
         ax.barh(names, seen, left=singles, color="#60a5fa", label=f"batch items seen ({SECONDS_PER_BATCH_ITEM} s)")
-        ax.barh(names, rejections, left=[a + b for a, b in zip(singles, seen, strict=True)], color="#f87171",
-                label=f"rejections ({SECONDS_PER_REJECTION} s)")
+        left = [a + b for a, b in zip(singles, seen, strict=True)]
+        ax.barh(names, rejections, left=left, color="#f87171", label=f"rejections ({SECONDS_PER_REJECTION} s)")
+        left = [a + b for a, b in zip(left, rejections, strict=True)]
+        ax.barh(names, corrections, left=left, color="#f59e0b", label=f"corrections ({SECONDS_PER_CORRECTION} s)")
         ax.set_xlabel("modeled human minutes to label every item")
         ax.legend(fontsize=8)
         ax.grid(axis="x", alpha=0.3)
@@ -405,15 +412,17 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | {statistics.fmean(active[n] for n in steps):.3f} | "
                          f"{statistics.fmean(random[n] for n in steps):.3f} | {ahead} of {len(steps)} steps |")
     if any(s.get("label_all") for s in report["datasets"].values()):
-        lines += ["", "| dataset | single labels | batch items seen | rejections | proposal precision | "
-                      "final label accuracy | modeled time | per item |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| dataset | single labels | batch items seen | rejections | corrections | missed | "
+                      "proposal precision | final label accuracy | first batch at (labels) | modeled time | per item |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["datasets"].items():
         la = s.get("label_all")
         if la:
             lines.append(
                 f"| {name} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
+                f"{la.get('corrections', 0):,} | {la.get('missed', 0):,} | "
                 f"{share(la['proposal_precision'])} | {share(la['final_label_accuracy'])} | "
+                f"{la.get('first_batch_at') if la.get('first_batch_at') is not None else '—'} | "
                 f"{la['seconds'] / 60:.0f} min | {la['seconds_per_item']:.2f} s |"
             )
     return "\n".join(lines) + "\n"

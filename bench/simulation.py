@@ -49,6 +49,8 @@ from projects.services import ProjectError, do_add_member
 SECONDS_PER_LABEL = 2.5
 SECONDS_PER_BATCH_ITEM = 0.3
 SECONDS_PER_REJECTION = 1.0
+# A wrong tile given its right class in the grid (instead of an untick): the person saw it and chose.
+SECONDS_PER_CORRECTION = 2.0
 HOLDOUT_REASON = "held out by simulate: never shown, used to measure accuracy"
 
 
@@ -67,6 +69,9 @@ class Options:
     seed: int = 0
     label_all: bool = False
     reference: bool = False  # also fit the product's head on every pool label: the "all labels" yardstick
+    # Each wrong proposal in a batch is missed with this probability: it stays ticked and becomes a wrong
+    # label (costing nothing extra); the others are corrected in the grid.
+    reviewer_miss_rate: float = 0.0
     cache: Path | None = None  # embedding cache kept between runs (content hash -> vector)
     progress: Callable[[str, int, int], None] | None = None
 
@@ -76,11 +81,13 @@ class LabelAll:
     single_labels: int = 0
     batch_items_seen: int = 0
     batch_rejections: int = 0
+    corrections: int = 0
+    missed: int = 0
     batches: int = 0
 
     def modeled_seconds(self) -> float:
         return (self.single_labels * SECONDS_PER_LABEL + self.batch_items_seen * SECONDS_PER_BATCH_ITEM
-                + self.batch_rejections * SECONDS_PER_REJECTION)
+                + self.batch_rejections * SECONDS_PER_REJECTION + self.corrections * SECONDS_PER_CORRECTION)
 
 
 @dataclass
@@ -218,6 +225,9 @@ class Simulation:
         self.o = options
         self.work = work
         self.rng = random.Random(options.seed)
+        # The reviewer's slips draw from their own stream, so a miss rate changes nothing else's draws.
+        self.slips = random.Random(options.seed + 1_000_003)
+        self.first_batch_at: int | None = None
 
     def run(self) -> Result:
         from modeling.tasks import embed_project
@@ -227,6 +237,8 @@ class Simulation:
             raise SimulationError(f"unknown strategy {o.strategy!r} (active or random)")
         if not 0 <= o.holdout < 1:
             raise SimulationError("--holdout must be at least 0 and below 1")
+        if not 0 <= o.reviewer_miss_rate <= 1:
+            raise SimulationError("--reviewer-miss-rate must be between 0 and 1")
         settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # import and prepare without triggering tasks
         # Never write into the user's folders: models go to the throwaway area, no judgements CSV.
         config = dataclasses.replace(load_config(o.config), model_directory=self.work / "models", judgements_file=None)
@@ -268,6 +280,7 @@ class Simulation:
             if not self._label_one():
                 break
             labels += 1
+            self._note_first_batch(labels)
             if labels % o.step == 0:
                 result.curve.append({"labels": labels, "accuracy": self.holdout_accuracy()})
             self._progress("curve", labels, min(o.budget, pool))
@@ -288,6 +301,11 @@ class Simulation:
                             time_taken=SECONDS_PER_LABEL)
         return True
 
+    def _note_first_batch(self, labels: int) -> None:
+        """Remember how many human labels there were when a review batch first existed."""
+        if self.first_batch_at is None and any(available_by_class(self.project).values()):
+            self.first_batch_at = labels
+
     def _label_all(self, already: int) -> dict:
         counts = LabelAll(single_labels=already)
         project = self.project
@@ -304,34 +322,45 @@ class Simulation:
                 leased = lease_batch(project, user=self.user, label=label, rng=self.rng)
                 if leased is not None and leased.proposals:
                     ids = [p.item_id for p in leased.proposals]
-                    accepted = [i for i in ids if self.truth[i] == label]
-                    rejected = [i for i in ids if self.truth[i] != label]
+                    wrong = [i for i in ids if self.truth[i] != label]
+                    # A wrong tile is corrected in the grid (2.0 s beats an untick and a later single label,
+                    # 1.0 + 2.5 s) unless the reviewer misses it and it stays ticked.
+                    missed = [i for i in wrong if self.slips.random() < self.o.reviewer_miss_rate]
+                    corrected = {i: self.truth[i] for i in wrong if i not in missed}
+                    accepted = [i for i in ids if i not in corrected]
                     do_confirm_batch(
-                        project, user=self.user, label=label, accepted=accepted, rejected=rejected,
-                        time_taken=len(ids) * SECONDS_PER_BATCH_ITEM + len(rejected) * SECONDS_PER_REJECTION,
+                        project, user=self.user, label=label, accepted=accepted, rejected=[], corrected=corrected,
+                        time_taken=len(ids) * SECONDS_PER_BATCH_ITEM + len(corrected) * SECONDS_PER_CORRECTION,
                         rng=self.rng,
                     )
                     counts.batches += 1
                     counts.batch_items_seen += len(ids)
-                    counts.batch_rejections += len(rejected)
+                    counts.corrections += len(corrected)
+                    counts.missed += len(missed)
                     continue
             if not self._label_one():
                 break  # nothing left that the queue hands out (should not happen: reported below)
             counts.single_labels += 1
+            self._note_first_batch(counts.single_labels)
         current = dict(
             Judgement.objects.filter(project=project, is_current=True).values_list("item_id", "label")
         )
         pool_ids = list(pool.values_list("id", flat=True))
         correct = sum(current.get(i) == self.truth[i] for i in pool_ids)
         seen = counts.batch_items_seen
+        wrong_seen = counts.batch_rejections + counts.corrections + counts.missed
         return {
             "single_labels": counts.single_labels,
             "batch_items_seen": seen,
             "batch_rejections": counts.batch_rejections,
+            "corrections": counts.corrections,
+            "missed": counts.missed,
+            "reviewer_miss_rate": self.o.reviewer_miss_rate,
+            "first_batch_at": self.first_batch_at,
             "batches": counts.batches,
             "unlabelled_left": sum(i not in current for i in pool_ids),
             "final_label_accuracy": round(correct / len(pool_ids), 6) if pool_ids else None,
-            "proposal_precision": round((seen - counts.batch_rejections) / seen, 6) if seen else None,
+            "proposal_precision": round((seen - wrong_seen) / seen, 6) if seen else None,
             "seconds": round(counts.modeled_seconds(), 1),
             "seconds_per_item": round(counts.modeled_seconds() / len(pool_ids), 4) if pool_ids else None,
         }
@@ -436,6 +465,7 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             "--strategy", options["strategy"], "--budget", str(options["budget"]), "--step", str(options["step"]),
             "--holdout", str(options["holdout"]), "--seed", str(options["seed"]),
             "--cache", str(Path(options["cache"]).resolve()),
+            "--reviewer-miss-rate", str(options["reviewer_miss_rate"]),
         ]
         if options["label_all"]:
             argv.append("--label-all")
@@ -454,7 +484,7 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
         label_all=options["label_all"], reference=options["reference"],
-        cache=Path(options["cache"]) if options["cache"] else None,
+        cache=Path(options["cache"]) if options["cache"] else None, reviewer_miss_rate=options["reviewer_miss_rate"],
         progress=None if options["no_progress"] else text_progress(),
     )
     started = time.monotonic()
@@ -472,5 +502,6 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
     if result.label_all:
         la = result.label_all
         summary += (f"; label-all: {la['single_labels']} single labels, {la['batch_items_seen']} batch items "
-                    f"({la['batch_rejections']} rejected), {la['seconds_per_item']} s/item modeled")
+                    f"({la['corrections']} corrected, {la['missed']} missed), {la['seconds_per_item']} s/item modeled, "
+                    f"final label accuracy {la['final_label_accuracy']}")
     stdout.write(f"{summary} ({time.monotonic() - started:.0f} s)")

@@ -224,19 +224,20 @@ class ProposalViewSet(ViewSet):
     @extend_schema(request=ConfirmBatchSerializer, responses=ConfirmResultSerializer)
     @action(detail=True, methods=["post"], url_path="proposals/confirm", url_name="proposals-confirm")
     def confirm(self, request: Request, project_id: int) -> Response:
-        """Accepted items become judgements (source confirmed_proposal); rejected ones go back to the queue."""
+        """Accepted items become judgements (source confirmed_proposal), corrected ones human labels of the
+        class given (corrected_proposal); rejected ones go to their next-likeliest class or the queue."""
         project = self.project
         serializer = ConfirmBatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = do_confirm_batch(
             project, user=signed_in(request), label=data["label"], accepted=data["accepted"], rejected=data["rejected"],
-            time_taken=data.get("time_taken"),
+            corrected=data.get("corrected"), time_taken=data.get("time_taken"),
         )
         return Response(
             {
                 "batch": result.batch.pk, "label": result.batch.label, "accepted": len(result.accepted),
-                "rejected": len(result.rejected), "skipped": result.skipped, "audit": result.audit,
-                "paused": result.paused,
+                "rejected": len(result.rejected), "corrected": len(result.corrected), "skipped": result.skipped,
+                "audit": result.audit, "paused": result.paused,
             }
         )

@@ -35,9 +35,9 @@ PAUSE_MIN_SEEN = 20
 
 
 def human_label_count(project: Project) -> int:
-    return Judgement.objects.filter(
-        project=project, is_current=True, source__in=[JudgementSource.HUMAN, JudgementSource.IMPORTED]
-    ).count()
+    """Labels a person chose (one by one, imported, or a correction in a batch), not confirmations."""
+    chosen = [JudgementSource.HUMAN, JudgementSource.IMPORTED, JudgementSource.CORRECTED_PROPOSAL]
+    return Judgement.objects.filter(project=project, is_current=True, source__in=chosen).count()
 
 
 def active_pauses(project: Project) -> dict[str, ProposalPause]:

@@ -3,17 +3,18 @@
 1. A class whose name is a single letter or digit gets that key (digits 0-9 press their own key).
 2. Otherwise classes get 1-9 by position, where that digit is not already some class's own key.
 3. Plus the first letter of the name, where no other class starts with it.
-`s` and `u` stay reserved for skip and undo.
+`s` and `u` stay reserved for skip and undo; on the batch grid `x` and `a` too (untick, tick all).
 """
 
 from __future__ import annotations
 
-RESERVED = {"s", "u"}
+RESERVED = frozenset({"s", "u"})
+BATCH_RESERVED_KEYS = RESERVED | {"x", "a"}
 
 
-def class_hotkeys(classes: list[str]) -> list[dict]:
+def class_hotkeys(classes: list[str], *, reserved: frozenset[str] = RESERVED) -> list[dict]:
     keys: list[list[str]] = [[] for _ in classes]
-    taken: set[str] = set(RESERVED)
+    taken: set[str] = set(reserved)
     for index, name in enumerate(classes):
         own = name.strip().lower()
         if len(own) == 1 and own.isalnum() and own not in taken:

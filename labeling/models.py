@@ -13,6 +13,8 @@ class Stage(models.TextChoices):
 class JudgementSource(models.TextChoices):
     HUMAN = "human", "Human"
     CONFIRMED_PROPOSAL = "confirmed_proposal", "Confirmed proposal"
+    # A person gave a wrongly proposed tile its right class in the batch grid: a human label.
+    CORRECTED_PROPOSAL = "corrected_proposal", "Corrected in a batch"
     SEARCH_BATCH = "search_batch", "Confirmed text-search batch"
     IMPORTED = "imported", "Imported from judgements file"
 
@@ -116,6 +118,7 @@ class ProposalBatch(models.Model):
     size = models.PositiveIntegerField(default=0)
     accepted = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
+    corrected = models.PositiveIntegerField(default=0, help_text="Tiles given another class in the grid")
     time_taken = models.FloatField(null=True, blank=True, help_text="Seconds the reviewer spent on the batch")
     # Drawn at random on submission (project.audit_share): its accepted items are then labelled again
     # one by one, blind, to measure how far batch confirmations can be trusted.
@@ -151,6 +154,8 @@ class Proposal(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     audit_status = models.CharField(max_length=12, choices=AuditStatus.choices, default=AuditStatus.NONE, blank=True)
     audit_label = models.CharField(max_length=200, blank=True)
+    # The class the reviewer gave the item instead (the proposal then counts as rejected).
+    corrected_label = models.CharField(max_length=200, blank=True)
     audited_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -11,7 +11,7 @@ simulations. Errors are the labeling domain errors; views turn them into 400 / 4
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +39,7 @@ from .models import (
     Stage,
 )
 from .services import validate_label
+from .signals import announce_proposals_rejected
 
 MAX_BATCH_ITEMS = 100
 # ... and proposed again once the model has been retrained on this many more human labels.
@@ -335,6 +336,7 @@ class ConfirmResult:
     batch: ProposalBatch
     accepted: list[int]
     rejected: list[int]
+    corrected: list[int]  # given another class in the grid: human labels of that class
     skipped: list[int]  # items someone labelled one by one while the batch was open
     audit: bool
     paused: bool  # this class's measured precision fell below target: no more proposals until retrained
@@ -347,14 +349,18 @@ def do_confirm_batch(
     label: str,
     accepted: Sequence[int | str],
     rejected: Sequence[int | str],
+    corrected: Mapping[int, str] | Mapping[str, str] | None = None,
     time_taken: float | None = None,
     rng: random.Random | None = None,
     now: datetime | None = None,
 ) -> ConfirmResult:
-    """Accepted items become judgements of `label` by `user`; rejected proposals are closed for good.
+    """Accepted items become judgements of `label` by `user`; corrected items become judgements of the
+    class the person gave them (a human label, source corrected_proposal); rejected proposals are closed
+    for good (the model may propose the item's next-likeliest class instead, or it waits in the queue).
 
-    All or nothing: an id that is not in the user's open batch, or a label that is not the batch's,
-    writes nothing. Unmentioned proposals of the batch go back to the pool.
+    All or nothing: an id that is not in the user's open batch, a label that is not the batch's, or a
+    correction to something that is not another class of the project writes nothing. Unmentioned
+    proposals of the batch go back to the pool.
     """
     validate_label(project, label)
     rng = rng or random.Random()
@@ -362,14 +368,20 @@ def do_confirm_batch(
     try:
         accepted_ids = [int(i) for i in accepted]
         rejected_ids = [int(i) for i in rejected]
-    except (TypeError, ValueError):
-        raise BatchError("accepted and rejected must be lists of item ids") from None
-    both = set(accepted_ids) & set(rejected_ids)
+        corrections = {int(i): c for i, c in (corrected or {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        raise BatchError("accepted and rejected must be lists of item ids, corrected a map of id to class") from None
+    for item_id, correction in corrections.items():
+        validate_label(project, correction)
+        if correction == label:
+            raise BatchError(f"item {item_id}: {label!r} is this batch's own class; accept it instead of correcting")
+    groups = [set(accepted_ids), set(rejected_ids), set(corrections)]
+    both = (groups[0] & groups[1]) | (groups[0] & groups[2]) | (groups[1] & groups[2])
     if both:
-        raise BatchError(f"items both accepted and rejected: {sorted(both)}")
-    if not accepted_ids and not rejected_ids:
+        raise BatchError(f"items with two answers (both accepted and rejected, or corrected too): {sorted(both)}")
+    if not accepted_ids and not rejected_ids and not corrections:
         raise BatchError("nothing to confirm: list the accepted and rejected item ids")
-    mentioned = accepted_ids + rejected_ids
+    mentioned = accepted_ids + rejected_ids + list(corrections)
 
     with transaction.atomic():
         batch_id = (
@@ -403,21 +415,27 @@ def do_confirm_batch(
         source = (
             JudgementSource.CONFIRMED_PROPOSAL if batch.origin == ProposalOrigin.MODEL else JudgementSource.SEARCH_BATCH
         )
-        items = {i.pk: i for i in Item.objects.select_for_update().filter(pk__in=accepted_ids)}
-        done_accepted, skipped = [], []
-        for item_id in accepted_ids:
+        items = {i.pk: i for i in Item.objects.select_for_update().filter(pk__in=accepted_ids + list(corrections))}
+        picked_by = "proposal" if batch.origin == ProposalOrigin.MODEL else "search"
+        done_accepted: list[int] = []
+        done_corrected: list[int] = []
+        skipped: list[int] = []
+        for item_id in accepted_ids + list(corrections):
             item = items[item_id]
             if item.status != ItemStatus.UNLABELLED:
                 skipped.append(item_id)
                 continue
+            given = corrections.get(item_id, label)
             Judgement.objects.create(
-                project=project, item=item, label=label, user=user, labelled_by=user.get_username(),
-                stage=Stage.TRAIN, source=source, time_taken=per_item,
-                picked_by="proposal" if batch.origin == ProposalOrigin.MODEL else "search",
+                project=project, item=item, label=given, user=user, labelled_by=user.get_username(),
+                stage=Stage.TRAIN, source=source if item_id not in corrections else JudgementSource.CORRECTED_PROPOSAL,
+                time_taken=per_item, picked_by=picked_by,
             )
-            done_accepted.append(item_id)
-        if done_accepted:
-            Item.objects.filter(pk__in=done_accepted).update(status=ItemStatus.LABELLED, **LEASE_CLEARED)
+            (done_corrected if item_id in corrections else done_accepted).append(item_id)
+        if done_accepted or done_corrected:
+            Item.objects.filter(pk__in=done_accepted + done_corrected).update(
+                status=ItemStatus.LABELLED, **LEASE_CLEARED
+            )
         audit = batch.origin == ProposalOrigin.MODEL and bool(done_accepted) and rng.random() < project.audit_share
         closing = {"reviewed_by": user, "reviewed_at": now, "closed_at": now, "leased_until": None}
         Proposal.objects.filter(batch=batch, item_id__in=done_accepted).update(
@@ -425,16 +443,24 @@ def do_confirm_batch(
         )
         Proposal.objects.filter(batch=batch, item_id__in=skipped).update(status=ProposalStatus.SUPERSEDED, **closing)
         Proposal.objects.filter(batch=batch, item_id__in=rejected_ids).update(status=ProposalStatus.REJECTED, **closing)
+        for item_id in done_corrected:  # the model's class was wrong: a rejection that says the right one
+            Proposal.objects.filter(batch=batch, item_id=item_id).update(
+                status=ProposalStatus.REJECTED, corrected_label=corrections[item_id], **closing
+            )
         # Unmentioned ones go back to the pool for someone else.
         Proposal.objects.filter(batch=batch, status=ProposalStatus.PENDING).update(batch=None, leased_until=None)
         ProposalBatch.objects.filter(pk=batch.pk).update(
             status=BatchStatus.SUBMITTED, submitted_at=now, accepted=len(done_accepted), rejected=len(rejected_ids),
-            time_taken=time_taken, audit=audit,
+            corrected=len(done_corrected), time_taken=time_taken, audit=audit,
         )
-        if done_accepted:
+        if done_accepted or done_corrected:
             after_change(project)
+        if rejected_ids and batch.origin == ProposalOrigin.MODEL:
+            # An untick says "not this class" only: the model may now propose the next-likeliest one.
+            announce_proposals_rejected(project)
         paused = batch.origin == ProposalOrigin.MODEL and pause_if_below_target(project, label=label, now=now)
     batch.refresh_from_db()
     return ConfirmResult(
-        batch=batch, accepted=done_accepted, rejected=rejected_ids, skipped=skipped, audit=audit, paused=paused
+        batch=batch, accepted=done_accepted, rejected=rejected_ids, corrected=done_corrected, skipped=skipped,
+        audit=audit, paused=paused,
     )

@@ -89,7 +89,16 @@ class ConfirmBatchSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=200)  # type: ignore[assignment]
     accepted = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
     rejected = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
+    corrected = serializers.DictField(
+        child=serializers.CharField(max_length=200), required=False, allow_empty=True,
+        help_text="item id -> the class it really is (another class of the project): a human label",
+    )
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+    def validate_corrected(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 100:
+            raise serializers.ValidationError("at most 100 corrections")
+        return value
 
 
 class ConfirmResultSerializer(serializers.Serializer):
@@ -97,6 +106,7 @@ class ConfirmResultSerializer(serializers.Serializer):
     label = serializers.CharField()  # type: ignore[assignment]
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
+    corrected = serializers.IntegerField(help_text="items given another class in the grid")
     skipped = serializers.ListField(child=serializers.IntegerField(), help_text="labelled by someone else meanwhile")
     audit = serializers.BooleanField(help_text="drawn for an item-by-item check")
     paused = serializers.BooleanField(help_text="the class's measured precision fell below target")

@@ -1,4 +1,5 @@
-"""What the labeling app announces: judgements of a project changed (a label, an undo, a confirmed batch).
+"""What the labeling app announces: judgements of a project changed (a label, an undo, a confirmed batch),
+and model proposals were rejected in a batch.
 
 Sent once the write transaction commits (see `projects/signals.py`). The model loop retrains on it
 (`modeling/receivers.py`) and the judgements file is rewritten (`interchange/receivers.py`).
@@ -13,8 +14,15 @@ from projects.models import Project
 
 # kwargs: project_id.
 judgements_changed = Signal()
+# A reviewer unticked model proposals without saying the right class. kwargs: project_id.
+proposals_rejected = Signal()
 
 
 def announce_judgements_changed(project: Project) -> None:
     project_id = project.pk
     transaction.on_commit(lambda: judgements_changed.send(sender=Project, project_id=project_id))
+
+
+def announce_proposals_rejected(project: Project) -> None:
+    project_id = project.pk
+    transaction.on_commit(lambda: proposals_rejected.send(sender=Project, project_id=project_id))

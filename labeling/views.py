@@ -15,7 +15,7 @@ from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .errors import LabelingError
-from .hotkeys import class_hotkeys
+from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
 from .models import Judgement, Stage
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
@@ -155,6 +155,8 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
     except LabelingError as exc:
         error = str(exc)
     payload = batch_payload(project, leased, ready=available_by_class(project))
+    # Class keys on the batch grid: the labeling page's, less x and a (untick, tick all) used here.
+    keys = class_hotkeys(list(project.classes), reserved=BATCH_RESERVED_KEYS)
     return render(
         request,
         "labeling/review.html",
@@ -167,7 +169,9 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
             "query": query,
             "error": error,
             "is_text": project.data_type != DataType.IMAGES,
-            "config": {"project": project.pk, "size": len(payload["items"])},
+            "config": {"project": project.pk, "size": len(payload["items"]), "label": payload["label"],
+                       "keys": keys},
+            "correction_keys": [k for k in keys if k["keys"] and k["label"] != payload["label"]],
         },
     )
 
@@ -175,7 +179,9 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
 def _submit_batch(request: HttpRequest, project) -> HttpResponse:
     label = request.POST.get("label", "")
     shown = request.POST.getlist("items")
-    ticked = set(request.POST.getlist("accepted"))
+    # A tile given another class (its picker, or a class key in review.js) is a correction, not a rejection.
+    corrected = {i: request.POST[f"correct-{i}"] for i in shown if request.POST.get(f"correct-{i}")}
+    ticked = set(request.POST.getlist("accepted")) - set(corrected)
     query = request.POST.get("q", "")
     try:
         time_taken = float(request.POST["time_taken"]) if request.POST.get("time_taken") else None
@@ -184,12 +190,15 @@ def _submit_batch(request: HttpRequest, project) -> HttpResponse:
     try:
         result = do_confirm_batch(
             project, user=signed_in(request), label=label, accepted=[i for i in shown if i in ticked],
-            rejected=[i for i in shown if i not in ticked], time_taken=time_taken,
+            rejected=[i for i in shown if i not in ticked and i not in corrected], corrected=corrected,
+            time_taken=time_taken,
         )
     except LabelingError as exc:
         messages.error(request, str(exc))
         return redirect(reverse("labeling:review", args=[project.pk]))
     note = f"Confirmed {len(result.accepted)} as {label}, rejected {len(result.rejected)}."
+    if result.corrected:
+        note = note[:-1] + f", corrected {len(result.corrected)}."
     if result.skipped:
         note += f" {len(result.skipped)} had been labelled by someone else meanwhile."
     if result.paused:

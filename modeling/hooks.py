@@ -65,8 +65,10 @@ class UncertaintyOrdering:
                 fresh.append(item_id)
         # Items whose proposal a person rejected are the model's confident mistakes: they teach it most,
         # so they come first among the active picks (their true class is still unknown).
+        # One now proposed as its next-likeliest class waits in that class's batches instead.
         rejected = list(
             pool.filter(Exists(Proposal.objects.filter(item=OuterRef("pk"), status=ProposalStatus.REJECTED)))
+            .exclude(Exists(Proposal.objects.filter(item=OuterRef("pk"), status=ProposalStatus.PENDING)))
             .order_by("id")
             .values_list("id", flat=True)[:limit]
         )

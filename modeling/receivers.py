@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from labeling.signals import judgements_changed
+from labeling.signals import judgements_changed, proposals_rejected
 from projects.models import Project
 from projects.signals import items_added, settings_changed
 
@@ -32,6 +32,12 @@ def embed_new_items(sender, *, project_id: int, **kwargs) -> None:
 @receiver(judgements_changed, dispatch_uid="modeling.retrain")
 def retrain(sender, *, project_id: int, **kwargs) -> None:
     request_training(project_id)
+
+
+@receiver(proposals_rejected, dispatch_uid="modeling.repropose_rejected")
+def repropose_rejected(sender, *, project_id: int, **kwargs) -> None:
+    # An unticked item may belong to its next-likeliest class: propose that one if it clears the rule.
+    request_proposals(project_id)
 
 
 @receiver(settings_changed, dispatch_uid="modeling.follow_settings")

@@ -393,6 +393,7 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
             item__status=ItemStatus.UNLABELLED,
         ).values_list("item_id", "confidence")
         desired.update({item_id: (label, confidence) for item_id, confidence in rows})
+    desired.update(next_likeliest(project, version=version, classes=list(head.classes), thresholds=thresholds))
     result = do_sync_proposals(project, version=version.number, desired=desired)
     ModelState.objects.filter(pk=project.pk, current_version=version).update(proposed_version=version.number)
     ready = sorted(label for label, t in thresholds.items() if t.threshold is not None)
@@ -400,3 +401,32 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
         f"v{version.number} proposals: {result.created} new, {result.kept} kept, {result.withdrawn} withdrawn"
         f" (classes with a threshold: {', '.join(ready) or 'none'})"
     )
+
+
+def next_likeliest(
+    project: Project, *, version: ModelVersion, classes: list[str], thresholds: dict
+) -> dict[int, tuple[str, float]]:
+    """Unlabelled items whose proposal a reviewer unticked without naming the right class: their likeliest
+    class not yet rejected for them, where that class's threshold admits the item (item id -> (label,
+    confidence)). The others stay first in line in the single-label queue."""
+    from labeling.models import Proposal, ProposalOrigin, ProposalStatus
+
+    rejected: dict[int, set[str]] = {}
+    for item_id, label in Proposal.objects.filter(
+        project=project, origin=ProposalOrigin.MODEL, status=ProposalStatus.REJECTED,
+        item__status=ItemStatus.UNLABELLED,
+    ).values_list("item_id", "label"):
+        rejected.setdefault(item_id, set()).add(label)
+    out: dict[int, tuple[str, float]] = {}
+    rows = ItemPrediction.objects.filter(project=project, version=version.number, item_id__in=list(rejected))
+    for item_id, scores in rows.values_list("item_id", "scores"):
+        if len(scores) != len(classes):
+            continue
+        for k in sorted(range(len(classes)), key=lambda k: -scores[k]):
+            if classes[k] in rejected[item_id]:
+                continue
+            threshold = thresholds[classes[k]].threshold if classes[k] in thresholds else None
+            if threshold is not None and scores[k] >= threshold:
+                out[item_id] = (classes[k], float(scores[k]))
+            break  # only the likeliest class left: a less likely one would ask the reviewer to guess
+    return out

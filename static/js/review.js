@@ -1,4 +1,5 @@
-// Batch review: every tile starts ticked; click or Space unticks; arrows move; Enter confirms.
+// Batch review: every tile starts ticked; click or Space unticks; a class key (or the tile's picker) gives
+// a wrong tile its right class; arrows move; Enter confirms.
 (function () {
   "use strict";
   const form = document.getElementById("batch-form");
@@ -7,25 +8,46 @@
   const tiles = Array.from(grid.querySelectorAll(".batch-tile"));
   const nAccepted = document.getElementById("n-accepted");
   const nRejected = document.getElementById("n-rejected");
+  const nCorrected = document.getElementById("n-corrected");
+  const configNode = document.getElementById("lb-review-config");
+  const config = configNode ? JSON.parse(configNode.textContent) : {};
+  const keyToClass = new Map();
+  (config.keys || []).forEach((entry) => entry.keys.forEach((k) => keyToClass.set(k, entry.label)));
   const started = performance.now();
   let submitted = false;
 
   function refresh() {
     let accepted = 0;
+    let corrected = 0;
     tiles.forEach((tile) => {
       const box = tile.querySelector(".batch-check");
-      tile.classList.toggle("rejected", !box.checked);
+      const picker = tile.querySelector(".batch-correct");
+      const correction = picker ? picker.value : "";
+      tile.classList.toggle("rejected", !box.checked && !correction);
+      tile.classList.toggle("corrected", Boolean(correction));
       tile.setAttribute("aria-checked", box.checked ? "true" : "false");
-      if (box.checked) accepted += 1;
+      if (correction) corrected += 1;
+      else if (box.checked) accepted += 1;
     });
     nAccepted.textContent = accepted;
-    nRejected.textContent = tiles.length - accepted;
+    if (nCorrected) nCorrected.textContent = corrected;
+    nRejected.textContent = tiles.length - accepted - corrected;
+  }
+
+  // The tile's answer: null = the batch's class (ticked), "" = not it (unticked), or another class.
+  function answer(tile, value) {
+    const box = tile.querySelector(".batch-check");
+    const picker = tile.querySelector(".batch-correct");
+    if (picker) picker.value = value || "";
+    box.checked = value === null;
+    refresh();
   }
 
   function toggle(tile) {
     const box = tile.querySelector(".batch-check");
-    box.checked = !box.checked;
-    refresh();
+    const picker = tile.querySelector(".batch-correct");
+    // Space on a corrected tile takes the correction back (ticked again); otherwise it flips the tick.
+    answer(tile, (picker && picker.value) || !box.checked ? null : "");
   }
 
   function focusTile(index) {
@@ -42,7 +64,16 @@
 
   tiles.forEach((tile, index) => {
     tile.setAttribute("role", "checkbox");
-    tile.querySelector(".batch-check").addEventListener("change", refresh);
+    tile.querySelector(".batch-check").addEventListener("change", () => {
+      const picker = tile.querySelector(".batch-correct");
+      if (picker && tile.querySelector(".batch-check").checked) picker.value = "";
+      refresh();
+    });
+    const picker = tile.querySelector(".batch-correct");
+    if (picker) {
+      picker.addEventListener("click", (event) => event.stopPropagation());  // the tile is a label: no toggle
+      picker.addEventListener("change", () => answer(tile, picker.value || null));
+    }
     tile.addEventListener("focus", () => tiles.forEach((t, i) => t.setAttribute("tabindex", i === index ? "0" : "-1")));
   });
 
@@ -61,21 +92,22 @@
       case "ArrowDown": event.preventDefault(); focusTile(Math.min(tiles.length - 1, at + columns())); break;
       case "ArrowUp": event.preventDefault(); focusTile(Math.max(0, at - columns())); break;
       case "a":
-        tiles.forEach((t) => { t.querySelector(".batch-check").checked = true; });
-        refresh();
+        tiles.forEach((t) => answer(t, null));
         break;
       case "Enter":
         event.preventDefault();
         if (!submitted) form.requestSubmit();
         break;
       default:
+        if (current !== -1 && keyToClass.has(event.key.toLowerCase())) {
+          event.preventDefault();
+          const name = keyToClass.get(event.key.toLowerCase());
+          answer(tiles[current], name === config.label ? null : name);
+        }
     }
   });
 
-  document.getElementById("tick-all").addEventListener("click", () => {
-    tiles.forEach((t) => { t.querySelector(".batch-check").checked = true; });
-    refresh();
-  });
+  document.getElementById("tick-all").addEventListener("click", () => tiles.forEach((t) => answer(t, null)));
 
   form.addEventListener("submit", (event) => {
     if (submitted) { event.preventDefault(); return; }

@@ -35,7 +35,8 @@ def write_dataset(root: Path) -> Path:
 
 
 def run_all(bench: LabelEfficiencyBench, runs: list[Run], *, root: Path, out: Path, resume: bool) -> None:
-    options = {"budget": 25, "step": 5, "jobs": 1, "resume": resume, "cache": str(out / "cache")}
+    options = {"budget": 25, "step": 5, "jobs": 1, "resume": resume, "cache": str(out / "cache"),
+               "reviewer_miss_rate": 0.0}
     configs = {NAME: dataset_config(NAME, root, out)}
     bench.run_all(runs, configs=configs, root=root, out=out, options=options)
 
@@ -51,7 +52,7 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
     active_path, random_path = (out / "simulate" / f"{run.name}.json" for run in runs)
     active, first_random = json.loads(active_path.read_text()), json.loads(random_path.read_text())
     assert active["bench"] == {"budget": 25, "step": 5, "label_all": False, "reference": True,
-                               "proposal_guarantee": "", "commit": git_commit()}
+                               "proposal_guarantee": "", "reviewer_miss_rate": 0.0, "commit": git_commit()}
     assert first_random["bench"]["reference"] is False and "reference" not in first_random
     assert [p["labels"] for p in active["curve"]] == [5, 10, 15, 20, 25]
 
@@ -74,8 +75,13 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
 def test_only_results_made_with_the_same_settings_are_reusable():
     run = Run(NAME, "active", 0, True)
     result = {"strategy": "active", "seed": 0,
-              "bench": {"budget": 200, "step": 10, "label_all": True, "reference": True, "commit": "abc"}}
+              "bench": {"budget": 200, "step": 10, "label_all": True, "reference": True, "reviewer_miss_rate": 0.0,
+                        "commit": "abc"}}
     assert reusable(result, run, budget=200, step=10)
+    # A reviewer who misses 5% is another run; one stamped before misses and corrections existed matches none.
+    assert not reusable(result, Run(NAME, "active", 0, True, "", 0.05), budget=200, step=10)
+    before = {**result, "bench": {k: v for k, v in result["bench"].items() if k != "reviewer_miss_rate"}}
+    assert not reusable(before, run, budget=200, step=10)
     assert not reusable(result, run, budget=100, step=10)
     assert not reusable(result, run, budget=200, step=5)
     assert not reusable(result, Run(NAME, "active", 0, False), budget=200, step=10)  # no label-all wanted

@@ -53,12 +53,16 @@ def test_it_measures_a_curve_labels_everything_and_is_deterministic(tmp_path):
     assert first["curve"][0]["accuracy"] is None and first["curve"][1]["accuracy"] is None
     assert first["curve"][-1]["accuracy"] >= 0.8  # two topics the encoder separates well
     la = first["label_all"]
-    assert set(la) >= {"single_labels", "batch_items_seen", "batch_rejections", "final_label_accuracy",
-                       "proposal_precision", "seconds"}
-    assert la["unlabelled_left"] == 0 and la["final_label_accuracy"] == 1.0  # a truthful annotator
-    assert la["single_labels"] + la["batch_items_seen"] - la["batch_rejections"] >= 30
+    assert set(la) >= {"single_labels", "batch_items_seen", "batch_rejections", "corrections", "missed",
+                       "first_batch_at", "final_label_accuracy", "proposal_precision", "seconds"}
+    # A truthful annotator and a reviewer who misses nothing: every wrong tile is corrected in the grid.
+    assert la["unlabelled_left"] == 0 and la["final_label_accuracy"] == 1.0 and la["missed"] == 0
+    assert la["batch_rejections"] == 0
+    assert la["single_labels"] + la["batch_items_seen"] >= 30
     assert la["seconds"] == pytest.approx(2.5 * la["single_labels"] + 0.3 * la["batch_items_seen"]
-                                          + 1.0 * la["batch_rejections"], abs=0.1)
+                                          + 2.0 * la["corrections"], abs=0.1)
+    # Labels before the first review batch existed: none here (40 items never give 59 TEST items a class).
+    assert (la["first_batch_at"] is None) == (la["batches"] == 0)
 
     # The same seed gives the same result; the cache made the second run skip the encoder.
     assert (tmp_path / "cache").is_dir() and any((tmp_path / "cache").iterdir())

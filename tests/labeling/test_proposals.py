@@ -296,8 +296,8 @@ def test_the_api_leases_and_confirms_batches(topics, alice, bob, charlie):
                  {"label": "food", "accepted": ids[:2], "rejected": ids[2:], "time_taken": 3}, format="json")
     assert r.status_code == 200, r.content
     assert r.json() | {"audit": None} == {
-        "batch": body["batch"], "label": "food", "accepted": 2, "rejected": 1, "skipped": [], "audit": None,
-        "paused": False,
+        "batch": body["batch"], "label": "food", "accepted": 2, "rejected": 1, "corrected": 0, "skipped": [],
+        "audit": None, "paused": False,
     }
     stats = api.get(f"/api/projects/{project.pk}/stats/").json()
     assert stats["proposals"]["accepted"] == 2 and stats["proposals"]["rejected"] == 1

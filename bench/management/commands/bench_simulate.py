@@ -24,6 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-label-all", action="store_true", help="skip the label-everything runs")
         parser.add_argument("--proposal-guarantee", choices=ProposalGuarantee.values, default="",
                             help="the simulated projects' proposal guarantee (default: the product's, each_class)")
+        parser.add_argument("--reviewer-miss-rate", type=float, default=0.05,
+                            help="share of wrong proposals the simulated reviewer misses in batches (default 0.05)")
         parser.add_argument("--jobs", type=int, default=1,
                             help="simulations at once, each with cpus/jobs torch threads (default 1)")
         parser.add_argument("--resume", action="store_true",

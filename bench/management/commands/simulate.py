@@ -1,7 +1,8 @@
 """Simulate labeling a dataset with known labels and measure label efficiency (see bench/simulation.py).
 
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \\
-        [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all]
+        [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all] \\
+        [--reviewer-miss-rate 0.05]
 
 It never touches your database or your data folders: the command runs itself again in a child process
 with a throwaway SQLite database and data folder (deleted afterwards), where the real services and
@@ -33,6 +34,8 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--label-all", action="store_true",
                             help="then go on until every item has a label (single labels and proposal batches)")
+        parser.add_argument("--reviewer-miss-rate", type=float, default=0.0,
+                            help="chance that the reviewer misses a wrong proposal in a batch (it stays ticked)")
         parser.add_argument("--reference", action="store_true",
                             help="also report the holdout accuracy of the same head trained on every pool label")
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
@@ -44,6 +47,8 @@ class Command(BaseCommand):
             raise CommandError("--budget and --step must be at least 1")
         if not 0 <= options["holdout"] < 1:
             raise CommandError("--holdout must be at least 0 and below 1")
+        if not 0 <= options["reviewer_miss_rate"] <= 1:
+            raise CommandError("--reviewer-miss-rate must be between 0 and 1")
         for name in ("config", "oracle"):
             if not Path(options[name]).is_file():
                 raise CommandError(f"--{name}: file not found: {options[name]}")
