@@ -86,16 +86,8 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
                 project, fields=[name for name, value in values.items() if getattr(existing, name) != value]
             )
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})
-        added, rejected = do_add_items(project, records=scan.records)
-        result = ImportResult(
-            project=project,
-            created_project=created_project,
-            created_user=created_user,
-            items_added=added,
-            items_rejected=rejected,
-            items_existing=scan.skipped_existing,
-            warnings=scan.warnings,
-        )
+        ingested = do_add_items(project, scan=scan)
+        result = ImportResult(**vars(ingested), created_project=created_project, created_user=created_user)
         if judgement_rows:
             imported, problems = do_import_judgement_rows(
                 project, rows=judgement_rows, config_dir=config.path.parent

@@ -78,11 +78,12 @@ def scan_dataset(
                        warnings=list(reader.report.warnings))
 
 
-def do_add_items(project: Project, *, records: list[ItemRecord]) -> tuple[int, int]:
-    """Insert scanned records as items (rejected files too, with their reason). Returns (added, rejected).
+def do_add_items(project: Project, *, scan: DatasetScan) -> IngestResult:
+    """Insert a scan's records as items (rejected files too, with their reason).
 
     Runs inside the caller's transaction; the caller announces `items_added` once it knows the whole
     write stands."""
+    records = scan.records
     objects = [
         Item(
             project=project,
@@ -101,7 +102,8 @@ def do_add_items(project: Project, *, records: list[ItemRecord]) -> tuple[int, i
     for start in range(0, len(objects), BULK_BATCH):
         Item.objects.bulk_create(objects[start : start + BULK_BATCH])
     rejected = sum(1 for r in records if r.rejection_reason)
-    return len(objects), rejected
+    return IngestResult(project=project, items_added=len(objects), items_rejected=rejected,
+                        items_existing=scan.skipped_existing, warnings=list(scan.warnings))
 
 
 def do_ingest_directory(project: Project, *, progress: bool = False) -> IngestResult:
@@ -117,16 +119,10 @@ def do_ingest_directory(project: Project, *, progress: bool = False) -> IngestRe
         progress=progress,
     )
     with transaction.atomic():
-        added, rejected = do_add_items(project, records=scan.records)
-        if added:
+        result = do_add_items(project, scan=scan)
+        if result.items_added:
             announce_items_added(project)
-    return IngestResult(
-        project=project,
-        items_added=added,
-        items_rejected=rejected,
-        items_existing=scan.skipped_existing,
-        warnings=scan.warnings,
-    )
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
