@@ -1,17 +1,19 @@
 """Quality checks on proposals: the precision people measured, pauses when it falls short, and audits.
 
 An audit is a blind second look, item by item, at a confirmed batch; an overturned confirmation counts
-against the class's measured precision, and a class below the target stops being proposed until the
-model has learnt from more human labels.
+against the class's measured precision. What is measured feeds the next version's batch thresholds
+(modeling/ml/review.py), and a class clearly below the review floor stops being proposed until the model
+has learnt from more human labels.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.contrib.auth.models import User
-from django.db.models import Case, Count, IntegerField, Q, Value, When
+from django.db.models import Case, Count, IntegerField, Q, Sum, Value, When
 from django.utils import timezone
 
 from projects.models import Item, ItemStatus, Project
@@ -51,6 +53,7 @@ class Measured:
     accepted: int
     overturned: int  # accepted in a batch, then labelled otherwise in an item-by-item audit
     audited: int
+    expected: float = 0.0  # the sum of the model's calibrated confidence over those reviewed: what it expected
 
     @property
     def confirmed(self) -> int:
@@ -77,28 +80,50 @@ def measured_precision(project: Project) -> dict[str, Measured]:
     for label, when in lifted.items():
         reviewed = reviewed.exclude(label=label, reviewed_at__lte=when)
     # One grouped query: the stats API (polled by the labeling page after every label) calls this.
-    rows: dict[str, dict[str, int]] = {
-        row["label"]: {key: row[key] for key in ("seen", "accepted", "overturned", "audited")}
+    rows = {
+        row["label"]: Measured(
+            label=row["label"], seen=row["seen"], accepted=row["accepted"], overturned=row["overturned"],
+            audited=row["audited"], expected=float(row["expected"] or 0.0),
+        )
         for row in reviewed.values("label").annotate(
             seen=Count("id"),
             accepted=Count("id", filter=Q(status=ProposalStatus.ACCEPTED)),
             overturned=Count("id", filter=Q(audit_status=AuditStatus.DISAGREED)),
             audited=Count("id", filter=Q(audit_status__in=[AuditStatus.AGREED, AuditStatus.DISAGREED])),
+            expected=Sum("confidence"),
         )
     }
-    empty = {"seen": 0, "accepted": 0, "overturned": 0, "audited": 0}
-    return {label: Measured(label=label, **rows.get(label, empty)) for label in project.classes}
+    return {
+        label: rows.get(label, Measured(label=label, seen=0, accepted=0, overturned=0, audited=0))
+        for label in project.classes
+    }
 
 
-def pause_if_below_target(project: Project, *, label: str, now: datetime) -> bool:
-    """Stop proposing `label` when its measured precision fell below the target (enough reviews seen)."""
+def precision_upper_bound(confirmed: int, seen: int, *, z: float = 1.645) -> float:
+    """One-sided 95% Wilson upper bound on a class's batch precision (pure arithmetic, no scipy)."""
+    if seen == 0:
+        return 1.0
+    share = confirmed / seen
+    centre = share + z * z / (2 * seen)
+    spread = z * math.sqrt(share * (1 - share) / seen + z * z / (4 * seen * seen))
+    return min(1.0, (centre + spread) / (1 + z * z / seen))
+
+
+def pause_if_below_floor(project: Project, *, label: str, now: datetime) -> bool:
+    """Stop proposing `label` when its batches are clearly below the review precision floor.
+
+    The next version already asks the class for more confidence (modeling/ml/review.py); a pause is the
+    safety net for a class the model cannot tell apart: at least PAUSE_MIN_SEEN reviews, and even the
+    95% upper bound of their precision below the floor, so ordinary batch-to-batch luck never pauses.
+    """
     if ProposalPause.objects.filter(project=project, label=label, lifted_at__isnull=True).exists():
         return True
     m = measured_precision(project)[label]
-    if m.seen < PAUSE_MIN_SEEN or m.precision is None or m.precision >= project.target_precision:
+    floor = project.review_precision_floor
+    if m.seen < PAUSE_MIN_SEEN or m.precision is None or precision_upper_bound(m.confirmed, m.seen) >= floor:
         return False
     ProposalPause.objects.create(
-        project=project, label=label, measured=m.precision, seen=m.seen, target=project.target_precision,
+        project=project, label=label, measured=m.precision, seen=m.seen, target=floor,
         human_labels=human_label_count(project), paused_at=now,
     )
     # Free pending proposals of the class are withdrawn; ones in open batches are still reviewed.
@@ -116,7 +141,7 @@ def record_audit(item: Item, *, user: User, label: str) -> None:
             audit_status=AuditStatus.AGREED if agreed else AuditStatus.DISAGREED, audit_label=label, audited_by=user,
         )
         if not agreed:  # an overturned confirmation lowers the class's measured precision
-            pause_if_below_target(proposal.project, label=proposal.label, now=timezone.now())
+            pause_if_below_floor(proposal.project, label=proposal.label, now=timezone.now())
 
 
 def undo_audit(item_id: int) -> None:

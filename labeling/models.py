@@ -180,8 +180,8 @@ class Proposal(models.Model):
 
 
 class ProposalPause(models.Model):
-    """A class whose measured precision fell below target: not proposed again until the model is retrained
-    on enough new human labels. Kept after it is lifted, for the record."""
+    """A class whose measured batch precision is clearly below the review floor: not proposed again until
+    the model is retrained on enough new human labels. Kept after it is lifted, for the record."""
 
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="proposal_pauses")
     label = models.CharField(max_length=200)

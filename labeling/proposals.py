@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from projects.models import DataType, Item, ItemStatus, Project
 
-from .audits import active_pauses, human_label_count, pause_if_below_target
+from .audits import active_pauses, human_label_count, pause_if_below_floor
 from .errors import BatchConflict, BatchError, InvalidLabel, LabelingError
 from .leases import LEASE_CLEARED, after_change, free_lease
 from .models import (
@@ -339,7 +339,7 @@ class ConfirmResult:
     corrected: list[int]  # given another class in the grid: human labels of that class
     skipped: list[int]  # items someone labelled one by one while the batch was open
     audit: bool
-    paused: bool  # this class's measured precision fell below target: no more proposals until retrained
+    paused: bool  # this class's batches are clearly below the floor: no more proposals until retrained
 
 
 def do_confirm_batch(
@@ -458,7 +458,7 @@ def do_confirm_batch(
         if rejected_ids and batch.origin == ProposalOrigin.MODEL:
             # An untick says "not this class" only: the model may now propose the next-likeliest one.
             announce_proposals_rejected(project)
-        paused = batch.origin == ProposalOrigin.MODEL and pause_if_below_target(project, label=label, now=now)
+        paused = batch.origin == ProposalOrigin.MODEL and pause_if_below_floor(project, label=label, now=now)
     batch.refresh_from_db()
     return ConfirmResult(
         batch=batch, accepted=done_accepted, rejected=rejected_ids, corrected=done_corrected, skipped=skipped,

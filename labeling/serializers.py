@@ -109,4 +109,4 @@ class ConfirmResultSerializer(serializers.Serializer):
     corrected = serializers.IntegerField(help_text="items given another class in the grid")
     skipped = serializers.ListField(child=serializers.IntegerField(), help_text="labelled by someone else meanwhile")
     audit = serializers.BooleanField(help_text="drawn for an item-by-item check")
-    paused = serializers.BooleanField(help_text="the class's measured precision fell below target")
+    paused = serializers.BooleanField(help_text="the class's measured batch precision is clearly below the floor")

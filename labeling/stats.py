@@ -66,6 +66,7 @@ class ProposalStats(TypedDict):
     accepted: int
     rejected: int
     audits_waiting: int
+    review_precision_floor: float
     target_precision: float
     proposal_guarantee: str
     measured_precision: dict[str, MeasuredPrecision]
@@ -188,6 +189,7 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> Proposal
         accepted=totals["accepted"],
         rejected=totals["rejected"],
         audits_waiting=audits,
+        review_precision_floor=project.review_precision_floor,
         target_precision=project.target_precision,
         proposal_guarantee=project.proposal_guarantee,
         measured_precision={

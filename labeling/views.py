@@ -202,7 +202,7 @@ def _submit_batch(request: HttpRequest, project) -> HttpResponse:
     if result.skipped:
         note += f" {len(result.skipped)} had been labelled by someone else meanwhile."
     if result.paused:
-        note += f" {label} proposals are paused: their measured precision fell below the target."
+        note += f" {label} proposals are paused: their measured precision is clearly below the review floor."
     messages.success(request, note)
     if query:
         return redirect(f"{reverse('labeling:review', args=[project.pk])}?{urlencode({'label': label, 'q': query})}")

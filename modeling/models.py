@@ -99,6 +99,9 @@ class ModelVersion(models.Model):
     # `thresholds_target` and the project's guarantee (recomputed when the owner changes either).
     thresholds = models.JSONField(default=dict, blank=True)
     thresholds_target = models.FloatField(null=True, blank=True)
+    # {label: modeling.ml.review.ReviewThreshold}: from which confidence the class's items go to review
+    # batches, at the project's review precision floor.
+    review_thresholds = models.JSONField(default=dict, blank=True)
     proposal_note = models.CharField(max_length=300, blank=True, help_text="Why no class has a threshold, if so")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -15,9 +15,12 @@ from projects.signals import items_added, settings_changed
 
 from .services import request_embedding, request_proposals, request_ranking, request_training
 
-# Settings whose change makes the current model propose again: thresholds depend on the target,
-# the guarantee and the audit share; classes and the encoder change what a proposal can be.
-REPROPOSE_ON = frozenset({"target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"})
+# Settings whose change makes the current model propose again: batches depend on the floor, proven
+# thresholds on the target and the guarantee; the audit share, the classes and the encoder change what
+# a proposal can be.
+REPROPOSE_ON = frozenset(
+    {"review_precision_floor", "target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"}
+)
 # The queue reads a stored ranking: a new sampling rule re-ranks (and proposals follow the ranking).
 RERANK_ON = frozenset({"sampling"})
 

@@ -265,6 +265,7 @@ class VersionPayload(TypedDict):
     semi_supervised: dict[str, Any]
     thresholds: dict[str, dict[str, Any]]  # class -> modeling.ml.thresholds.ClassThreshold.as_dict()
     thresholds_target: float | None
+    review_thresholds: dict[str, dict[str, Any]]  # class -> modeling.ml.review.ReviewThreshold.as_dict()
     proposal_note: str
 
 
@@ -358,6 +359,7 @@ def _version_payload(version: ModelVersion) -> VersionPayload:
         "semi_supervised": version.metrics.get("semi_supervised", {}),
         "thresholds": version.thresholds,
         "thresholds_target": version.thresholds_target,
+        "review_thresholds": version.review_thresholds,
         "proposal_note": version.proposal_note,
     }
 

@@ -359,44 +359,61 @@ def propose_project(project_id: int) -> str:
 
 
 def propose_version(project: Project, *, version: ModelVersion, head: Head, embeddings) -> str:
-    """Thresholds from TEST for the project's target precision and guarantee, then proposals above them.
+    """Review batches by expected human time (modeling/ml/review.py), and the thresholds TEST proves.
 
-    Numpy only. TEST evidence is read fresh (every current TEST judgement, including ones added after
-    the version was trained: they are just as unseen by its head), scored with the calibrated head.
+    Batches: the current version's predictions of the unlabelled pool, each class taken most confident
+    first while its expected precision (confidence corrected by what reviews measured) holds the
+    project's review precision floor. Proven thresholds: TEST evidence for the project's target precision
+    and guarantee (modeling/ml/thresholds.py), read fresh (every current TEST judgement, including ones
+    added after the version was trained: they are just as unseen by its head), scored with the
+    calibrated head. Numpy only.
     """
+    from labeling.audits import measured_precision
     from labeling.proposals import do_sync_proposals
 
+    from .ml.review import overconfidence, review_thresholds
     from .ml.thresholds import choose_thresholds
 
     if head.encoder != project.encoder_name or list(head.classes) != list(project.classes):
         return "the project changed since this version: not proposing with it"
+    classes = list(head.classes)
     data = training_data(project)
-    index = {name: i for i, name in enumerate(head.classes)}
+    index = {name: i for i, name in enumerate(classes)}
     labels = dict(data.test)
     vectors, present = embeddings.take([i for i, _ in data.test])
     y_test = np.asarray([index[labels[i]] for i in present.tolist()], dtype=np.int64)
-    probs = head.predict_proba(vectors) if len(y_test) else np.zeros((0, len(head.classes)))
+    probs = head.predict_proba(vectors) if len(y_test) else np.zeros((0, len(classes)))
     target = float(project.target_precision)
-    thresholds, note = choose_thresholds(
-        list(head.classes), probs, y_test, target=target, guarantee=project.proposal_guarantee
+    proven, _ = choose_thresholds(classes, probs, y_test, target=target, guarantee=project.proposal_guarantee)
+
+    rows = list(
+        ItemPrediction.objects.filter(project=project, version=version.number, item__status=ItemStatus.UNLABELLED)
+        .values_list("item_id", "label", "confidence")
     )
+    offsets = {
+        label: overconfidence(seen=m.seen, confirmed=m.confirmed, expected=m.expected)
+        for label, m in measured_precision(project).items()
+    }
+    floor = float(project.review_precision_floor)
+    batches = review_thresholds(
+        classes, np.asarray([index.get(label, -1) for _, label, _ in rows], dtype=np.int64),
+        np.asarray([c for _, _, c in rows], dtype=np.float64), floor=floor, offsets=offsets,
+    )
+    reasons = sorted({t.reason for t in batches.values() if t.threshold is None and t.reason})
+    note = "" if any(t.threshold is not None for t in batches.values()) else "; ".join(reasons)
     ModelVersion.objects.filter(pk=version.pk).update(
-        thresholds={label: t.as_dict() for label, t in thresholds.items()}, thresholds_target=target,
-        proposal_note=note[:300],
+        thresholds={label: t.as_dict() for label, t in proven.items()}, thresholds_target=target,
+        review_thresholds={label: t.as_dict() for label, t in batches.items()}, proposal_note=note[:300],
     )
-    desired: dict[int, tuple[str, float]] = {}
-    for label, t in thresholds.items():
-        if t.threshold is None:
-            continue
-        rows = ItemPrediction.objects.filter(
-            project=project, version=version.number, label=label, confidence__gte=t.threshold,
-            item__status=ItemStatus.UNLABELLED,
-        ).values_list("item_id", "confidence")
-        desired.update({item_id: (label, confidence) for item_id, confidence in rows})
-    desired.update(next_likeliest(project, version=version, classes=list(head.classes), thresholds=thresholds))
+    cut = {label: t.threshold for label, t in batches.items() if t.threshold is not None}
+    desired: dict[int, tuple[str, float]] = {
+        item_id: (label, confidence) for item_id, label, confidence in rows
+        if label in cut and confidence >= cut[label]
+    }
+    desired.update(next_likeliest(project, version=version, classes=classes, thresholds=batches))
     result = do_sync_proposals(project, version=version.number, desired=desired)
     ModelState.objects.filter(pk=project.pk, current_version=version).update(proposed_version=version.number)
-    ready = sorted(label for label, t in thresholds.items() if t.threshold is not None)
+    ready = sorted(cut)
     return (
         f"v{version.number} proposals: {result.created} new, {result.kept} kept, {result.withdrawn} withdrawn"
         f" (classes with a threshold: {', '.join(ready) or 'none'})"

@@ -52,7 +52,9 @@ class RecentVersion(VersionRow):
 
 class ProposalRow(TypedDict):
     name: str
-    threshold: dict[str, Any]  # ClassThreshold.as_dict(), or {} before the version has thresholds
+    threshold: dict[str, Any]  # ClassThreshold.as_dict() (proven on TEST), or {} before the version has one
+    review: dict[str, Any]  # ReviewThreshold.as_dict() (where its review batches start), or {}
+    adjustment: str  # how reviews moved the class's confidences ("-3.2 points from reviews"), or ""
     ready: int
     measured: Mapping[str, object]  # labeling.stats.MeasuredPrecision, or {} when not measured yet
 
@@ -75,6 +77,14 @@ class ModelCardContext(TypedDict):
     proposal_version: bool
     is_owner: bool
     can_label: bool
+
+
+def _adjustment(review: dict[str, Any]) -> str:
+    """What measured reviews did to a class's confidences, in points (blank when nothing yet)."""
+    offset = float(review.get("offset") or 0.0)
+    if abs(offset) < 0.0005:
+        return ""
+    return f"{'−' if offset > 0 else '+'}{abs(offset) * 100:.1f} points from reviews"
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
@@ -100,6 +110,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
             current["number"] if current else 0,
             proposals["ready"], proposals["pending"], proposals["accepted"], proposals["rejected"],
             proposals["audits_waiting"], proposals["target_precision"], proposals["proposal_guarantee"],
+            proposals["review_precision_floor"],
             current["thresholds_target"] if current else None,
         )
     )
@@ -112,6 +123,8 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         {
             "name": name,
             "threshold": thresholds.get(name, {}),
+            "review": (current["review_thresholds"] if current else {}).get(name, {}),
+            "adjustment": _adjustment((current["review_thresholds"] if current else {}).get(name, {})),
             "ready": proposals["by_class"].get(name, 0),
             "measured": proposals["measured_precision"].get(name, {}),
         }

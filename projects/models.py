@@ -120,10 +120,17 @@ class Project(models.Model):
         help_text="Share of TRAIN items drawn uniformly at random instead of by the model's uncertainty",
     )
 
+    review_precision_floor = models.FloatField(
+        default=0.8,
+        validators=[MinValueValidator(0.5), MaxValueValidator(0.99)],
+        help_text="Review batches of a class are expected to be at least this precise (the model's calibrated "
+        "confidence, corrected by what reviews measured)",
+    )
+
     target_precision = models.FloatField(
         default=0.95,
         validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
-        help_text="Proposals are made only where the lower confidence bound on precision reaches this",
+        help_text="The precision the TEST stage must prove (95% lower bound) for a class's proven threshold",
     )
 
     proposal_guarantee = models.CharField(

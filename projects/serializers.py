@@ -13,8 +13,8 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = [
             "id", "slug", "title", "description", "data_type", "label_type", "classes", "default_class",
-            "target_precision", "proposal_guarantee", "test_min_judgements", "test_ratio", "lease_seconds", "role",
-            "created_at",
+            "review_precision_floor", "target_precision", "proposal_guarantee", "test_min_judgements", "test_ratio",
+            "lease_seconds", "role", "created_at",
         ]
         read_only_fields = fields
 

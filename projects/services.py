@@ -162,10 +162,21 @@ def _ensure_an_owner(project: Project) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def do_set_proposal_settings(project: Project, *, target: float | None = None, guarantee: str | None = None) -> Project:
-    """Owners choose how precise proposals must be proven, and for what (each class or all proposals
-    together); None leaves a setting as it is. The current model re-proposes at once."""
+def do_set_proposal_settings(
+    project: Project, *, floor: float | None = None, target: float | None = None, guarantee: str | None = None
+) -> Project:
+    """Owners choose how precise review batches are expected to be (the floor), and what the TEST stage
+    must prove (the target, for each class or all together); None leaves a setting as it is. The current
+    model re-proposes at once."""
     changes: dict = {}
+    if floor is not None:
+        try:
+            floor = float(floor)
+        except (TypeError, ValueError):
+            raise ProjectError("the review precision floor must be a number") from None
+        if not 0.5 <= floor <= 0.99:
+            raise ProjectError("the review precision floor must be between 50% and 99%")
+        changes["review_precision_floor"] = floor
     if target is not None:
         try:
             target = float(target)

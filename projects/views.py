@@ -100,20 +100,26 @@ def _change_members(request: HttpRequest, project) -> None:
 @login_required
 @require_POST
 def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Owners set the target precision (entered in percent) that proposals must be proven to reach, and
-    whether it is proven for each class or for all proposals together."""
+    """Owners set the review precision floor and the target precision TEST must prove (both entered in
+    percent), and whether the target is proven for each class or for all proposals together. A field left
+    out of the form (older pages, scripts) stays as it is."""
     project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
-    raw = request.POST.get("target_percent", "").strip()
-    guarantee = request.POST.get("guarantee") or None  # absent: unchanged (older forms, scripts)
+    raw_floor = request.POST.get("floor_percent", "").strip()
+    raw_target = request.POST.get("target_percent", "").strip()
+    guarantee = request.POST.get("guarantee") or None
     try:
-        do_set_proposal_settings(project, target=float(raw) / 100.0, guarantee=guarantee)
+        do_set_proposal_settings(
+            project, floor=float(raw_floor) / 100.0 if raw_floor else None,
+            target=float(raw_target) / 100.0 if raw_target else None, guarantee=guarantee,
+        )
     except (ValueError, ProjectError) as exc:
-        message = "target precision must be a number" if isinstance(exc, ValueError) else str(exc)
+        message = "the percentages must be numbers" if isinstance(exc, ValueError) else str(exc)
         messages.error(request, message[:1].upper() + message[1:] + ".")
     else:
         messages.success(
             request,
             f"Target precision is now {project.target_precision:.1%} for "
-            f"{project.get_proposal_guarantee_display().lower()}; thresholds are being recomputed.",
+            f"{project.get_proposal_guarantee_display().lower()}, and review batches are expected to be at least "
+            f"{project.review_precision_floor:.1%} precise; thresholds are being recomputed.",
         )
     return redirect(f"{project.get_absolute_url()}#proposals")
