@@ -162,6 +162,17 @@ def _ensure_an_owner(project: Project) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def _share(value: object, *, what: str, low: float, high: float) -> float:
+    """A setting given as a share (0.8 for 80%), checked against its range, or ProjectError saying why."""
+    try:
+        share = float(value)  # type: ignore[arg-type]  # anything a form or a script sends; float() decides
+    except (TypeError, ValueError):
+        raise ProjectError(f"{what} must be a number") from None
+    if not low <= share <= high:
+        raise ProjectError(f"{what} must be between {low * 100:g}% and {high * 100:g}%")
+    return share
+
+
 def do_set_proposal_settings(
     project: Project, *, floor: float | None = None, target: float | None = None, guarantee: str | None = None
 ) -> Project:
@@ -170,21 +181,9 @@ def do_set_proposal_settings(
     model re-proposes at once."""
     changes: dict = {}
     if floor is not None:
-        try:
-            floor = float(floor)
-        except (TypeError, ValueError):
-            raise ProjectError("the review precision floor must be a number") from None
-        if not 0.5 <= floor <= 0.99:
-            raise ProjectError("the review precision floor must be between 50% and 99%")
-        changes["review_precision_floor"] = floor
+        changes["review_precision_floor"] = _share(floor, what="the review precision floor", low=0.5, high=0.99)
     if target is not None:
-        try:
-            target = float(target)
-        except (TypeError, ValueError):
-            raise ProjectError("target precision must be a number") from None
-        if not 0.5 <= target <= 0.999:
-            raise ProjectError("target precision must be between 50% and 99.9%")
-        changes["target_precision"] = target
+        changes["target_precision"] = _share(target, what="target precision", low=0.5, high=0.999)
     if guarantee is not None:
         if guarantee not in ProposalGuarantee.values:
             choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)
