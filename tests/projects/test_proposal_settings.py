@@ -64,3 +64,19 @@ def test_the_api_shows_the_guarantee(client, image_project, alice):
     client.force_login(alice)
     body = client.get(f"/api/projects/{image_project.pk}/").json()
     assert body["proposal_guarantee"] == "each_class" and body["target_precision"] == 0.95
+
+
+def test_it_sets_the_review_floor_and_refuses_one_out_of_range(client, image_project, alice):
+    client.force_login(alice)
+    response = client.post(settings_url(image_project), {"floor_percent": "90"}, follow=True)
+    image_project.refresh_from_db()
+    assert image_project.review_precision_floor == pytest.approx(0.9)
+    assert image_project.target_precision == pytest.approx(0.95)  # left out of the form: unchanged
+    assert "review batches are expected to be at least 90.0% precise" in response.content.decode()
+
+    response = client.post(settings_url(image_project), {"floor_percent": "100"}, follow=True)
+    assert "The review precision floor must be between 50% and 99%." in response.content.decode()
+    image_project.refresh_from_db()
+    assert image_project.review_precision_floor == pytest.approx(0.9)
+    with pytest.raises(ProjectError, match="must be a number"):
+        do_set_proposal_settings(image_project, floor="lots")
