@@ -443,9 +443,13 @@ def do_confirm_batch(
         )
         Proposal.objects.filter(batch=batch, item_id__in=skipped).update(status=ProposalStatus.SUPERSEDED, **closing)
         Proposal.objects.filter(batch=batch, item_id__in=rejected_ids).update(status=ProposalStatus.REJECTED, **closing)
-        for item_id in done_corrected:  # the model's class was wrong: a rejection that says the right one
-            Proposal.objects.filter(batch=batch, item_id=item_id).update(
-                status=ProposalStatus.REJECTED, corrected_label=corrections[item_id], **closing
+        # The model's class was wrong: a rejection that says the right one (one UPDATE per class given).
+        by_class: dict[str, list[int]] = {}
+        for item_id in done_corrected:
+            by_class.setdefault(corrections[item_id], []).append(item_id)
+        for correction, ids in by_class.items():
+            Proposal.objects.filter(batch=batch, item_id__in=ids).update(
+                status=ProposalStatus.REJECTED, corrected_label=correction, **closing
             )
         # Unmentioned ones go back to the pool for someone else.
         Proposal.objects.filter(batch=batch, status=ProposalStatus.PENDING).update(batch=None, leased_until=None)

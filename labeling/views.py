@@ -196,9 +196,8 @@ def _submit_batch(request: HttpRequest, project) -> HttpResponse:
     except LabelingError as exc:
         messages.error(request, str(exc))
         return redirect(reverse("labeling:review", args=[project.pk]))
-    note = f"Confirmed {len(result.accepted)} as {label}, rejected {len(result.rejected)}."
-    if result.corrected:
-        note = note[:-1] + f", corrected {len(result.corrected)}."
+    fixed = f", corrected {len(result.corrected)}" if result.corrected else ""
+    note = f"Confirmed {len(result.accepted)} as {label}, rejected {len(result.rejected)}{fixed}."
     if result.skipped:
         note += f" {len(result.skipped)} had been labelled by someone else meanwhile."
     if result.paused:

@@ -115,6 +115,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         )
     )
     thresholds = current["thresholds"] if current else {}
+    reviews = current["review_thresholds"] if current else {}
     # The shared evidence when the current thresholds were proven for all proposals together.
     pooled = next(
         (t["pooled"] for t in thresholds.values() if t.get("guarantee") == ProposalGuarantee.ALL_PROPOSALS), None
@@ -123,8 +124,8 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         {
             "name": name,
             "threshold": thresholds.get(name, {}),
-            "review": (current["review_thresholds"] if current else {}).get(name, {}),
-            "adjustment": _adjustment((current["review_thresholds"] if current else {}).get(name, {})),
+            "review": reviews.get(name, {}),
+            "adjustment": _adjustment(reviews.get(name, {})),
             "ready": proposals["by_class"].get(name, 0),
             "measured": proposals["measured_precision"].get(name, {}),
         }
