@@ -2,6 +2,10 @@
 
 Rows import as judgements (`do_import_judgement_rows`); `write_judgements` exports them; the file a
 config names is kept in sync with the database, which is the source of truth.
+
+Exports add a `source` column (Light Bulb ignores columns it does not know): `auto` marks an auto-label,
+which nobody saw (stage AUTO). The synced judgements file holds people's labels only, and an import
+never takes an auto-label as a judgement: it would then train the model that made it.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 BULK_BATCH = 2000
-EXPORT_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken"]
+EXPORT_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken", "source"]
 
 
 class InterchangeError(ProjectError):
@@ -92,6 +96,9 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
             )
             continue
         raw_stage = (row.get("stage") or "").strip().upper()
+        if raw_stage == Stage.AUTO or (row.get("source") or "").strip().lower() == JudgementSource.AUTO:
+            problems.append(f"line {line}: an auto-label (the model's, nobody saw it) is not imported as a judgement")
+            continue
         if raw_stage in ("", Stage.TRAIN):
             stage, source = Stage.TRAIN, JudgementSource.IMPORTED
         elif raw_stage == Stage.TEST:
@@ -138,24 +145,33 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
     return len(to_create), problems
 
 
-def current_judgements(project: Project, *, history: bool = False):
-    qs = Judgement.objects.filter(project=project).select_related("item", "user")
+def current_judgements(project: Project, *, history: bool = False, include_auto: bool = True):
+    qs = Judgement.objects.filter(project=project).select_related("item", "user", "auto_run")
     if not history:
         qs = qs.filter(is_current=True)
+    if not include_auto:
+        qs = qs.exclude(source=JudgementSource.AUTO)
     return qs.order_by("created_at", "id")
 
 
-def write_judgements(project: Project, *, fmt: str, out: SupportsWrite[str], history: bool = False) -> int:
-    """Write judgements as Light Bulb CSV or provenance JSONL. Returns the number of rows."""
+def write_judgements(
+    project: Project, *, fmt: str, out: SupportsWrite[str], history: bool = False, include_auto: bool = True
+) -> int:
+    """Write judgements as Light Bulb CSV or provenance JSONL. Returns the number of rows.
+
+    Auto-labels are marked (source `auto`, stage AUTO, the model version) or, with include_auto=False,
+    left out, so that what is written is only what people labelled or looked at."""
     rows = 0
+    chosen = current_judgements(project, history=history, include_auto=include_auto)
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_CSV_COLUMNS)
-        for j in current_judgements(project, history=history).iterator(chunk_size=2000):
-            writer.writerow([j.item.key, j.label, j.labelled_by, j.stage, "" if j.time_taken is None else j.time_taken])
+        for j in chosen.iterator(chunk_size=2000):
+            writer.writerow([j.item.key, j.label, j.labelled_by, j.stage, "" if j.time_taken is None else j.time_taken,
+                             j.source])
             rows += 1
     elif fmt == "jsonl":
-        for j in current_judgements(project, history=history).iterator(chunk_size=2000):
+        for j in chosen.iterator(chunk_size=2000):
             out.write(
                 json.dumps(
                     {
@@ -165,6 +181,9 @@ def write_judgements(project: Project, *, fmt: str, out: SupportsWrite[str], his
                         "user_id": j.user_id,
                         "stage": j.stage,
                         "source": j.source,
+                        "seen_by_a_person": j.source != JudgementSource.AUTO,
+                        "model_version": j.auto_run.version if j.auto_run is not None else None,
+                        "confidence": j.confidence,
                         "time_taken": j.time_taken,
                         "created_at": j.created_at.isoformat(),
                         "is_current": j.is_current,
@@ -192,7 +211,10 @@ def sync_judgements_file(project: Project) -> int | None:
     """Rewrite the config's judgements_file from the database (the source of truth)."""
     if not project.judgements_file:
         return None
-    return atomic_write_text(Path(project.judgements_file), lambda fh: write_judgements(project, fmt="csv", out=fh))
+    return atomic_write_text(
+        Path(project.judgements_file),
+        lambda fh: write_judgements(project, fmt="csv", out=fh, include_auto=False),  # see the module docstring
+    )
 
 
 def backup(path: Path) -> Path | None:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from .models import Judgement, Proposal, ProposalBatch, ProposalPause
+from .autolabels import do_withdraw_auto_labels
+from .errors import AutoLabelError
+from .models import AutoLabelRun, Judgement, Proposal, ProposalBatch, ProposalPause
 
 
 @admin.register(Judgement)
@@ -62,3 +66,25 @@ class ProposalPauseAdmin(ReadOnlyAdmin):
     def get_readonly_fields(self, request, obj=None) -> list[str]:
         fields = super().get_readonly_fields(request, obj)
         return [f for f in fields if f != "lifted_at"] if request.user.is_superuser else fields
+
+
+@admin.action(description="Withdraw every auto-label of these runs' model versions")
+def withdraw_auto_labels(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AutoLabelRun]) -> None:
+    for project, version in sorted(set(queryset.values_list("project", "version"))):
+        run = queryset.filter(project=project, version=version).select_related("project").first()
+        assert run is not None
+        try:
+            n = do_withdraw_auto_labels(run.project, user=request.user, version=version)  # type: ignore[arg-type]
+        except AutoLabelError as exc:
+            modeladmin.message_user(request, f"{run.project}: {exc}.", level="warning")
+        else:
+            modeladmin.message_user(request, f"{run.project}: withdrew {n:,} auto-label(s) of model v{version}.")
+
+
+@admin.register(AutoLabelRun)
+class AutoLabelRunAdmin(ReadOnlyAdmin):
+    list_display = ["project", "version", "labelled", "skipped", "target", "guarantee", "created_by_name", "created_at",
+                    "withdrawn_at", "withdrawn"]
+    list_filter = ["project"]
+    list_select_related = ["project"]
+    actions = [withdraw_auto_labels]

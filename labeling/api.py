@@ -109,7 +109,11 @@ class JudgementViewSet(ViewSet):
         filters = JudgementFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
-        qs = Judgement.objects.filter(project=self.project).select_related("item").order_by("-created_at", "-id")
+        qs = (
+            Judgement.objects.filter(project=self.project)
+            .select_related("item", "auto_run")
+            .order_by("-created_at", "-id")
+        )
         for key in ("stage", "source", "label"):
             if f.get(key):
                 qs = qs.filter(**{key: f[key]})

@@ -46,3 +46,9 @@ class BatchError(LabelingError):
 
 class BatchConflict(LeaseConflict):
     """Someone else holds these proposals now (their lease expired and was taken): 409."""
+
+
+class AutoLabelError(LabelingError):
+    """Auto-labelling cannot run as asked (nothing proven yet, nothing to withdraw): 409 with the reason."""
+
+    status_code = 409

@@ -8,6 +8,12 @@ from django.db.models import Q
 class Stage(models.TextChoices):
     TRAIN = "TRAIN", "Train"
     TEST = "TEST", "Test"
+    # An auto-label is in no stage: it never trains the model and never measures it (nobody saw it).
+    AUTO = "AUTO", "Auto-labelled"
+
+
+# The stages a person's label can be in (the API refuses AUTO from clients).
+HUMAN_STAGES = [(Stage.TRAIN.value, Stage.TRAIN.label), (Stage.TEST.value, Stage.TEST.label)]
 
 
 class JudgementSource(models.TextChoices):
@@ -17,6 +23,12 @@ class JudgementSource(models.TextChoices):
     CORRECTED_PROPOSAL = "corrected_proposal", "Corrected in a batch"
     SEARCH_BATCH = "search_batch", "Confirmed text-search batch"
     IMPORTED = "imported", "Imported from judgements file"
+    # The owner's "label the rest automatically": above a threshold TEST proved; nobody looked at the item.
+    AUTO = "auto", "Auto-label (nobody saw it)"
+
+
+# Labels a person gave or looked at (every source but AUTO).
+SEEN_BY_A_PERSON = [s for s in JudgementSource.values if s != JudgementSource.AUTO]
 
 
 class Judgement(models.Model):
@@ -41,6 +53,11 @@ class Judgement(models.Model):
     picked_by = models.CharField(max_length=16, blank=True)
     picked_probability = models.FloatField(null=True, blank=True)
     is_current = models.BooleanField(default=True)
+    # Auto-labels only: the run that made it (its model version and proof) and the calibrated confidence.
+    auto_run = models.ForeignKey(
+        "AutoLabelRun", null=True, blank=True, on_delete=models.PROTECT, related_name="judgements"
+    )
+    confidence = models.FloatField(null=True, blank=True)
     # Undo keeps the row for the record and marks when it was taken back.
     undone_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -59,6 +76,42 @@ class Judgement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item} → {self.label} ({self.stage})"
+
+
+class AutoLabelRun(models.Model):
+    """An owner's "label the rest automatically": which version labelled how many items, and the proof.
+
+    `proof` is what TEST showed for that version at `target` ({"per_class": {label: {"threshold",
+    "evidence", "correct", "lower_bound", "labelled"}}, "guarantee", "alpha", "test_items"}); it stays with
+    the labels it justified. Withdrawing a version's auto-labels keeps the row and its judgements for the
+    record (undone), and puts the items back in the queue.
+    """
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="auto_label_runs")
+    version = models.PositiveIntegerField(help_text="ModelVersion.number whose thresholds and predictions labelled")
+    target = models.FloatField(help_text="The auto-label precision TEST proved (95% lower bound)")
+    guarantee = models.CharField(max_length=16)
+    proof = models.JSONField(default=dict)
+    labelled = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Items above the threshold someone was working on")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_name = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn = models.PositiveIntegerField(default=0, help_text="Auto-labels taken back (still current then)")
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "version"], name="autolabelrun_project_version")]
+
+    def __str__(self) -> str:
+        state = f", withdrawn {self.withdrawn}" if self.withdrawn_at else ""
+        return f"v{self.version} auto-labelled {self.labelled} at {self.target:.1%}{state}"
 
 
 class Skip(models.Model):

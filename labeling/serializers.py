@@ -17,14 +17,25 @@ class JudgementCreateSerializer(serializers.Serializer):
 class JudgementSerializer(serializers.ModelSerializer):
     path = serializers.CharField(source="item.key", read_only=True)
     user = serializers.CharField(source="labelled_by", read_only=True)
+    seen_by_a_person = serializers.SerializerMethodField(
+        help_text="false for auto-labels: the model labelled the item and nobody looked at it"
+    )
+    model_version = serializers.IntegerField(
+        source="auto_run.version", read_only=True, allow_null=True, default=None,
+        help_text="auto-labels: the model version that made it",
+    )
 
     class Meta:
         model = Judgement
         fields = [
-            "id", "item", "path", "label", "stage", "source", "user", "time_taken", "is_current", "undone_at",
-            "picked_by", "picked_probability", "created_at",
+            "id", "item", "path", "label", "stage", "source", "seen_by_a_person", "user", "time_taken",
+            "is_current", "undone_at", "picked_by", "picked_probability", "confidence", "model_version",
+            "created_at",
         ]
         read_only_fields = fields
+
+    def get_seen_by_a_person(self, judgement: Judgement) -> bool:
+        return judgement.source != JudgementSource.AUTO
 
 
 class JudgementFilterSerializer(serializers.Serializer):

@@ -222,8 +222,10 @@ def do_record_judgement(
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
         if holds_lease:
             stage = item.lease_stage
-        elif previous is not None:
+        elif previous is not None and previous.stage != Stage.AUTO:
             stage = previous.stage  # a relabel never moves an item between TRAIN and TEST
+        elif previous is not None:
+            stage = Stage.TRAIN  # a person checks an auto-label: picked by confidence, so never TEST
         else:
             counts = stage_counts(project, now=now)
             stage = choose_stage(project, test=counts["test"], train=counts["train"])

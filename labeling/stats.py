@@ -29,14 +29,17 @@ class ProjectCounts(TypedDict):
     train: int
     test: int
     confirmed: int
+    auto: int  # auto-labels: nobody saw them
     per_class: list[tuple[str, int]]
 
 
 class LabelledCounts(TypedDict):
-    total: int
+    total: int  # every current label: seen_by_a_person + auto
     train: int
     test: int
-    model_labelled: int
+    model_labelled: int  # model proposals a person confirmed in a batch (seen)
+    seen_by_a_person: int  # labelled one by one, confirmed or corrected in a batch, or imported
+    auto: int  # auto-labelled: the model labelled them and nobody saw them
 
 
 class UserStats(TypedDict):
@@ -67,7 +70,7 @@ class ProposalStats(TypedDict):
     rejected: int
     audits_waiting: int
     review_precision_floor: float
-    target_precision: float
+    auto_label_precision: float
     proposal_guarantee: str
     measured_precision: dict[str, MeasuredPrecision]
 
@@ -96,6 +99,7 @@ def project_counts(project: Project) -> ProjectCounts:
         train=Count("id", filter=Q(stage=Stage.TRAIN)),
         test=Count("id", filter=Q(stage=Stage.TEST)),
         confirmed=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
+        auto=Count("id", filter=Q(source=JudgementSource.AUTO)),
     )
     per_class = dict(
         Judgement.objects.filter(project=project, is_current=True)
@@ -105,7 +109,7 @@ def project_counts(project: Project) -> ProjectCounts:
     )
     return ProjectCounts(
         total=items["total"], unlabelled=items["unlabelled"], labelled=items["labelled"], rejected=items["rejected"],
-        train=judgements["train"], test=judgements["test"], confirmed=judgements["confirmed"],
+        train=judgements["train"], test=judgements["test"], confirmed=judgements["confirmed"], auto=judgements["auto"],
         per_class=[(c, per_class.get(c, 0)) for c in project.classes],
     )
 
@@ -118,12 +122,14 @@ def project_stats(project: Project, *, user: User | None = None, now: datetime |
         train=Count("id", filter=Q(stage=Stage.TRAIN)),
         test=Count("id", filter=Q(stage=Stage.TEST)),
         model_labelled=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
+        auto=Count("id", filter=Q(source=JudgementSource.AUTO)),
     )
     unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count()
     status = model_hooks().status(project)
     stats = ProjectStats(
         labelled=LabelledCounts(total=counts["total"], train=counts["train"], test=counts["test"],
-                                model_labelled=counts["model_labelled"]),
+                                model_labelled=counts["model_labelled"],
+                                seen_by_a_person=counts["total"] - counts["auto"], auto=counts["auto"]),
         unlabelled=unlabelled,
         training=status.training,
         accuracy=status.accuracy,
@@ -190,7 +196,7 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> Proposal
         rejected=totals["rejected"],
         audits_waiting=audits,
         review_precision_floor=project.review_precision_floor,
-        target_precision=project.target_precision,
+        auto_label_precision=project.auto_label_precision,
         proposal_guarantee=project.proposal_guarantee,
         measured_precision={
             label: MeasuredPrecision(

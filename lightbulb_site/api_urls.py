@@ -51,6 +51,7 @@ router.register("projects", labeling_api.StatsViewSet, basename="stats")
 router.register("projects", labeling_api.ProposalViewSet, basename="proposal")
 router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
+router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")
 
 # The one URL without a trailing slash, as item payloads and pages have always linked it.
 media_router = ApiRouter(trailing_slash=False)

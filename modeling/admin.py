@@ -5,8 +5,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from labeling.errors import AutoLabelError
 from projects.models import Project
 
+from .autolabels import do_auto_label
 from .models import EmbeddingJob, ModelState, ModelVersion
 from .services import request_embedding, request_training
 
@@ -25,10 +27,24 @@ def train_model(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Qu
     modeladmin.message_user(request, f"Training requested for {queryset.count()} project(s).")
 
 
+@admin.action(description="Label the rest automatically (above thresholds proven on TEST; nobody sees them)")
+def auto_label(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+    for project in queryset:
+        try:
+            run = do_auto_label(project, user=request.user)  # type: ignore[arg-type]  # the admin is signed in
+        except AutoLabelError as exc:
+            modeladmin.message_user(request, f"{project}: nothing auto-labelled: {exc}.", level="warning")
+        else:
+            modeladmin.message_user(
+                request, f"{project}: model v{run.version} auto-labelled {run.labelled:,} item(s) at "
+                f"{run.target:.1%} proven precision."
+            )
+
+
 # The project admin is the projects app's; the model loop adds its actions to the registered one (an
 # app above may add to a page of an app below, never the other way round).
 _project_admin = admin.site.get_model_admin(Project)
-_project_admin.actions = [*(_project_admin.actions or []), embed_items, train_model]
+_project_admin.actions = [*(_project_admin.actions or []), embed_items, train_model, auto_label]
 
 
 class WrittenByTheWorkerAdmin(admin.ModelAdmin):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import Http404
@@ -17,14 +17,20 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet, ViewSetMixin
 
-from projects.models import Project
-from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user
+from labeling.autolabels import do_withdraw_auto_labels
+from projects.models import Project, Role
+from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user, signed_in
 
+from .autolabels import auto_label_plan, do_auto_label
 from .serializers import (
+    AutoLabelPlanSerializer,
+    AutoLabelRunSerializer,
     ModelSummarySerializer,
     PredictResponseSerializer,
     ScoreRequestSerializer,
     ScoreResponseSerializer,
+    WithdrawAutoLabelsSerializer,
+    WithdrawnSerializer,
 )
 from .services import model_summary
 from .serving import score_request
@@ -42,6 +48,49 @@ class ModelSummaryViewSet(ViewSet):
     def summary(self, request: Request, project_id: int) -> Response:
         """The project's encoder, embedding progress, training status, current version and history."""
         return Response(model_summary(self.project))
+
+
+def run_payload(run) -> dict:
+    return {
+        "id": run.pk, "version": run.version, "labelled": run.labelled, "skipped": run.skipped,
+        "current": run.labelled if run.withdrawn_at is None else 0, "target": run.target, "guarantee": run.guarantee,
+        "created_at": run.created_at, "created_by": run.created_by_name, "withdrawn_at": run.withdrawn_at,
+        "withdrawn": run.withdrawn,
+    }
+
+
+# `projects/<project_id>/auto-labels/` (GET: what it would do, with the proof; POST: do it) and
+# `.../auto-labels/withdraw/`: labels nobody sees, an owner's decision.
+class AutoLabelViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"run": Role.OWNER, "withdraw": Role.OWNER}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
+    @extend_schema(responses=AutoLabelPlanSerializer)
+    @action(detail=True, url_path="auto-labels", url_name="auto-labels")
+    def plan(self, request: Request, project_id: int) -> Response:
+        """What "label the rest automatically" would label now, the proof TEST gives for it, and earlier runs."""
+        return Response(AutoLabelPlanSerializer(auto_label_plan(self.project)).data)
+
+    @extend_schema(request=None, responses={201: AutoLabelRunSerializer})
+    @plan.mapping.post
+    def run(self, request: Request, project_id: int) -> Response:
+        """Owners: auto-label every unlabelled item above its class's threshold proven at the project's
+        auto-label precision (source auto, never trained on, never in TEST); 409 with the reason if none."""
+        run = do_auto_label(self.project, user=signed_in(request))
+        return Response(AutoLabelRunSerializer(run_payload(run)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=WithdrawAutoLabelsSerializer, responses=WithdrawnSerializer)
+    @action(detail=True, methods=["post"], url_path="auto-labels/withdraw", url_name="auto-labels-withdraw")
+    def withdraw(self, request: Request, project_id: int) -> Response:
+        """Owners: take back every auto-label of one model version; the items go back to the queue."""
+        body = WithdrawAutoLabelsSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        version = body.validated_data["version"]
+        withdrawn = do_withdraw_auto_labels(self.project, user=signed_in(request), version=version)
+        return Response({"version": version, "withdrawn": withdrawn})
 
 
 class ScoreRateThrottle(UserRateThrottle):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.dispatch import receiver
 
-from labeling.signals import judgements_changed, proposals_rejected
+from labeling.signals import auto_labels_withdrawn, judgements_changed, proposals_rejected
 from projects.models import Project
 from projects.signals import items_added, settings_changed
 
@@ -19,7 +19,7 @@ from .services import request_embedding, request_proposals, request_ranking, req
 # thresholds on the target and the guarantee; the audit share, the classes and the encoder change what
 # a proposal can be.
 REPROPOSE_ON = frozenset(
-    {"review_precision_floor", "target_precision", "proposal_guarantee", "audit_share", "classes", "encoder"}
+    {"review_precision_floor", "auto_label_precision", "proposal_guarantee", "audit_share", "classes", "encoder"}
 )
 # The queue reads a stored ranking: a new sampling rule re-ranks (and proposals follow the ranking).
 RERANK_ON = frozenset({"sampling"})
@@ -40,6 +40,12 @@ def retrain(sender, *, project_id: int, **kwargs) -> None:
 @receiver(proposals_rejected, dispatch_uid="modeling.repropose_rejected")
 def repropose_rejected(sender, *, project_id: int, **kwargs) -> None:
     # An unticked item may belong to its next-likeliest class: propose that one if it clears the rule.
+    request_proposals(project_id)
+
+
+@receiver(auto_labels_withdrawn, dispatch_uid="modeling.repropose_withdrawn")
+def repropose_withdrawn(sender, *, project_id: int, **kwargs) -> None:
+    # Items an owner took the auto-labels back from are unlabelled again: review batches may offer them.
     request_proposals(project_id)
 
 

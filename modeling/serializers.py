@@ -68,3 +68,51 @@ class PredictResponseSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField())
     model_version = serializers.IntegerField()
     errors = ScoreErrorSerializer(many=True)  # type: ignore[assignment]
+
+
+class AutoLabelClassSerializer(serializers.Serializer):
+    label = serializers.CharField()  # type: ignore[assignment]
+    threshold = serializers.FloatField(allow_null=True, help_text="proven on TEST; None: not yet")
+    evidence = serializers.IntegerField(help_text="TEST items predicted this class at or above the threshold")
+    correct = serializers.IntegerField(help_text="of which right")
+    lower_bound = serializers.FloatField(allow_null=True, help_text="one-sided 95% lower bound on their precision")
+    reason = serializers.CharField(allow_blank=True, help_text="why the class has no threshold yet")
+    items = serializers.IntegerField(help_text="unlabelled items it would auto-label now")
+
+
+class AutoLabelRunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField(help_text="the model version that labelled")
+    labelled = serializers.IntegerField()
+    skipped = serializers.IntegerField(help_text="above the threshold, but someone was working on them")
+    current = serializers.IntegerField(help_text="still current: not withdrawn, not relabelled by a person")
+    target = serializers.FloatField(help_text="the auto-label precision TEST proved")
+    guarantee = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField()
+    withdrawn_at = serializers.DateTimeField(allow_null=True)
+    withdrawn = serializers.IntegerField()
+
+
+class AutoLabelPlanSerializer(serializers.Serializer):
+    version = serializers.IntegerField(allow_null=True)
+    target = serializers.FloatField(help_text="the project's auto-label precision")
+    guarantee = serializers.CharField()
+    ready = serializers.BooleanField(help_text="an owner can auto-label now")
+    reason = serializers.CharField(allow_blank=True, help_text="why not, when not")
+    items = serializers.IntegerField(help_text="unlabelled items it would label (nobody will see them)")
+    per_class = AutoLabelClassSerializer(many=True)
+    pooled = serializers.DictField(allow_null=True, help_text="shared evidence when proven for all classes together")
+    auto_labelled = serializers.IntegerField(help_text="current auto-labels in the project")
+    runs = AutoLabelRunSerializer(many=True)
+
+
+class WithdrawAutoLabelsSerializer(serializers.Serializer):
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="the model version whose auto-labels go"
+    )
+
+
+class WithdrawnSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    withdrawn = serializers.IntegerField(help_text="auto-labels taken back; their items are unlabelled again")

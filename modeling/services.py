@@ -181,7 +181,10 @@ class TrainingData:
 
 def training_data(project: Project) -> TrainingData:
     rows = (
-        Judgement.objects.filter(project=project, is_current=True, label__in=project.classes)
+        # Auto-labels (stage AUTO) are the model's own output: never trained on, never measured against.
+        Judgement.objects.filter(
+            project=project, is_current=True, label__in=project.classes, stage__in=[Stage.TRAIN, Stage.TEST]
+        )
         .order_by("item_id")
         .values_list("item_id", "label", "stage")
     )
@@ -436,7 +439,7 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
             "semi_supervised": version.metrics.get("semi_supervised", {}),
             "l2": version.metrics.get("l2"),
         },
-        "thresholds": {"target_precision": version.thresholds_target, "per_class": version.thresholds},
+        "thresholds": {"auto_label_precision": version.thresholds_target, "per_class": version.thresholds},
     }
     return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta)
 

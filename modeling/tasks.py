@@ -383,7 +383,7 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     vectors, present = embeddings.take([i for i, _ in data.test])
     y_test = np.asarray([index[labels[i]] for i in present.tolist()], dtype=np.int64)
     probs = head.predict_proba(vectors) if len(y_test) else np.zeros((0, len(classes)))
-    target = float(project.target_precision)
+    target = float(project.auto_label_precision)
     proven, _ = choose_thresholds(classes, probs, y_test, target=target, guarantee=project.proposal_guarantee)
 
     rows = list(

@@ -7,5 +7,7 @@ app_name = "modeling"
 urlpatterns = [
     path("<int:project_id>/model/card/", views.model_card, name="card"),
     path("<int:project_id>/model/export/", views.export_model, name="export"),
+    path("<int:project_id>/model/auto-label/", views.auto_label, name="auto-label"),
+    path("<int:project_id>/model/auto-label/withdraw/", views.withdraw_auto_labels, name="auto-label-withdraw"),
     path("<int:project_id>/classify/", views.classify, name="classify"),
 ]

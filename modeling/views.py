@@ -9,13 +9,18 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
+from labeling.autolabels import do_withdraw_auto_labels
+from labeling.errors import AutoLabelError
 from projects.models import Project, ProposalGuarantee, Role
-from projects.permissions import get_project_for_user
+from projects.permissions import get_project_for_user, signed_in
 
+from .autolabels import AutoLabelPlan, auto_label_plan, do_auto_label
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -56,6 +61,7 @@ class ProposalRow(TypedDict):
     review: dict[str, Any]  # ReviewThreshold.as_dict() (where its review batches start), or {}
     adjustment: str  # how reviews moved the class's confidences ("-3.2 points from reviews"), or ""
     ready: int
+    auto: int  # unlabelled items of this class "label the rest automatically" would label now
     measured: Mapping[str, object]  # labeling.stats.MeasuredPrecision, or {} when not measured yet
 
 
@@ -77,6 +83,7 @@ class ModelCardContext(TypedDict):
     proposal_version: bool
     is_owner: bool
     can_label: bool
+    auto_labels: AutoLabelPlan
 
 
 def _adjustment(review: dict[str, Any]) -> str:
@@ -93,6 +100,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
 
     summary = model_summary(project)
     proposals = proposal_stats(project)
+    auto = auto_label_plan(project)
     current = summary["current_version"]
     confusion_rows: list[ConfusionRow] = []
     if current:
@@ -109,9 +117,10 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
             training["running"], training["waiting_for"], training["last_error"],
             current["number"] if current else 0,
             proposals["ready"], proposals["pending"], proposals["accepted"], proposals["rejected"],
-            proposals["audits_waiting"], proposals["target_precision"], proposals["proposal_guarantee"],
+            proposals["audits_waiting"], proposals["auto_label_precision"], proposals["proposal_guarantee"],
             proposals["review_precision_floor"],
             current["thresholds_target"] if current else None,
+            auto["items"], auto["auto_labelled"], auto["reason"], len(auto["runs"]),
         )
     )
     thresholds = current["thresholds"] if current else {}
@@ -127,6 +136,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
             "review": reviews.get(name, {}),
             "adjustment": _adjustment(reviews.get(name, {})),
             "ready": proposals["by_class"].get(name, 0),
+            "auto": next((c["items"] for c in auto["per_class"] if c["label"] == name), 0),
             "measured": proposals["measured_precision"].get(name, {}),
         }
         for name in project.classes
@@ -154,6 +164,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         "proposal_version": bool(current and current["thresholds_target"] is not None),
         "is_owner": role is not None and has_role(role, Role.OWNER),
         "can_label": role is not None and has_role(role, Role.ANNOTATOR) and project.labeling_supported,
+        "auto_labels": auto,
     }
 
 
@@ -163,6 +174,48 @@ def model_card(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request, "modeling/model_card.html", {"project": project, **model_card_context(project, role=role)}
     )
+
+
+@login_required
+@require_POST
+def auto_label(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners: label the rest automatically above the thresholds TEST proved (nobody will see these labels)."""
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        run = do_auto_label(project, user=signed_in(request))
+    except AutoLabelError as exc:
+        messages.error(request, f"Nothing was auto-labelled: {exc}.")
+    else:
+        skipped = f"; {run.skipped} someone was working on were left to them" if run.skipped else ""
+        messages.success(
+            request,
+            f"Model v{run.version} auto-labelled {run.labelled:,} item(s) at {run.target:.1%} proven precision"
+            f"{skipped}. Nobody saw them: they never train the model, exports mark them, and they can be withdrawn.",
+        )
+    return redirect(f"{project.get_absolute_url()}#auto-labels")
+
+
+@login_required
+@require_POST
+def withdraw_auto_labels(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners: take back every auto-label of one model version; the items go back to the queue."""
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        version = int(request.POST.get("version", ""))
+        if not 0 < version < 2**31:
+            raise ValueError
+    except ValueError:
+        messages.error(request, "Say which model version's auto-labels to withdraw.")
+        return redirect(f"{project.get_absolute_url()}#auto-labels")
+    try:
+        withdrawn = do_withdraw_auto_labels(project, user=signed_in(request), version=version)
+    except AutoLabelError as exc:
+        messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+    else:
+        messages.success(
+            request, f"Withdrew {withdrawn:,} auto-label(s) of model v{version}; those items are unlabelled again."
+        )
+    return redirect(f"{project.get_absolute_url()}#auto-labels")
 
 
 @login_required

@@ -31,7 +31,9 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
         ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling",
                               "random_share", "lease_seconds"]}),
-        ("Proposals", {"fields": ["review_precision_floor", "target_precision", "proposal_guarantee", "audit_share"]}),
+        ("Proposals and auto-labels", {
+            "fields": ["review_precision_floor", "auto_label_precision", "proposal_guarantee", "audit_share"]
+        }),
         ("Advanced", {"fields": ["template", "dataset_options", "model_options"],
                       "classes": ["collapse"]}),
         ("History", {"fields": ["created_at", "updated_at"]}),

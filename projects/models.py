@@ -42,18 +42,16 @@ class Sampling(models.TextChoices):
 
 
 class ProposalGuarantee(models.TextChoices):
-    """What the target precision promises, proven on TEST with 95% confidence before anything is proposed.
+    """What the auto-label precision promises, proven on TEST with 95% confidence before anything is
+    auto-labelled (review batches do not wait for it: a person checks every item in them).
 
-    Each class (the default) is the stronger promise, but it needs 59 TEST items predicted as *each* class
-    (at 95%): with ten classes and TEST at a third of TRAIN, that is about 1,800 human labels, so on
-    `make bench`'s 9- and 10-class image sets proposals never or barely started. All proposals together
-    needs 59 TEST items in all: the proposals as a whole are as precise as the target, while one rare
-    class's share of them may be less. The per-class pause (measured precision in batches below the
-    target) still watches each class either way.
+    Each class (the default) is the stronger promise, but it needs TEST items predicted as *each* class
+    (59 flawless ones at 95%, 299 at 99%). All classes together needs that many TEST items in all: the
+    auto-labels as a whole are as precise as the target, while one rare class's share of them may be less.
     """
 
     EACH_CLASS = "each_class", "Each class"
-    ALL_PROPOSALS = "all_proposals", "All proposals together"
+    ALL_PROPOSALS = "all_proposals", "All classes together"
 
 
 class Role(models.TextChoices):
@@ -127,15 +125,16 @@ class Project(models.Model):
         "confidence, corrected by what reviews measured)",
     )
 
-    target_precision = models.FloatField(
-        default=0.95,
+    auto_label_precision = models.FloatField(
+        default=0.99,
         validators=[MinValueValidator(0.5), MaxValueValidator(0.999)],
-        help_text="The precision the TEST stage must prove (95% lower bound) for a class's proven threshold",
+        help_text="Auto-labels (nobody sees them) are made only above a threshold where TEST proves this "
+        "precision (95% lower bound)",
     )
 
     proposal_guarantee = models.CharField(
         max_length=16, choices=ProposalGuarantee.choices, default=ProposalGuarantee.EACH_CLASS,
-        help_text="Whether the target precision is proven for each class or for all proposals together",
+        help_text="Whether the auto-label precision is proven for each class or for all classes together",
     )
 
     audit_share = models.FloatField(

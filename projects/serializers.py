@@ -13,7 +13,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = [
             "id", "slug", "title", "description", "data_type", "label_type", "classes", "default_class",
-            "review_precision_floor", "target_precision", "proposal_guarantee", "test_min_judgements", "test_ratio",
+            "review_precision_floor", "auto_label_precision", "proposal_guarantee", "test_min_judgements", "test_ratio",
             "lease_seconds", "role", "created_at",
         ]
         read_only_fields = fields

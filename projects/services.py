@@ -176,14 +176,14 @@ def _share(value: object, *, what: str, low: float, high: float) -> float:
 def do_set_proposal_settings(
     project: Project, *, floor: float | None = None, target: float | None = None, guarantee: str | None = None
 ) -> Project:
-    """Owners choose how precise review batches are expected to be (the floor), and what the TEST stage
-    must prove (the target, for each class or all together); None leaves a setting as it is. The current
-    model re-proposes at once."""
+    """Owners choose how precise review batches are expected to be (the floor), and the precision the TEST
+    stage must prove before anything is auto-labelled (`target`, for each class or all together); None
+    leaves a setting as it is. The current model re-proposes (and re-proves) at once."""
     changes: dict = {}
     if floor is not None:
         changes["review_precision_floor"] = _share(floor, what="the review precision floor", low=0.5, high=0.99)
     if target is not None:
-        changes["target_precision"] = _share(target, what="target precision", low=0.5, high=0.999)
+        changes["auto_label_precision"] = _share(target, what="the auto-label precision", low=0.5, high=0.999)
     if guarantee is not None:
         if guarantee not in ProposalGuarantee.values:
             choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)

@@ -100,12 +100,12 @@ def _change_members(request: HttpRequest, project) -> None:
 @login_required
 @require_POST
 def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Owners set the review precision floor and the target precision TEST must prove (both entered in
-    percent), and whether the target is proven for each class or for all proposals together. A field left
-    out of the form (older pages, scripts) stays as it is."""
+    """Owners set the review precision floor and the auto-label precision TEST must prove (both entered in
+    percent), and whether it is proven for each class or for all of them together. A field left out of the
+    form (older pages, scripts) stays as it is."""
     project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
     raw_floor = request.POST.get("floor_percent", "").strip()
-    raw_target = request.POST.get("target_percent", "").strip()
+    raw_target = request.POST.get("auto_label_percent", "").strip()
     guarantee = request.POST.get("guarantee") or None
     try:
         do_set_proposal_settings(
@@ -118,7 +118,7 @@ def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"Target precision is now {project.target_precision:.1%} for "
+            f"Auto-labels now need {project.auto_label_precision:.1%} precision proven for "
             f"{project.get_proposal_guarantee_display().lower()}, and review batches are expected to be at least "
             f"{project.review_precision_floor:.1%} precise; thresholds are being recomputed.",
         )

@@ -32,6 +32,10 @@ API = [
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200]),
     ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/projects/{p}/auto-labels/", None, [401, 404, 200, 200, 200]),
+    # Owners only; this project has no model, so the owner's request reaches the service and gets 409.
+    ("post", "/api/projects/{p}/auto-labels/", None, [401, 404, 403, 403, 409]),
+    ("post", "/api/projects/{p}/auto-labels/withdraw/", {"version": 1}, [401, 404, 403, 403, 409]),
     ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200]),
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
@@ -64,7 +68,10 @@ PAGES = [
     ("get", "/projects/{p}/model/export/", None, [302, 404, 403, 403, 404]),
     ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
     ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
-    ("post", "/projects/{p}/proposals/settings/", {"target_percent": "90"}, [302, 404, 403, 403, 302]),
+    ("post", "/projects/{p}/proposals/settings/", {"auto_label_percent": "90"}, [302, 404, 403, 403, 302]),
+    # Owners only; without a model the owner is sent back to the card with the reason.
+    ("post", "/projects/{p}/model/auto-label/", None, [302, 404, 403, 403, 302]),
+    ("post", "/projects/{p}/model/auto-label/withdraw/", {"version": "1"}, [302, 404, 403, 403, 302]),
     ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"},
      [302, 404, 403, 403, 302]),
 ]
@@ -117,8 +124,10 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
             assert item.judgements.get(is_current=True).labelled_by == actors[who].username
         elif "proposals/settings" in url:
             image_project.refresh_from_db()
-            assert image_project.target_precision == pytest.approx(0.9)
+            assert image_project.auto_label_precision == pytest.approx(0.9)
         elif "proposals/review" in url:
             assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
+        elif "auto-label" in url:
+            assert item.judgements.count() == 0 and not image_project.auto_label_runs.exists()  # refused, said why
         else:
             assert image_project.memberships.get(user__username="dave").role == Role.ANNOTATOR

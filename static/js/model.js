@@ -69,6 +69,13 @@
     }
   }
 
+  // Actions that cannot be seen afterwards (auto-labels nobody looks at, withdrawing them) ask first.
+  // Delegated: the card is replaced in place on every refresh.
+  document.addEventListener("submit", (event) => {
+    const form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+  });
+
   drawCurve();
   setInterval(refresh, 4000);
 })();

@@ -78,7 +78,7 @@ def test_the_judgements_file_is_written_atomically_from_the_database(image_proje
     assert sync_judgements_file(image_project) == 1
     path = Path(image_project.judgements_file)
     assert path.read_text().splitlines() == [
-        "path,label,labelled_by,stage,time_taken", "img002.png,Cat,alice,TRAIN,1.0",
+        "path,label,labelled_by,stage,time_taken,source", "img002.png,Cat,alice,TRAIN,1.0,human",
     ]
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     assert Project.objects.get(pk=image_project.pk).judgements_file == str(path)

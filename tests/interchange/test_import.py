@@ -82,7 +82,7 @@ def test_it_imports_light_bulb_judgements_and_keeps_the_file_in_sync(image_confi
 
     # The file is rewritten from the database with plain keys; re-importing it changes nothing.
     rows = labels.read_text().splitlines()
-    assert rows[0] == "path,label,labelled_by,stage,time_taken"
+    assert rows[0] == "path,label,labelled_by,stage,time_taken,source"
     assert len(rows) == 1 + 4
     again = _import(image_config)
     assert again.judgements_imported == 0

@@ -49,7 +49,9 @@ def test_it_leases_labels_and_reports_stats(api, image_project, bob):
     assert judgement.user == bob and judgement.time_taken == 1.25 and judgement.is_current
 
     stats = api.get(f"{base}/stats/").json()
-    assert stats["labelled"] == {"total": 1, "train": 0, "test": 1, "model_labelled": 0}
+    assert stats["labelled"] == {
+        "total": 1, "train": 0, "test": 1, "model_labelled": 0, "seen_by_a_person": 1, "auto": 0,
+    }
     assert stats["unlabelled"] == 5
     assert stats["training"] is False and stats["accuracy"] is None and stats["model_version"] is None
     assert stats["you"]["count"] == 1 and stats["you"]["median_seconds"] == 1.25

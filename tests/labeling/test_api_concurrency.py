@@ -97,7 +97,7 @@ def test_eight_reviewers_asking_for_batches_at_once_never_share_a_proposal(live_
     for user in users[1:]:
         do_add_member(project, user=user, role=Role.ANNOTATOR)
     # One rejection per batch would pause the class at the default 95% target; this test is about leases.
-    project.target_precision = 0.5
+    project.auto_label_precision = 0.5
     project.save()
     do_sync_proposals(project, version=1, desired={i.pk: ("red", 0.99) for i in project.items.all()})
     tokens = [Token.objects.create(user=u).key for u in users]

@@ -83,8 +83,11 @@ def make_colour_project(root: Path, *, n: int = 24, owner: str = "alice"):
     return project, truth
 
 
-def make_proposing_project(root: Path, user, settings, *, n: int = 300, test: int = 130, train: int = 40):
-    """A two-topic project labelled far enough for proposals at the default 95% target.
+def make_proposing_project(
+    root: Path, user, settings, *, n: int = 300, test: int = 130, train: int = 40, auto_label_precision: float = 0.95
+):
+    """A two-topic project labelled far enough for thresholds proven at 95% (an owner's setting: the 99%
+    default would need 299 flawless TEST items per class, more than this small pool has).
 
     59 flawless TEST items per predicted class are the least evidence that can prove 95% precision
     with 95% confidence, so TEST is filled to `test` first (an owner's setting), then `train` TRAIN
@@ -96,6 +99,7 @@ def make_proposing_project(root: Path, user, settings, *, n: int = 300, test: in
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # label first, train once (a run per label is slow here)
     project, truth = make_text_project(root, n=n)
     project.test_min_judgements = test
+    project.auto_label_precision = auto_label_precision
     project.save()
     items = {i.key: i for i in project.items.all()}
     for key in sorted(items)[: test + train]:

@@ -30,7 +30,7 @@ def test_a_version_calibrates_sets_thresholds_and_proposes_above_them(tmp_path, 
     assert head.temperature == pytest.approx(version.temperature) == pytest.approx(calibration["temperature"])
     assert version.loss == pytest.approx(calibration["loss_after"])
 
-    # Both classes earned a threshold on their TEST evidence at the default 95% target.
+    # Both classes earned a threshold on their TEST evidence at the 95% the project asks for.
     assert version.thresholds_target == 0.95 and version.proposal_note == ""
     for label in ("sport", "food"):
         t = version.thresholds[label]
@@ -112,9 +112,9 @@ def test_batches_exist_before_any_class_is_proven_and_all_proposals_together_pro
     # The model card says what was proven, and for what.
     client.force_login(alice)
     page = client.get(f"/projects/{project.pk}/").content.decode()
-    assert "Proven on TEST for all proposals together:" in page
+    assert "Proven on TEST for all classes together:" in page
     assert f"{pooled['correct']} of the {pooled['evidence']} TEST items" in page
-    assert '<option value="all_proposals" selected>All proposals together</option>' in page
+    assert '<option value="all_proposals" selected>All classes together</option>' in page
 
 
 def test_confirming_a_batch_retrains_and_the_new_version_keeps_supported_proposals(

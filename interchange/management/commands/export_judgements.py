@@ -18,24 +18,30 @@ def project_from_arg(value: str) -> Project:
 
 
 class Command(BaseCommand):
-    help = "Export a project's judgements as Light Bulb CSV or provenance JSONL."
+    help = "Export a project's judgements as Light Bulb CSV or provenance JSONL (auto-labels marked, or left out)."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("project", help="project id or slug")
         parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
         parser.add_argument("--output", "-o", help="file to write (default: standard output)")
         parser.add_argument("--history", action="store_true", help="include superseded judgements too")
+        parser.add_argument(
+            "--no-auto", action="store_true",
+            help="leave out auto-labels (source auto: the model labelled them and nobody saw them)",
+        )
 
     def handle(self, *args, **options) -> None:
         project = project_from_arg(options["project"])
-        fmt, history = options["format"], options["history"]
+        fmt, history, auto = options["format"], options["history"], not options["no_auto"]
         try:
             if options.get("output"):
                 path = Path(options["output"])
-                rows = atomic_write_text(path, lambda fh: write_judgements(project, fmt=fmt, out=fh, history=history))
+                rows = atomic_write_text(
+                    path, lambda fh: write_judgements(project, fmt=fmt, out=fh, history=history, include_auto=auto)
+                )
                 self.stderr.write(f"wrote {rows} judgement(s) to {path}")
             else:
                 self.stdout.ending = ""  # rows carry their own newlines
-                write_judgements(project, fmt=fmt, out=self.stdout, history=history)
+                write_judgements(project, fmt=fmt, out=self.stdout, history=history, include_auto=auto)
         except ProjectError as exc:
             raise CommandError(str(exc)) from exc
