@@ -8,7 +8,8 @@ labeling everything; writes the raw results, PNG plots and a markdown summary.
 Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
 datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
 The active run with seed 0 also fits the all-labels reference and (unless `--no-label-all`) labels
-everything (`--label-all`).
+everything (`--label-all`); beside it, one more label-all run per dataset has the owner take "label the
+rest automatically" whenever a version can (`--auto-label`), so time can be weighed against accuracy.
 
 Every run is independent (its own throwaway database), so `--jobs N` runs N at once, each a
 `manage.py simulate` process with cpus/N torch threads: one at a time on a 2-core laptop, a dozen on
@@ -66,25 +67,27 @@ class Run:
     label_all: bool
     guarantee: str = ""  # the projects' proposal guarantee; "" = the product default
     miss_rate: float = 0.0  # the simulated reviewer misses this share of wrong proposals in batches
+    auto_label: bool = False  # the owner auto-labels whenever a version can (a label-all run beside the plain one)
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.strategy}-{self.seed}"
+        return f"{self.dataset}-{self.strategy}-{self.seed}{'-auto' if self.auto_label else ''}"
 
     @property
     def reference(self) -> bool:
         # The all-labels yardstick (one more fit) goes with every dataset's first active run.
-        return self.strategy == "active" and self.seed == 0
+        return self.strategy == "active" and self.seed == 0 and not self.auto_label
 
     def settings(self, *, budget: int, step: int) -> dict:
         """What decides this run's result besides the code: compared by --resume."""
         return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference,
-                "proposal_guarantee": self.guarantee, "reviewer_miss_rate": self.miss_rate}
+                "proposal_guarantee": self.guarantee, "reviewer_miss_rate": self.miss_rate,
+                "auto_label": self.auto_label}
 
 
 # Settings added after results were first stamped: what an older stamp without them was made with. Results
 # from before the reviewer corrected tiles in the grid (and could miss) match no run: they are made again.
-SETTING_DEFAULTS: dict[str, object] = {"proposal_guarantee": "", "reviewer_miss_rate": None}
+SETTING_DEFAULTS: dict[str, object] = {"proposal_guarantee": "", "reviewer_miss_rate": None, "auto_label": False}
 
 
 def reusable(result: dict, run: Run, *, budget: int, step: int) -> bool:
@@ -140,6 +143,9 @@ class LabelEfficiencyBench(Bench):
                 options["proposal_guarantee"], options["reviewer_miss_rate"])
             for name in names for strategy in STRATEGIES for seed in range(options["seeds"])
         ]
+        if not options["no_label_all"]:
+            runs += [Run(name, "active", 0, True, options["proposal_guarantee"], options["reviewer_miss_rate"],
+                         auto_label=True) for name in names]
         if options["summarise_only"]:
             machine = read_machine(out)
         else:
@@ -210,10 +216,12 @@ class LabelEfficiencyBench(Bench):
                 "--budget", str(budget), "--step", str(step), "--cache", options["cache"],
                 *(["--reference"] if run.reference else []),
                 *(["--label-all"] if run.label_all else []),
+                *(["--auto-label"] if run.auto_label else []),
                 "--reviewer-miss-rate", str(run.miss_rate),
             ]
             self.stdout.write(
                 f"== {run.dataset} {run.strategy} seed {run.seed}{' (label all)' if run.label_all else ''}"
+                f"{' with auto-labels' if run.auto_label else ''}"
             )
             started = time.monotonic()
             if jobs == 1:
@@ -301,6 +309,11 @@ def dataset_config(name: str, root: Path, tmp: Path, *, guarantee: str = "") -> 
 
 def summarise(runs: list[dict]) -> dict:
     out: dict = {"items": runs[0]["items"], "holdout": runs[0]["holdout"], "strategies": {}}
+    for r in runs:
+        if (r.get("label_all") or {}).get("auto_label"):
+            out["auto_label_all"] = r["label_all"]
+    # The auto-label run repeats seed 0's curve (the same labels until it labels everything): left out here.
+    runs = [r for r in runs if not (r.get("label_all") or {}).get("auto_label")]
     for strategy in STRATEGIES:
         mine = [r for r in runs if r["strategy"] == strategy]
         if not mine:
@@ -413,14 +426,19 @@ def markdown(report: dict) -> str:
                          f"{statistics.fmean(random[n] for n in steps):.3f} | {ahead} of {len(steps)} steps |")
     if any(s.get("label_all") for s in report["datasets"].values()):
         lines += ["", "| dataset | single labels | batch items seen | rejections | corrections | missed | "
-                      "proposal precision | final label accuracy | first batch at (labels) | modeled time | per item |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                      "auto-labels (right) | proposal precision | final label accuracy | first batch at (labels) | "
+                      "modeled time | per item |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["datasets"].items():
-        la = s.get("label_all")
-        if la:
+        for title, la in ((name, s.get("label_all")), (f"{name} + auto-labels", s.get("auto_label_all"))):
+            if not la:
+                continue
+            autos = la.get("auto_labels", 0)
+            auto_cell = f"{autos:,} ({share(la.get('auto_label_accuracy'))})" if autos else "0"
             lines.append(
-                f"| {name} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
+                f"| {title} | {la['single_labels']:,} | {la['batch_items_seen']:,} | {la['batch_rejections']:,} | "
                 f"{la.get('corrections', 0):,} | {la.get('missed', 0):,} | "
+                f"{auto_cell} | "
                 f"{share(la['proposal_precision'])} | {share(la['final_label_accuracy'])} | "
                 f"{la.get('first_batch_at') if la.get('first_batch_at') is not None else '—'} | "
                 f"{la['seconds'] / 60:.0f} min | {la['seconds_per_item']:.2f} s |"

@@ -35,12 +35,13 @@ from django.db.models import Q
 
 from interchange.config import ConfigError, load_config
 from interchange.importer import do_import_config
-from labeling.models import Judgement
+from labeling.models import Judgement, JudgementSource
 from labeling.proposals import available_by_class, do_confirm_batch, lease_batch
 from labeling.services import do_record_judgement, next_items
 from lightbulb_site.atomic import atomic_write
 from modeling.ml.embeddings import store_for
 from modeling.ml.head import Head
+from modeling.models import ModelState
 from modeling.services import NoModelYet, current_version
 from projects.models import Item, ItemStatus, Project, Role
 from projects.services import ProjectError, do_add_member
@@ -72,6 +73,9 @@ class Options:
     # Each wrong proposal in a batch is missed with this probability: it stays ticked and becomes a wrong
     # label (costing nothing extra); the others are corrected in the grid.
     reviewer_miss_rate: float = 0.0
+    # The simulated owner takes "label the rest automatically" whenever the current version can (0 s each);
+    # people go on with what is left, so every item ends with a label and the trade is visible.
+    auto_label: bool = False
     cache: Path | None = None  # embedding cache kept between runs (content hash -> vector)
     progress: Callable[[str, int, int], None] | None = None
 
@@ -84,6 +88,8 @@ class LabelAll:
     corrections: int = 0
     missed: int = 0
     batches: int = 0
+    auto_labels: int = 0
+    auto_label_runs: list = field(default_factory=list)
 
     def modeled_seconds(self) -> float:
         return (self.single_labels * SECONDS_PER_LABEL + self.batch_items_seen * SECONDS_PER_BATCH_ITEM
@@ -311,11 +317,17 @@ class Simulation:
         project = self.project
         pool = Item.objects.filter(project=project).exclude(status=ItemStatus.REJECTED)
         total = pool.count()
+        offered: int | None = None  # the model version the owner last considered auto-labelling with
         while True:
             judged = pool.filter(~Q(status=ItemStatus.UNLABELLED)).count()
             self._progress("label-all", judged, total)
             if judged >= total:
                 break
+            if self.o.auto_label:
+                before = counts.auto_labels
+                offered = self._auto_label(counts, offered, judged)
+                if counts.auto_labels > before:
+                    continue  # it labelled something: count again before anyone works
             ready = available_by_class(project)
             if any(ready.values()):
                 label = max(sorted(ready), key=lambda name: ready[name])
@@ -345,8 +357,13 @@ class Simulation:
         current = dict(
             Judgement.objects.filter(project=project, is_current=True).values_list("item_id", "label")
         )
+        autos = set(
+            Judgement.objects.filter(project=project, is_current=True, source=JudgementSource.AUTO)
+            .values_list("item_id", flat=True)
+        )
         pool_ids = list(pool.values_list("id", flat=True))
         correct = sum(current.get(i) == self.truth[i] for i in pool_ids)
+        auto_right = sum(current[i] == self.truth[i] for i in autos)
         seen = counts.batch_items_seen
         wrong_seen = counts.batch_rejections + counts.corrections + counts.missed
         return {
@@ -360,10 +377,36 @@ class Simulation:
             "batches": counts.batches,
             "unlabelled_left": sum(i not in current for i in pool_ids),
             "final_label_accuracy": round(correct / len(pool_ids), 6) if pool_ids else None,
+            "auto_label": self.o.auto_label,
+            "auto_labels": len(autos),
+            "auto_label_accuracy": round(auto_right / len(autos), 6) if autos else None,
+            "auto_label_runs": counts.auto_label_runs,
             "proposal_precision": round((seen - wrong_seen) / seen, 6) if seen else None,
             "seconds": round(counts.modeled_seconds(), 1),
             "seconds_per_item": round(counts.modeled_seconds() / len(pool_ids), 4) if pool_ids else None,
         }
+
+    def _auto_label(self, counts: LabelAll, offered: int | None, judged: int) -> int | None:
+        """The owner's "label the rest automatically", taken once per model version that can (the plan is
+        read only when the version changed: it scans the pool's predictions)."""
+        from labeling.errors import AutoLabelError
+        from modeling.autolabels import auto_label_plan, do_auto_label
+
+        version = ModelState.objects.filter(project=self.project).values_list("proposed_version", flat=True).first()
+        if version is None or version == offered:
+            return offered
+        if not auto_label_plan(self.project)["ready"]:
+            return version
+        try:
+            run = do_auto_label(self.project, user=self.user)
+        except AutoLabelError:
+            return version
+        counts.auto_label_runs.append(
+            {"version": run.version, "labelled": run.labelled, "labels_by_people_before": judged - counts.auto_labels,
+             "target": run.target}
+        )
+        counts.auto_labels += run.labelled
+        return version
 
     # -- measuring --------------------------------------------------------------------------------
 
@@ -469,6 +512,8 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
         ]
         if options["label_all"]:
             argv.append("--label-all")
+        if options.get("auto_label"):
+            argv.append("--auto-label")
         if options["reference"]:
             argv.append("--reference")
         if options["no_progress"]:
@@ -483,7 +528,8 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
     opts = Options(
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
-        label_all=options["label_all"], reference=options["reference"],
+        label_all=options["label_all"] or bool(options.get("auto_label")), reference=options["reference"],
+        auto_label=bool(options.get("auto_label")),
         cache=Path(options["cache"]) if options["cache"] else None, reviewer_miss_rate=options["reviewer_miss_rate"],
         progress=None if options["no_progress"] else text_progress(),
     )
@@ -504,4 +550,6 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         summary += (f"; label-all: {la['single_labels']} single labels, {la['batch_items_seen']} batch items "
                     f"({la['corrections']} corrected, {la['missed']} missed), {la['seconds_per_item']} s/item modeled, "
                     f"final label accuracy {la['final_label_accuracy']}")
+        if la["auto_label"]:
+            summary += f"; {la['auto_labels']} auto-labelled (accuracy {la['auto_label_accuracy']})"
     stdout.write(f"{summary} ({time.monotonic() - started:.0f} s)")

@@ -49,6 +49,7 @@ class ProjectConfig:
     encoder: str = ""  # blank: the registry's default for the data type
     sampling: str = ""  # blank: the project default (margin); "entropy" is Light Bulb's original rule
     proposal_guarantee: str = ""  # blank: the project default (each_class)
+    auto_label_precision: float | None = None  # None: the project default (0.99)
 
 
 _KNOWN_TOP = {"task", "dataset", "label", "model", "model_directory", "user"}
@@ -205,6 +206,13 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     if guarantee and guarantee not in ProposalGuarantee.values:
         choices = " or ".join(f"'{value}'" for value in ProposalGuarantee.values)
         raise ConfigError(f"model.proposal_guarantee must be {choices}, not {guarantee!r}")
+    auto_precision = model_options.pop("auto_label_precision", None) if isinstance(model, dict) else None
+    if auto_precision is not None:
+        if isinstance(auto_precision, bool) or not isinstance(auto_precision, (int, float)):
+            raise ConfigError(f"model.auto_label_precision must be a number (0.99 for 99%), not {auto_precision!r}")
+        if not 0.5 <= float(auto_precision) <= 0.999:
+            raise ConfigError(f"model.auto_label_precision must be between 0.5 and 0.999, not {auto_precision!r}")
+        auto_precision = float(auto_precision)
     if model_directory.exists() and not model_directory.is_dir():
         raise ConfigError(f"model.directory is not a directory: {model_dir_raw}")
 
@@ -249,4 +257,5 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         encoder=str(encoder),
         sampling=sampling,
         proposal_guarantee=guarantee,
+        auto_label_precision=auto_precision,
     )

@@ -77,6 +77,10 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
             "encoder": config.encoder,
             **({"sampling": config.sampling} if config.sampling else {}),
             **({"proposal_guarantee": config.proposal_guarantee} if config.proposal_guarantee else {}),
+            **(
+                {"auto_label_precision": config.auto_label_precision}
+                if config.auto_label_precision is not None else {}
+            ),
         }
         project, created_project = Project.objects.update_or_create(slug=config.slug, defaults=values)
         if existing is not None:

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.label_efficiency import LabelEfficiencyBench, Run, commits, dataset_config, git_commit, markdown, reusable
+from bench.label_efficiency import (
+    LabelEfficiencyBench,
+    Run,
+    commits,
+    dataset_config,
+    git_commit,
+    markdown,
+    reusable,
+    summarise,
+)
 from tests.modeling.conftest import topic_rows
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +123,28 @@ def test_the_report_names_the_commits_its_runs_came_from():
         {"budget": 80, "commits": {"abc": ["x-active-0"], "def": ["x-random-0"]}, "datasets": {"x": summary}}
     )
     assert "`abc`: x-active-0; `def`: x-random-0." in mixed
+
+
+def test_the_auto_label_run_is_its_own_run_and_its_own_row():
+    plain, auto = Run(NAME, "active", 0, True, "", 0.05), Run(NAME, "active", 0, True, "", 0.05, auto_label=True)
+    assert (plain.name, auto.name) == (f"{NAME}-active-0", f"{NAME}-active-0-auto")
+    assert plain.reference and not auto.reference  # the all-labels fit goes with the plain run only
+    stamped = {"strategy": "active", "seed": 0,
+               "bench": {**plain.settings(budget=200, step=10), "commit": "abc"}}
+    assert reusable(stamped, plain, budget=200, step=10) and not reusable(stamped, auto, budget=200, step=10)
+    older = {**stamped, "bench": {k: v for k, v in stamped["bench"].items() if k != "auto_label"}}
+    assert reusable(older, plain, budget=200, step=10)  # stamped before the setting existed: made without it
+
+    curve = [{"labels": 80, "accuracy": 0.8}]
+    base = {"strategy": "active", "seed": 0, "items": 100, "holdout": 20, "curve": curve}
+    people = {"single_labels": 30, "batch_items_seen": 50, "batch_rejections": 0, "corrections": 2, "missed": 1,
+              "auto_labels": 0, "auto_label": False, "proposal_precision": 0.96, "final_label_accuracy": 0.99,
+              "first_batch_at": 22, "seconds": 94.0, "seconds_per_item": 1.175}
+    with_auto = {**people, "single_labels": 25, "batch_items_seen": 20, "auto_labels": 35, "auto_label": True,
+                 "auto_label_accuracy": 0.98, "final_label_accuracy": 0.985, "seconds": 70.5, "seconds_per_item": 0.88}
+    summary = summarise([{**base, "label_all": people}, {**base, "label_all": with_auto}])
+    assert summary["label_all"] == people and summary["auto_label_all"] == with_auto
+    assert summary["strategies"]["active"]["curve"][0]["runs"] == 1  # the repeated curve counts once
+    text = markdown({"budget": 80, "commits": {}, "datasets": {NAME: summary}})
+    assert f"| {NAME} + auto-labels | 25 | 20 | 0 | 2 | 1 | 35 (98.0%) | 96.0% | 98.5% | 22 | 1 min | 0.88 s |" in text
+    assert f"| {NAME} | 30 | 50 | 0 | 2 | 1 | 0 | 96.0% | 99.0% | 22 | 2 min | 1.18 s |" in text

@@ -16,7 +16,9 @@ from tests.modeling.conftest import topic_rows
 pytestmark = pytest.mark.django_db
 
 
-def write_dataset(root: Path, n: int = 40) -> tuple[Path, Path]:
+def write_dataset(root: Path, n: int = 40, *, model: str = "", flip_every: int = 0) -> tuple[Path, Path]:
+    """A two-topic text dataset and its oracle; `flip_every` k > 0 gives every k-th text the other topic's
+    label in the oracle, so confident proposals are sometimes wrong; `model` adds keys to the model section."""
     rows = topic_rows(n, seed=3)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "texts.csv", "w", newline="", encoding="utf-8") as fh:
@@ -26,11 +28,15 @@ def write_dataset(root: Path, n: int = 40) -> tuple[Path, Path]:
     with open(root / "labels.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "label"])
-        writer.writerows((i, label) for i, _, label in rows)
+        other = {"sport": "food", "food": "sport"}
+        writer.writerows(
+            (i, other[label] if flip_every and n % flip_every == 0 else label) for n, (i, _, label) in enumerate(rows)
+        )
     config = root / "topics.yml"
     config.write_text(
         "task: {title: Topics}\ndataset: {directory: texts.csv, data_type: text, id_column: id, text_column: text}\n"
-        "label: {type: classification, classes: [sport, food]}\nmodel: {directory: must-not-be-written}\nuser: owner\n",
+        "label: {type: classification, classes: [sport, food]}\n"
+        f"model: {{directory: must-not-be-written{model}}}\nuser: owner\n",
         encoding="utf-8",
     )
     return config, root / "labels.csv"
@@ -73,6 +79,51 @@ def test_it_measures_a_curve_labels_everything_and_is_deterministic(tmp_path):
     from projects.models import Project
 
     assert not Project.objects.exists()
+
+
+def _accounted(result: dict) -> dict:
+    """The label-all block, checked against the cost model: every pool item got exactly one label."""
+    la = result["label_all"]
+    pool = result["items"] - result["holdout"]
+    assert la["unlabelled_left"] == 0 and la["batch_rejections"] == 0
+    assert la["single_labels"] + la["batch_items_seen"] + la["auto_labels"] == pool
+    assert la["seconds"] == pytest.approx(2.5 * la["single_labels"] + 0.3 * la["batch_items_seen"]
+                                          + 2.0 * la["corrections"], abs=0.1)  # auto-labels and misses: 0 s
+    assert la["seconds_per_item"] == pytest.approx(la["seconds"] / pool, abs=1e-3)
+    return la
+
+
+def test_a_reviewer_who_misses_wrong_proposals_is_accounted_for_miss_by_miss(tmp_path):
+    # The oracle gives every fourth text the other topic: the model, which reads the topic, proposes some
+    # of those with confidence, and they are wrong.
+    config, oracle = write_dataset(tmp_path / "data", n=60, flip_every=4)
+    args = ("--budget", "25", "--step", "25", "--holdout", "0.25", "--seed", "7", "--label-all")
+    careful = _accounted(simulate(config, oracle, tmp_path / "careful.json", *args, "--reviewer-miss-rate", "0"))
+    blind = _accounted(simulate(config, oracle, tmp_path / "blind.json", *args, "--reviewer-miss-rate", "1"))
+    pool = 60 - 15
+    # A careful reviewer corrects every wrong tile: single labels are truthful, so every label is right.
+    assert careful["missed"] == 0 and careful["corrections"] > 0 and careful["final_label_accuracy"] == 1.0
+    # One who misses every wrong tile leaves exactly those wrong, and pays nothing for them.
+    assert blind["corrections"] == 0 and blind["missed"] > 0
+    assert blind["final_label_accuracy"] == round((pool - blind["missed"]) / pool, 6)
+    assert blind["proposal_precision"] == round(1 - blind["missed"] / blind["batch_items_seen"], 6)
+
+
+def test_the_simulated_owner_auto_labels_when_a_version_can_and_people_do_the_rest(tmp_path):
+    # 50% proven for all classes together needs 5 flawless TEST items: reachable on 40 items.
+    config, oracle = write_dataset(
+        tmp_path / "data", model=", auto_label_precision: 0.5, proposal_guarantee: all_proposals"
+    )
+    args = ("--budget", "20", "--step", "20", "--holdout", "0.25", "--seed", "7", "--label-all")
+    result = simulate(config, oracle, tmp_path / "auto.json", *args, "--auto-label")
+    la = _accounted(result)
+    assert la["auto_label"] is True and la["auto_labels"] > 0
+    assert la["auto_labels"] == sum(run["labelled"] for run in la["auto_label_runs"])
+    assert all(run["target"] == 0.5 and run["labels_by_people_before"] >= 20 for run in la["auto_label_runs"])
+    assert la["auto_label_accuracy"] is not None and la["final_label_accuracy"] >= 0.9
+    without = _accounted(simulate(config, oracle, tmp_path / "people.json", *args))
+    assert without["auto_labels"] == 0 and without["auto_label_accuracy"] is None
+    assert la["seconds"] < without["seconds"]  # the trade: time saved, labels nobody saw
 
 
 def test_random_strategy_changes_only_the_queue_order(tmp_path):

@@ -193,3 +193,26 @@ def test_it_exits_non_zero_from_the_shell_for_a_bad_config(tmp_path):
 def test_it_raises_config_error_for_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yml")
+
+
+@pytest.mark.django_db
+def test_it_takes_the_auto_label_precision_from_the_model_section_and_refuses_a_bad_one(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_images(tmp_path / "data", 2)
+    chosen = write_config(
+        tmp_path / "chosen.yml",
+        GOOD.replace("  directory: out/\n", "  directory: out/\n  auto_label_precision: 0.98\n"),
+    )
+    call_command("import_config", str(chosen), "--no-progress")
+    project = Project.objects.get(slug="chosen")
+    assert project.auto_label_precision == pytest.approx(0.98) and project.model_options == {}
+    call_command("import_config", str(write_config(tmp_path / "plain.yml", GOOD)), "--no-progress")
+    assert Project.objects.get(slug="plain").auto_label_precision == pytest.approx(0.99)  # the default
+    for value, message in [("1.5", "must be between 0.5 and 0.999, not 1.5"), ("'high'", "must be a number")]:
+        bad = write_config(
+            tmp_path / "bad.yml",
+            GOOD.replace("  directory: out/\n", f"  directory: out/\n  auto_label_precision: {value}\n"),
+        )
+        with pytest.raises(ConfigError, match=f"model.auto_label_precision {message}"):
+            load_config(bad)
+    assert not Project.objects.filter(slug="bad").exists()

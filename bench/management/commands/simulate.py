@@ -2,7 +2,7 @@
 
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \\
         [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all] \\
-        [--reviewer-miss-rate 0.05]
+        [--reviewer-miss-rate 0.05] [--auto-label]
 
 It never touches your database or your data folders: the command runs itself again in a child process
 with a throwaway SQLite database and data folder (deleted afterwards), where the real services and
@@ -34,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--label-all", action="store_true",
                             help="then go on until every item has a label (single labels and proposal batches)")
+        parser.add_argument("--auto-label", action="store_true",
+                            help="with --label-all: the owner takes 'label the rest automatically' whenever a model "
+                                 "version can (0 s per item), people label what is left")
         parser.add_argument("--reviewer-miss-rate", type=float, default=0.0,
                             help="chance that the reviewer misses a wrong proposal in a batch (it stays ticked)")
         parser.add_argument("--reference", action="store_true",
