@@ -386,10 +386,21 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     target = float(project.auto_label_precision)
     proven, _ = choose_thresholds(classes, probs, y_test, target=target, guarantee=project.proposal_guarantee)
 
+    from labeling.models import Proposal, ProposalOrigin, ProposalStatus
+
     rows = list(
         ItemPrediction.objects.filter(project=project, version=version.number, item__status=ItemStatus.UNLABELLED)
         .values_list("item_id", "label", "confidence")
     )
+    # A pair a reviewer already rejected is never proposed again, so it must not hold up its class's
+    # running mean either (it would make the batches look more precise than what they can offer).
+    rejected = set(
+        Proposal.objects.filter(
+            project=project, origin=ProposalOrigin.MODEL, status=ProposalStatus.REJECTED,
+            item__status=ItemStatus.UNLABELLED,
+        ).values_list("item_id", "label")
+    )
+    rows = [row for row in rows if (row[0], row[1]) not in rejected]
     offsets = {
         label: overconfidence(seen=m.seen, confirmed=m.confirmed, expected=m.expected)
         for label, m in measured_precision(project).items()

@@ -206,3 +206,22 @@ def test_what_reviews_measure_asks_an_overconfident_class_for_more_confidence_ne
     # clearly below it (even the 95% upper bound is), so the class is paused on top.
     assert after["threshold"] is None and "below the 80% floor" in after["reason"]
     assert "clearly below the floor" in page
+
+
+def test_pairs_a_reviewer_rejected_do_not_count_towards_their_class_batches(
+    tmp_path, alice, settings, django_capture_on_commit_callbacks
+):
+    project, _ = make_proposing_project(tmp_path, alice, settings)
+    leased = lease_batch(project, user=alice, label="sport", count=20)
+    ids = [p.item_id for p in leased.proposals][:4]  # unticked (rightly or not: this is about the count)
+    accepted = [p.item_id for p in leased.proposals][4:]
+    with django_capture_on_commit_callbacks(execute=True):  # the rejection re-proposes at once
+        do_confirm_batch(project, user=alice, label="sport", accepted=accepted, rejected=ids, time_taken=10.0)
+    version = ModelState.objects.get(project=project).current_version
+    sport = version.review_thresholds["sport"]
+    offered = ItemPrediction.objects.filter(
+        project=project, label="sport", item__status=ItemStatus.UNLABELLED, confidence__gte=sport["threshold"]
+    ).exclude(item_id__in=ids)
+    # The class's batches are what it can still offer: the rejected items are neither counted nor expected.
+    assert sport["items"] == offered.count() > 0
+    assert not Proposal.objects.filter(item_id__in=ids, label="sport", status=ProposalStatus.PENDING).exists()
