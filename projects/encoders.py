@@ -38,8 +38,27 @@ REGISTRY: dict[str, EncoderSpec] = {
         dim=384,
         description="sentence-transformers all-MiniLM-L6-v2, mean-pooled, L2-normalised",
     ),
+    # No weights and nothing fitted: the same text gives the same vector in every project, the inference
+    # worker and a bundle. It reads the whole text (MiniLM stops at 256 word pieces, an e-mail's headers).
+    "text_ngrams": EncoderSpec(
+        name="text_ngrams",
+        version="hashed-w1-2-c3-5-1024x2-logtf",
+        data_types=frozenset({"text", "json"}),
+        dim=2048,
+        description="word 1-2-grams and character 3-5-grams, hashed into 1,024 signed buckets each, "
+        "log term counts, each block L2-normalised",
+    ),
+    # The text default: measured on spam_assassin_2k and election_tweets (docs/benchmarks.md, "Feature
+    # sets"), the two together beat either alone over the whole learning curve.
+    "minilm_ngrams": EncoderSpec(
+        name="minilm_ngrams",
+        version="all-minilm-l6-v2+hashed-w1-2-c3-5-1024x2-logtf",
+        data_types=frozenset({"text", "json"}),
+        dim=384 + 2048,
+        description="all-MiniLM-L6-v2 beside hashed word and character n-grams (text_ngrams), concatenated",
+    ),
 }
-DEFAULT_FOR_DATA_TYPE = {"images": "mobilenet_v2", "text": "minilm_l6", "json": "minilm_l6"}
+DEFAULT_FOR_DATA_TYPE = {"images": "mobilenet_v2", "text": "minilm_ngrams", "json": "minilm_ngrams"}
 
 
 def spec_for(name: str, *, data_type: str | None = None) -> EncoderSpec:

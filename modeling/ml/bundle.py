@@ -45,6 +45,13 @@ PREPROCESSING = {
         "text as is (json items: one `key: value` line per field); all-MiniLM-L6-v2 tokenizer, "
         "mean pooling, L2-normalised 384-d"
     ),
+    "text_ngrams": (
+        "text as is (json items: one `key: value` line per field), first 100,000 characters, lower-cased; "
+        "word 1-2-grams (tokens of 2+ word characters) and char_wb 3-5-grams, each hashed (scikit-learn "
+        "HashingVectorizer, MurmurHash3, signed) into 1,024 buckets, sign(x) * log(1 + |x|), each block "
+        "L2-normalised: 2048-d"
+    ),
+    "minilm_ngrams": "minilm_l6 (384-d) then text_ngrams (2048-d), concatenated: 2432-d",
 }
 
 

@@ -172,7 +172,61 @@ class TextEncoder:
         return vectors.astype(np.float32)
 
 
-_LOADERS: dict[str, Callable[..., object]] = {"mobilenet_v2": ImageEncoder, "minilm_l6": TextEncoder}
+class NgramEncoder:
+    """Word 1-2-grams and character 3-5-grams (inside word boundaries), hashed into 1,024 signed buckets
+    each, log(1 + count), each block L2-normalised: the bag of words and spellings a sentence encoder
+    smooths away (names, URLs, header fields, hashtags), for the whole text.
+
+    Nothing is fitted and there are no weights: a text gives the same vector in every project, so the
+    cache, the inference worker and bundles treat it like any pretrained encoder. scikit-learn's
+    HashingVectorizer (MurmurHash3) does the hashing.
+    """
+
+    BUCKETS = 1024
+    # Beyond this a text adds nothing a linear head needs, and a pasted book would cost seconds.
+    MAX_CHARS = 100_000
+
+    def __init__(self, *, bf16: bool | None = None) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        common = {"n_features": self.BUCKETS, "alternate_sign": True, "norm": None, "dtype": np.float32}
+        self.vectorizers = [
+            HashingVectorizer(ngram_range=(1, 2), **common),
+            HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common),
+        ]
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, REGISTRY["text_ngrams"].dim), np.float32)
+        clipped = [str(t)[: self.MAX_CHARS] for t in texts]
+        blocks = []
+        for vectorizer in self.vectorizers:
+            counts = vectorizer.transform(clipped)
+            counts.data = np.sign(counts.data) * np.log1p(np.abs(counts.data))
+            dense = counts.toarray().astype(np.float32)
+            norms = np.linalg.norm(dense, axis=1, keepdims=True)
+            blocks.append(dense / np.maximum(norms, 1e-12))
+        return np.concatenate(blocks, axis=1)
+
+
+class TextAndNgramEncoder:
+    """MiniLM and the hashed n-grams side by side (both blocks unit length, so neither drowns the other)."""
+
+    def __init__(self, *, bf16: bool | None = None) -> None:
+        self.parts = [load_encoder("minilm_l6", bf16=bf16), load_encoder("text_ngrams")]
+
+    BATCH = TextEncoder.BATCH
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, REGISTRY["minilm_ngrams"].dim), np.float32)
+        return np.concatenate([part.embed(texts, batch_size=batch_size) for part in self.parts], axis=1)
+
+
+_LOADERS: dict[str, Callable[..., object]] = {
+    "mobilenet_v2": ImageEncoder, "minilm_l6": TextEncoder, "text_ngrams": NgramEncoder,
+    "minilm_ngrams": TextAndNgramEncoder,
+}
 
 
 @lru_cache(maxsize=4)

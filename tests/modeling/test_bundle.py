@@ -43,8 +43,9 @@ def test_export_model_writes_a_bundle_that_scores_exactly_like_the_server(traine
     meta = bundle.meta
     assert meta["format"] == "lightbulb-bundle/1" and meta["classes"] == ["sport", "food"]
     assert meta["model_version"] == version.number and meta["project"]["slug"] == project.slug
-    assert meta["encoder"]["name"] == "minilm_l6" and meta["encoder"]["version"] == "all-minilm-l6-v2"
-    assert "mean pooling" in meta["encoder"]["preprocessing"]
+    assert meta["encoder"]["name"] == "minilm_ngrams"
+    assert meta["encoder"]["version"] == "all-minilm-l6-v2+hashed-w1-2-c3-5-1024x2-logtf"
+    assert "then text_ngrams (2048-d), concatenated: 2432-d" in meta["encoder"]["preprocessing"]
     assert meta["calibration"]["temperature"] == pytest.approx(version.temperature)
     assert meta["metrics"]["accuracy"] == version.accuracy
     assert set(meta["thresholds"]["per_class"]) == {"sport", "food"}
@@ -53,7 +54,7 @@ def test_export_model_writes_a_bundle_that_scores_exactly_like_the_server(traine
     items = list(project.items.order_by("id")[:12])
     texts = [text_of(i) for i in items]
     head = Head.load(project.model_path / version.file)
-    server = head.predict_proba(load_encoder("minilm_l6").embed(texts))
+    server = head.predict_proba(load_encoder("minilm_ngrams").embed(texts))
     exported = bundle.predict_proba(texts)
     assert np.array_equal(exported, server)
     assert np.allclose(exported.sum(axis=1), 1.0, atol=1e-6)

@@ -1,4 +1,5 @@
-"""The real encoders on tiny data: MobileNetV2 (ImageNet weights, offline) and all-MiniLM-L6-v2."""
+"""The real encoders on tiny data: MobileNetV2 (ImageNet weights, offline), all-MiniLM-L6-v2 and the hashed
+n-grams beside it."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_unknown_or_mismatched_encoders_are_clear_errors():
-    with pytest.raises(EncoderError, match="unknown encoder 'resnet9000' \\(available: minilm_l6, mobilenet_v2\\)"):
+    available = "minilm_l6, minilm_ngrams, mobilenet_v2, text_ngrams"
+    with pytest.raises(EncoderError, match=f"unknown encoder 'resnet9000' \\(available: {available}\\)"):
         spec_for("resnet9000")
     with pytest.raises(EncoderError, match="embeds images, not text"):
         spec_for("mobilenet_v2", data_type="text")
-    assert default_encoder("images") == "mobilenet_v2" and default_encoder("json") == "minilm_l6"
+    assert default_encoder("images") == "mobilenet_v2"
+    assert default_encoder("text") == default_encoder("json") == "minilm_ngrams"
 
 
 def test_mobilenet_embeds_images():
@@ -55,6 +58,33 @@ def test_minilm_embeds_text_by_meaning():
     if bf16.bf16:
         assert _cos(bf16.embed(["The cat sat on the mat."]), vectors[:1])[0] >= 0.998
     assert encoder.embed([]).shape == (0, 384)
+
+
+def test_the_hashed_ngrams_are_the_same_vector_everywhere_and_read_the_whole_text():
+    encoder = load_encoder("text_ngrams")
+    vectors = encoder.embed(["spam spam", "Spam spam", "ham and eggs", ""])
+    assert vectors.shape == (4, 2048) and vectors.dtype == np.float32
+    # Lower-cased; each block (words, characters) unit length; an empty text is all zeros.
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    np.testing.assert_allclose(np.linalg.norm(vectors[:3, :1024], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:3, 1024:], axis=1), 1.0, rtol=1e-5)
+    assert not vectors[3].any()
+    # Nothing is fitted: the buckets are MurmurHash3's. Recorded once; if a library update moved them, every
+    # cached vector and exported bundle would silently mean something else, so this must fail first.
+    assert np.flatnonzero(vectors[0]).tolist() == [71, 168, 1061, 1159, 1192, 1214, 1356, 1527, 1783, 1849, 2038]
+    np.testing.assert_allclose(vectors[0][[71, 168]], [0.5336, -0.8457], atol=1e-4)
+    # The whole text counts (MiniLM stops at 256 word pieces): a word at the end of a long e-mail shows.
+    long = "Received: from mail.example.com " * 400
+    assert not np.array_equal(encoder.embed([long])[0], encoder.embed([long + " viagra"])[0])
+
+
+def test_the_text_default_puts_minilm_and_the_ngrams_side_by_side():
+    texts = ["The cat sat on the mat.", "Quarterly earnings rose 5%."]
+    both = load_encoder("minilm_ngrams", bf16=False).embed(texts)
+    assert both.shape == (2, REGISTRY["minilm_ngrams"].dim) == (2, 384 + 2048)
+    np.testing.assert_allclose(both[:, :384], load_encoder("minilm_l6", bf16=False).embed(texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(both[:, 384:], load_encoder("text_ngrams").embed(texts))
+    assert load_encoder("minilm_ngrams").embed([]).shape == (0, 2432)
 
 
 def test_the_compiled_image_encoder_gives_the_same_features():

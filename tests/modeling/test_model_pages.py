@@ -57,7 +57,7 @@ def test_the_model_api_reports_progress_versions_and_metrics(tmp_path, alice, ch
     api = APIClient()
     api.force_authenticate(alice)
     body = api.get(f"/api/projects/{project.pk}/model/").json()
-    assert body["encoder"]["name"] == "minilm_l6" and body["encoder"]["dim"] == 384
+    assert body["encoder"]["name"] == "minilm_ngrams" and body["encoder"]["dim"] == 384 + 2048
     assert body["embedding"] | {"items_per_second": None} == {
         "total": 30, "embedded": 30, "failed": 0, "percent": 100.0, "complete": True, "running": False,
         "items_per_second": None, "last_error": "",
