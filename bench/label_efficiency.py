@@ -7,9 +7,11 @@ labeling everything; writes the raw results, PNG plots and a markdown summary.
 
 Each dataset gets a config written to a temporary folder that points at ../shared/datasets (the
 datasets themselves are never changed), then `manage.py simulate` runs for every strategy and seed.
-The active run with seed 0 also fits the all-labels reference and (unless `--no-label-all`) labels
-everything (`--label-all`); beside it, one more label-all run per dataset has the owner take "label the
-rest automatically" whenever a version can (`--auto-label`), so time can be weighed against accuracy.
+The active run with seed 0 also fits the all-labels reference. Unless `--no-label-all`, each dataset
+gets two more runs that label everything (`--label-all`) the way a team would: one by one until the
+first model (20 labels), then review batches whenever there are any; one of the two has the owner take
+"label the rest automatically" whenever a version can (`--auto-label`), so time can be weighed against
+accuracy.
 
 Every run is independent (its own throwaway database), so `--jobs N` runs N at once, each a
 `manage.py simulate` process with cpus/N torch threads: one at a time on a 2-core laptop, a dozen on
@@ -57,6 +59,10 @@ GOAL_LABELS = 80
 # and up to it both orders have shown the same items.
 CURVE_FROM = 30
 CACHE = Path(settings.BASE_DIR) / ".cache" / "simulate"  # embeddings kept between bench runs
+# Label-all runs label one by one only until the first model exists (10 TEST + 10 TRAIN), then take
+# review batches whenever there are any: forcing 200 single labels first would charge 500 s that no
+# team using the product spends.
+LABEL_ALL_FROM = 20
 
 
 @dataclass(frozen=True)
@@ -71,18 +77,24 @@ class Run:
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.strategy}-{self.seed}{'-auto' if self.auto_label else ''}"
+        if self.label_all:
+            return f"{self.dataset}-labelall-{self.seed}{'-auto' if self.auto_label else ''}"
+        return f"{self.dataset}-{self.strategy}-{self.seed}"
 
     @property
     def reference(self) -> bool:
-        # The all-labels yardstick (one more fit) goes with every dataset's first active run.
-        return self.strategy == "active" and self.seed == 0 and not self.auto_label
+        # The all-labels yardstick (one more fit) goes with every dataset's first active curve.
+        return self.strategy == "active" and self.seed == 0 and not self.label_all
+
+    def budget_for(self, budget: int) -> int:
+        """The single labels before anything else: the curve's budget, or just the first model's."""
+        return LABEL_ALL_FROM if self.label_all else budget
 
     def settings(self, *, budget: int, step: int) -> dict:
         """What decides this run's result besides the code: compared by --resume."""
-        return {"budget": budget, "step": step, "label_all": self.label_all, "reference": self.reference,
-                "proposal_guarantee": self.guarantee, "reviewer_miss_rate": self.miss_rate,
-                "auto_label": self.auto_label}
+        return {"budget": self.budget_for(budget), "step": step, "label_all": self.label_all,
+                "reference": self.reference, "proposal_guarantee": self.guarantee,
+                "reviewer_miss_rate": self.miss_rate, "auto_label": self.auto_label}
 
 
 # Settings added after results were first stamped: what an older stamp without them was made with. Results
@@ -138,14 +150,14 @@ class LabelEfficiencyBench(Bench):
         (out / "simulate").mkdir(parents=True, exist_ok=True)
         (out / "plots").mkdir(parents=True, exist_ok=True)
         names = options["dataset"] or list(DATASETS)
+        guarantee, miss = options["proposal_guarantee"], options["reviewer_miss_rate"]
         runs = [
-            Run(name, strategy, seed, strategy == "active" and seed == 0 and not options["no_label_all"],
-                options["proposal_guarantee"], options["reviewer_miss_rate"])
+            Run(name, strategy, seed, False, guarantee, miss)
             for name in names for strategy in STRATEGIES for seed in range(options["seeds"])
         ]
         if not options["no_label_all"]:
-            runs += [Run(name, "active", 0, True, options["proposal_guarantee"], options["reviewer_miss_rate"],
-                         auto_label=True) for name in names]
+            runs += [Run(name, "active", 0, True, guarantee, miss, auto_label=auto)
+                     for name in names for auto in (False, True)]
         if options["summarise_only"]:
             machine = read_machine(out)
         else:
@@ -213,7 +225,7 @@ class LabelEfficiencyBench(Bench):
             argv = [
                 "--config", str(configs[run.dataset]), "--oracle", str(root / run.dataset / "labels.csv"),
                 "--out", str(target), "--strategy", run.strategy, "--seed", str(run.seed),
-                "--budget", str(budget), "--step", str(step), "--cache", options["cache"],
+                "--budget", str(run.budget_for(budget)), "--step", str(step), "--cache", options["cache"],
                 *(["--reference"] if run.reference else []),
                 *(["--label-all"] if run.label_all else []),
                 *(["--auto-label"] if run.auto_label else []),
@@ -310,10 +322,10 @@ def dataset_config(name: str, root: Path, tmp: Path, *, guarantee: str = "") -> 
 def summarise(runs: list[dict]) -> dict:
     out: dict = {"items": runs[0]["items"], "holdout": runs[0]["holdout"], "strategies": {}}
     for r in runs:
-        if (r.get("label_all") or {}).get("auto_label"):
-            out["auto_label_all"] = r["label_all"]
-    # The auto-label run repeats seed 0's curve (the same labels until it labels everything): left out here.
-    runs = [r for r in runs if not (r.get("label_all") or {}).get("auto_label")]
+        if r.get("label_all"):
+            out["auto_label_all" if r["label_all"].get("auto_label") else "label_all"] = r["label_all"]
+    # The label-all runs' few single labels are no learning curve: the curves are the other runs'.
+    runs = [r for r in runs if not r.get("label_all")]
     for strategy in STRATEGIES:
         mine = [r for r in runs if r["strategy"] == strategy]
         if not mine:
@@ -330,8 +342,6 @@ def summarise(runs: list[dict]) -> dict:
         ]
         out["strategies"][strategy] = {"curve": curve, "wall_seconds": [r.get("wall_seconds") for r in mine]}
         for r in mine:
-            if "label_all" in r:
-                out["label_all"] = r["label_all"]
             if "reference" in r:
                 out["reference"] = r["reference"]
     return out

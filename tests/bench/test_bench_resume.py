@@ -61,7 +61,8 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
     active_path, random_path = (out / "simulate" / f"{run.name}.json" for run in runs)
     active, first_random = json.loads(active_path.read_text()), json.loads(random_path.read_text())
     assert active["bench"] == {"budget": 25, "step": 5, "label_all": False, "reference": True,
-                               "proposal_guarantee": "", "reviewer_miss_rate": 0.0, "commit": git_commit()}
+                               "proposal_guarantee": "", "reviewer_miss_rate": 0.0, "auto_label": False,
+                               "commit": git_commit()}
     assert first_random["bench"]["reference"] is False and "reference" not in first_random
     assert [p["labels"] for p in active["curve"]] == [5, 10, 15, 20, 25]
 
@@ -82,25 +83,29 @@ def test_it_keeps_finished_runs_and_runs_only_the_rest(tmp_path):
 
 
 def test_only_results_made_with_the_same_settings_are_reusable():
-    run = Run(NAME, "active", 0, True)
+    run = Run(NAME, "active", 0, False)
     result = {"strategy": "active", "seed": 0,
-              "bench": {"budget": 200, "step": 10, "label_all": True, "reference": True, "reviewer_miss_rate": 0.0,
+              "bench": {"budget": 200, "step": 10, "label_all": False, "reference": True, "reviewer_miss_rate": 0.0,
                         "commit": "abc"}}
     assert reusable(result, run, budget=200, step=10)
     # A reviewer who misses 5% is another run; one stamped before misses and corrections existed matches none.
-    assert not reusable(result, Run(NAME, "active", 0, True, "", 0.05), budget=200, step=10)
+    assert not reusable(result, Run(NAME, "active", 0, False, "", 0.05), budget=200, step=10)
     before = {**result, "bench": {k: v for k, v in result["bench"].items() if k != "reviewer_miss_rate"}}
     assert not reusable(before, run, budget=200, step=10)
     assert not reusable(result, run, budget=100, step=10)
     assert not reusable(result, run, budget=200, step=5)
-    assert not reusable(result, Run(NAME, "active", 0, False), budget=200, step=10)  # no label-all wanted
-    assert not reusable(result, Run(NAME, "active", 1, True), budget=200, step=10)  # another seed's file
+    assert not reusable(result, Run(NAME, "active", 0, True), budget=200, step=10)  # a label-all run is another
+    assert not reusable(result, Run(NAME, "active", 1, False), budget=200, step=10)  # another seed's file
     assert not reusable({"strategy": "active", "seed": 0}, run, budget=200, step=10)  # made before "bench"
     # A stamp from before the guarantee setting was made with the default; it is no all_proposals run.
-    assert not reusable(result, Run(NAME, "active", 0, True, "all_proposals"), budget=200, step=10)
+    assert not reusable(result, Run(NAME, "active", 0, False, "all_proposals"), budget=200, step=10)
     pooled = {**result, "bench": {**result["bench"], "proposal_guarantee": "all_proposals"}}
-    assert reusable(pooled, Run(NAME, "active", 0, True, "all_proposals"), budget=200, step=10)
+    assert reusable(pooled, Run(NAME, "active", 0, False, "all_proposals"), budget=200, step=10)
     assert not reusable(pooled, run, budget=200, step=10)
+    # A label-all run made after 200 forced single labels (before label-all started at the first model)
+    # is not one of today's.
+    old_label_all = {**result, "bench": {**result["bench"], "label_all": True, "reference": True}}
+    assert not reusable(old_label_all, Run(NAME, "active", 0, True, "", 0.0), budget=200, step=10)
 
 
 def test_the_configs_carry_the_proposal_guarantee(tmp_path):
@@ -127,8 +132,10 @@ def test_the_report_names_the_commits_its_runs_came_from():
 
 def test_the_auto_label_run_is_its_own_run_and_its_own_row():
     plain, auto = Run(NAME, "active", 0, True, "", 0.05), Run(NAME, "active", 0, True, "", 0.05, auto_label=True)
-    assert (plain.name, auto.name) == (f"{NAME}-active-0", f"{NAME}-active-0-auto")
-    assert plain.reference and not auto.reference  # the all-labels fit goes with the plain run only
+    assert (plain.name, auto.name) == (f"{NAME}-labelall-0", f"{NAME}-labelall-0-auto")
+    assert not plain.reference and not auto.reference  # the all-labels fit goes with the curve run
+    # Both label everything from the first model on, whatever the curves' budget.
+    assert plain.settings(budget=200, step=10)["budget"] == auto.settings(budget=200, step=10)["budget"] == 20
     stamped = {"strategy": "active", "seed": 0,
                "bench": {**plain.settings(budget=200, step=10), "commit": "abc"}}
     assert reusable(stamped, plain, budget=200, step=10) and not reusable(stamped, auto, budget=200, step=10)
@@ -142,9 +149,13 @@ def test_the_auto_label_run_is_its_own_run_and_its_own_row():
               "first_batch_at": 22, "seconds": 94.0, "seconds_per_item": 1.175}
     with_auto = {**people, "single_labels": 25, "batch_items_seen": 20, "auto_labels": 35, "auto_label": True,
                  "auto_label_accuracy": 0.98, "final_label_accuracy": 0.985, "seconds": 70.5, "seconds_per_item": 0.88}
-    summary = summarise([{**base, "label_all": people}, {**base, "label_all": with_auto}])
+    curve_run = {**base, "curve": [{"labels": 80, "accuracy": 0.82}]}
+    summary = summarise([curve_run, {**base, "label_all": people}, {**base, "label_all": with_auto}])
     assert summary["label_all"] == people and summary["auto_label_all"] == with_auto
-    assert summary["strategies"]["active"]["curve"][0]["runs"] == 1  # the repeated curve counts once
+    # The curves are the curve runs' alone.
+    assert summary["strategies"]["active"]["curve"] == [
+        {"labels": 80, "mean": 0.82, "min": 0.82, "max": 0.82, "runs": 1}
+    ]
     text = markdown({"budget": 80, "commits": {}, "datasets": {NAME: summary}})
     assert f"| {NAME} + auto-labels | 25 | 20 | 0 | 2 | 1 | 35 (98.0%) | 96.0% | 98.5% | 22 | 1 min | 0.88 s |" in text
     assert f"| {NAME} | 30 | 50 | 0 | 2 | 1 | 0 | 96.0% | 99.0% | 22 | 2 min | 1.18 s |" in text
