@@ -104,7 +104,7 @@ class Project(models.Model):
     # Validated against projects.encoders.REGISTRY (the torch-free catalogue).
     encoder = models.CharField(
         max_length=64, blank=True,
-        help_text="Encoder name (blank: mobilenet_v2 for images, minilm_ngrams for text/json)",
+        help_text="Encoder name (blank: mobilenet_lite0 for images, minilm_ngrams for text/json)",
     )
     min_train_judgements = models.PositiveIntegerField(
         default=10, help_text="TRAIN judgements needed (with the TEST minimum and two classes) before the first model"

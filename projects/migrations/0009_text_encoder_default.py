@@ -3,11 +3,12 @@
 from django.db import migrations, models
 
 
-def keep_existing_text_projects_on_minilm(apps, schema_editor):
-    # The default for text and json became minilm_ngrams. Projects made before keep the encoder their
-    # embeddings and model versions were made with; an owner can switch them in the admin.
+def keep_existing_projects_on_their_encoder(apps, schema_editor):
+    # The defaults became minilm_ngrams (text, json) and mobilenet_lite0 (images). Projects made before
+    # keep the encoder their embeddings and model versions were made with; an owner can switch them.
     Project = apps.get_model("projects", "Project")
     Project.objects.filter(encoder="", data_type__in=["text", "json"]).update(encoder="minilm_l6")
+    Project.objects.filter(encoder="", data_type="images").update(encoder="mobilenet_v2")
 
 
 class Migration(migrations.Migration):
@@ -20,7 +21,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='project',
             name='encoder',
-            field=models.CharField(blank=True, help_text='Encoder name (blank: mobilenet_v2 for images, minilm_ngrams for text/json)', max_length=64),
+            field=models.CharField(blank=True, help_text='Encoder name (blank: mobilenet_lite0 for images, minilm_ngrams for text/json)', max_length=64),
         ),
-        migrations.RunPython(keep_existing_text_projects_on_minilm, migrations.RunPython.noop),
+        migrations.RunPython(keep_existing_projects_on_their_encoder, migrations.RunPython.noop),
     ]

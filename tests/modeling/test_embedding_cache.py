@@ -118,4 +118,4 @@ def test_the_admin_refuses_an_unknown_or_mismatched_encoder(image_project, admin
         assert response.status_code == 200
         assert message in response.content.decode()
     image_project.refresh_from_db()
-    assert image_project.encoder == "" and image_project.encoder_name == "mobilenet_v2"
+    assert image_project.encoder == "" and image_project.encoder_name == "mobilenet_lite0"

