@@ -276,3 +276,31 @@ def test_in_the_browser_the_owner_auto_labels_from_the_model_card_and_withdraws(
     assert "withdrawn" in page.inner_text('#auto-label-runs tr[data-version="1"]')
     assert not Judgement.objects.filter(project=project, source=JudgementSource.AUTO, is_current=True).exists()
     assert Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count() >= expected
+
+
+def test_the_admin_auto_labels_a_project_and_withdraws_a_run(tmp_path, alice, settings, client, django_user_model):
+    project, _ = make_proposing_project(tmp_path, alice, settings)
+    expected = len(_expected_picks(project))
+    root = django_user_model.objects.create_superuser("root", password="root-pass-123")
+    client.force_login(root)
+    response = client.post(
+        "/admin/projects/project/", {"action": "auto_label", "_selected_action": [project.pk]}, follow=True
+    )
+    assert f"model v1 auto-labelled {expected:,} item(s) at 95.0% proven precision" in response.content.decode()
+    run = AutoLabelRun.objects.get(project=project)
+    assert (run.labelled, run.created_by, run.created_by_name) == (expected, root, "root")
+    assert client.get("/admin/labeling/autolabelrun/").status_code == 200
+    assert client.get(f"/admin/labeling/autolabelrun/{run.pk}/change/").status_code == 200
+    # Nothing is left to auto-label: the admin says why instead of failing.
+    again = client.post(
+        "/admin/projects/project/", {"action": "auto_label", "_selected_action": [project.pk]}, follow=True
+    )
+    said = again.content.decode()
+    assert "nothing auto-labelled: no unlabelled item clears its class&#x27;s proven threshold" in said
+    withdrawn = client.post(
+        "/admin/labeling/autolabelrun/", {"action": "withdraw_auto_labels", "_selected_action": [run.pk]}, follow=True
+    )
+    assert f"withdrew {expected:,} auto-label(s) of model v1" in withdrawn.content.decode()
+    run.refresh_from_db()
+    assert run.withdrawn == expected and run.withdrawn_by == root
+    assert not Judgement.objects.filter(project=project, source=JudgementSource.AUTO, is_current=True).exists()
