@@ -22,7 +22,8 @@ def item_payload(
         "kind": item.kind,
         "stage": stage,
         "prediction": prediction,
-        "picked_by": picked_by or None,  # "active" (the model's most uncertain) or "random"
+        # "active" (the model's most uncertain), "typical" (before a model), "random", or "audit"
+        "picked_by": picked_by or None,
     }
     if item.kind == ItemKind.FILE:
         payload["data"] = reverse("api:item-media", args=[item.pk])

@@ -56,7 +56,9 @@ class NextItemSerializer(serializers.Serializer):
     media_url = serializers.CharField(required=False)
     stage = serializers.CharField()
     prediction = serializers.JSONField(allow_null=True)
-    picked_by = serializers.CharField(allow_null=True, help_text="active (most uncertain first) or random")
+    picked_by = serializers.CharField(
+        allow_null=True, help_text="active (most uncertain first), typical (before a model), random or audit"
+    )
 
 
 class StatsSerializer(serializers.Serializer):

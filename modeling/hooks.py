@@ -100,12 +100,54 @@ class UncertaintyOrdering:
         return chosen
 
 
+class TypicalOrdering:
+    """Before the first model: the typical items the worker chose (TypiClust, modeling/ml/coldstart.py),
+    in order, with the same uniformly random share as the model's queue; uniform once they are used up.
+    Only TRAIN picks ask an ordering (TEST is always uniformly random)."""
+
+    name = "typical"
+
+    def __init__(self, item_ids: list[int], *, random_share: float) -> None:
+        self.item_ids = item_ids
+        self.random_share = max(0.0, min(1.0, random_share))
+
+    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random) -> list[Candidate]:
+        size = pool.count()
+        if size == 0:
+            return []
+        free = set(pool.filter(pk__in=self.item_ids).values_list("id", flat=True))
+        typical = iter([i for i in self.item_ids if i in free])
+        ordered_pool = pool.order_by("id").values_list("id", flat=True)
+        chosen: list[Candidate] = []
+        seen: set[int] = set()
+        for _ in range(min(limit, size)):
+            candidate = None
+            if rng.random() >= self.random_share:
+                candidate = next((Candidate(i, "typical", 1.0 - self.random_share) for i in typical if i not in seen),
+                                 None)
+            if candidate is None:
+                for _attempt in range(5):
+                    item_id = ordered_pool[rng.randrange(size)]
+                    if item_id not in seen:
+                        candidate = Candidate(item_id, "random", (self.random_share if free else 1.0) / size)
+                        break
+            if candidate is not None:
+                seen.add(candidate.item_id)
+                chosen.append(candidate)
+        return chosen
+
+
 class ModelInTheLoop:
-    def ordering(self, project: Project) -> UncertaintyOrdering | None:
-        state = ModelState.objects.filter(project=project).values_list("ranked_version", flat=True).first()
+    def ordering(self, project: Project) -> UncertaintyOrdering | TypicalOrdering | None:
+        state = ModelState.objects.filter(project=project).values_list("ranked_version", "cold_start").first()
         if not state:
             return None
-        return UncertaintyOrdering(project, version=state, random_share=project.random_share)
+        ranked, cold_start = state
+        if ranked:
+            return UncertaintyOrdering(project, version=ranked, random_share=project.random_share)
+        if cold_start:
+            return TypicalOrdering(list(cold_start), random_share=project.random_share)
+        return None
 
     def predictions(self, project: Project, item_ids: list[int]) -> dict[int, dict]:
         # The queue's ModelHooks protocol (labeling.queue) declares plain dicts; each of these is one.

@@ -70,6 +70,8 @@ class ModelState(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     waiting_for = models.CharField(max_length=300, blank=True, help_text="Why no model yet (minimums not met)")
+    # Before the first model: the typical items (modeling/ml/coldstart.py) TRAIN picks start with, in order.
+    cold_start = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"model state of {self.project}"

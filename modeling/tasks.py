@@ -124,6 +124,7 @@ def embed_project(project_id: int) -> str:
         if not more:
             store.consolidate()
             EmbeddingJob.objects.filter(pk=job.pk).update(finished_at=timezone.now())
+            refresh_cold_start(project)
         return f"embedded {embedded}, failed {n_failed}, {'more to do' if more else 'done'}"
     except Exception as exc:
         EmbeddingJob.objects.filter(pk=job.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
@@ -195,6 +196,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     unmet = minimums_unmet(project, data)
     if unmet:
         heartbeat(ModelState, filters=filters, token=token, waiting_for=unmet, trained_revision=revision)
+        refresh_cold_start(project)
         return unmet, False
     spec, store = store_for(project)
 
@@ -220,6 +222,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     if len(np.unique(y_train)) < 2:
         heartbeat(ModelState, filters=filters, token=token, waiting_for="TRAIN labels of at least two classes",
                   trained_revision=revision)
+        refresh_cold_start(project)
         return "waiting: one class", False
     pool = sample_rows(embeddings.vectors, limit=STANDARDISE_SAMPLE)
     # Everything without a TRAIN label feeds label spreading; TEST items stay in as unlabelled nodes,
@@ -262,6 +265,47 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     propose_version(project, version=version, head=result.head, embeddings=embeddings)
     accuracy = "–" if result.accuracy is None else f"{result.accuracy:.3f}"
     return f"v{number}: {len(y_train)} train, {len(y_test)} test, accuracy {accuracy}", True
+
+
+# --------------------------------------------------------------------------------------------------
+# Before the first model: where TRAIN starts
+# --------------------------------------------------------------------------------------------------
+
+# Typical items kept beyond the TRAIN labels still needed, for annotators working at once.
+COLD_START_SPARE = 5
+# k-means runs on at most this many items (the labelled ones and a random sample of the rest).
+COLD_START_SAMPLE = 20_000
+
+
+def refresh_cold_start(project: Project) -> list[int]:
+    """Store, in order, the typical items TRAIN picks start with until the first model (TypiClust,
+    modeling/ml/coldstart.py), computed with the labels there are now: K = labelled + still needed.
+    Nothing once a model exists (the margin queue takes over) or before items are embedded."""
+    from .ml.coldstart import typical_picks
+    from .ml.training import standardiser
+
+    if ModelState.objects.filter(project=project, current_version__isnull=False).exists():
+        return []
+    embeddings = store_for(project)[1].load()
+    valid = np.isin(embeddings.ids, embeddable_ids(project))
+    if not valid.any():
+        return []
+    data = training_data(project)
+    labelled_ids = np.asarray([i for i, _ in data.train] + [i for i, _ in data.test], dtype=np.int64)
+    rows = np.flatnonzero(valid)
+    is_labelled = np.isin(embeddings.ids[rows], labelled_ids)
+    if len(rows) > COLD_START_SAMPLE:
+        rest = np.random.default_rng(0).choice(rows[~is_labelled], COLD_START_SAMPLE, replace=False)
+        rows = np.sort(np.concatenate([rows[is_labelled], rest]))
+        is_labelled = np.isin(embeddings.ids[rows], labelled_ids)
+    vectors = np.asarray(embeddings.vectors[rows], dtype=np.float32)
+    mean, scale = standardiser(vectors)
+    wanted = max(project.min_train_judgements - len(data.train), 0) + COLD_START_SPARE
+    picks = typical_picks((vectors - mean) / scale, np.flatnonzero(is_labelled), wanted)
+    chosen = [int(embeddings.ids[rows[r]]) for r in picks]
+    if not ModelState.objects.filter(project=project).update(cold_start=chosen):
+        ModelState.objects.get_or_create(project=project, defaults={"cold_start": chosen})
+    return chosen
 
 
 # --------------------------------------------------------------------------------------------------

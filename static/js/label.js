@@ -78,6 +78,10 @@
       pred.textContent = "Audit: a random check of a confirmed batch · label what you see";
       pred.title = "Audits measure how precise batch confirmations are";
       pred.hidden = false;
+    } else if (item.stage === "TRAIN" && item.picked_by === "typical") {
+      pred.textContent = "No model yet · picked as typical of a group of items nobody has labelled";
+      pred.title = "Before the first model, TRAIN starts with the most typical item of each large unlabelled group";
+      pred.hidden = false;
     } else if (item.prediction && item.prediction.label) {
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"
