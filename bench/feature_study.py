@@ -102,9 +102,10 @@ def _fit(xs: np.ndarray, y: np.ndarray, n: int):
     return w, b, loss
 
 
-def curve(root: Path, name: str, feature_set: str, seed: int) -> list[dict]:
+def curve(root: Path, name: str, feature_set: str, seed: int, *, cold_start: str = "random") -> list[dict]:
     """Holdout accuracy every STEP labels up to BUDGET, the margin queue choosing (and, for `a|b`, cross-
-    validation choosing the feature set from CV_FROM labels)."""
+    validation choosing the feature set from CV_FROM labels). `cold_start`: how the 10 TRAIN items after
+    the 10 random TEST ones are picked, "random" or "typiclust" (the product's, modeling/ml/coldstart.py)."""
     from modeling.ml.head import softmax
     from modeling.ml.training import standardiser
 
@@ -121,7 +122,16 @@ def curve(root: Path, name: str, feature_set: str, seed: int) -> list[dict]:
         x = features(root, name, fs)
         mean, scale = standardiser(x[pool])
         scaled[fs] = (x - mean) / scale
-    labelled = [int(i) for i in rng.choice(pool, FIRST, replace=False)]
+    if cold_start == "typiclust":
+        from modeling.ml.coldstart import typical_picks
+
+        labelled = [int(i) for i in rng.choice(pool, FIRST // 2, replace=False)]  # TEST: uniformly random
+        at = {int(item): row for row, item in enumerate(pool)}
+        rows = typical_picks(scaled[sets[0]][pool], np.array([at[i] for i in labelled]), FIRST - len(labelled),
+                             seed=seed)
+        labelled += [int(pool[r]) for r in rows]
+    else:
+        labelled = [int(i) for i in rng.choice(pool, FIRST, replace=False)]
     out, chosen = [], sets[0]
     while True:
         yl = y[labelled]
@@ -170,13 +180,13 @@ def all_labels(root: Path, name: str, feature_set: str) -> float:
     return float((softmax(xs[hold] @ w.T + b).argmax(1) == y[hold]).mean())
 
 
-def study(root: Path, name: str, feature_sets: list[str], *, out: Path, log=print) -> dict:
+def study(root: Path, name: str, feature_sets: list[str], *, out: Path, cold_start: str = "random", log=print) -> dict:
     if not (root / name / "labels.csv").exists():
         raise BenchError(f"no dataset {name!r} in {root}")
     results = {}
     for fs in feature_sets:
         started = time.monotonic()
-        runs = [curve(root, name, fs, seed) for seed in range(SEEDS)]
+        runs = [curve(root, name, fs, seed, cold_start=cold_start) for seed in range(SEEDS)]
         points: dict[int, list[float]] = {}
         for run in runs:
             for p in run:
@@ -185,10 +195,11 @@ def study(root: Path, name: str, feature_sets: list[str], *, out: Path, log=prin
         mean = {n: round(float(np.mean(a)), 4) for n, a in sorted(points.items())}
         reference = round(all_labels(root, name, fs), 4)
         whole = round(float(np.mean([a for n, a in mean.items() if 30 <= n <= BUDGET] or [np.nan])), 4)
-        results[fs] = {"mean_30_200": whole, "at_80": mean.get(80), "at_200": mean.get(BUDGET),
+        key = fs if cold_start == "random" else f"{fs} ({cold_start} start)"
+        results[key] = {"mean_30_200": whole, "at_80": mean.get(80), "at_200": mean.get(BUDGET),
                        "all_labels": reference, "ratio_80": round(mean[80] / reference, 3) if 80 in mean else None,
                        "curve": mean, "runs": runs, "seconds": round(time.monotonic() - started, 1)}
-        log(f"{name} {fs}: mean over 30-{BUDGET} labels {whole:.4f}, @80 {mean.get(80)}, @{BUDGET} "
+        log(f"{name} {key}: mean over 30-{BUDGET} labels {whole:.4f}, @80 {mean.get(80)}, @{BUDGET} "
             f"{mean.get(BUDGET)}, all labels {reference:.4f}")
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{name}.json"

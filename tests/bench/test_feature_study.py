@@ -45,5 +45,12 @@ def test_it_compares_feature_sets_and_the_cross_validated_choice(tmp_path, monke
     assert "election_tweets text_ngrams: mean over 30-200 labels" in log.getvalue()
     assert (tmp_path / "cache" / "election_tweets-text_ngrams.npy").exists()  # the features are kept
 
+    # The product's cold start for the 10 TRAIN items before the first model: a result of its own.
+    call_command("bench_features", "--datasets", str(root), "--dataset", "election_tweets", "--sets", "text_ngrams",
+                 "--cold-start", "typiclust", "--out", str(out), stdout=io.StringIO())
+    both = json.loads((out / "election_tweets.json").read_text())
+    assert "text_ngrams (typiclust start)" in both and "text_ngrams" in both  # added beside, nothing lost
+    assert [p["labels"] for p in both["text_ngrams (typiclust start)"]["runs"][0]] == [20, 30, 40, 50]
+
     with pytest.raises(CommandError, match="unknown encoder 'resnet' in 'resnet'"):
         call_command("bench_features", "--datasets", str(root), "--dataset", "election_tweets", "--sets", "resnet")

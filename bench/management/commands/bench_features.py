@@ -21,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--sets", required=True,
                             help="comma-separated feature sets: encoder names joined by + (concatenated), "
                                  "~flip after an image encoder, a|b for cross-validation's choice")
+        parser.add_argument("--cold-start", choices=["random", "typiclust"], default="random",
+                            help="how the 10 TRAIN items before the first model are picked")
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench" / "feature-sets"))
 
     def handle(self, *args, **options) -> None:
@@ -33,6 +35,6 @@ class Command(BaseCommand):
                     raise CommandError(f"unknown encoder {part!r} in {fs!r} (known: {', '.join(sorted(REGISTRY))})")
         try:
             study(Path(options["datasets"]), options["dataset"], sets, out=Path(options["out"]),
-                  log=lambda line: self.stdout.write(line))
+                  cold_start=options["cold_start"], log=lambda line: self.stdout.write(line))
         except BenchError as exc:
             raise CommandError(str(exc)) from None
