@@ -117,10 +117,18 @@ def auto_label_plan(project: Project) -> AutoLabelPlan:
     state, version = _current(project)
     reason = _unready(project, state, version)
     thresholds = version.thresholds if version is not None and not reason else {}
-    picks = picks_above(thresholds, _predictions(project, version)) if version is not None and thresholds else {}
+    # Counted in the database: the model card asks every few seconds, and a pool may hold 100k items.
+    cut = {label: t["threshold"] for label, t in thresholds.items() if t.get("threshold") is not None}
     per_label: dict[str, int] = {}
-    for label, _ in picks.values():
-        per_label[label] = per_label.get(label, 0) + 1
+    if version is not None and cut:
+        counts = {
+            f"n{i}": Count("pk", filter=Q(label=label, confidence__gte=t)) for i, (label, t) in enumerate(cut.items())
+        }
+        found = ItemPrediction.objects.filter(
+            project=project, version=version.number, item__status=ItemStatus.UNLABELLED
+        ).aggregate(**counts)
+        per_label = {label: found[f"n{i}"] for i, label in enumerate(cut)}
+    total = sum(per_label.values())
     per_class = [
         ClassPlan(
             label=name, threshold=thresholds.get(name, {}).get("threshold"),
@@ -135,12 +143,12 @@ def auto_label_plan(project: Project) -> AutoLabelPlan:
             project.auto_label_precision,
             "; ".join(sorted({c["reason"] for c in per_class if c["reason"]})) or "more TEST labels are needed",
         )
-    if not reason and not picks:
+    if not reason and not total:
         reason = "no unlabelled item clears its class's proven threshold"
     pooled = next((t.get("pooled") for t in thresholds.values() if t.get("pooled")), None)
     return AutoLabelPlan(
         version=version.number if version is not None else None, target=project.auto_label_precision,
-        guarantee=project.proposal_guarantee, ready=not reason, reason=reason, items=len(picks), per_class=per_class,
+        guarantee=project.proposal_guarantee, ready=not reason, reason=reason, items=total, per_class=per_class,
         pooled=pooled,
         auto_labelled=Judgement.objects.filter(project=project, is_current=True, source=JudgementSource.AUTO).count(),
         runs=_runs(project),
