@@ -9,6 +9,7 @@ from django.db.models import OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from projects.models import DataType, ItemStatus, Role
@@ -111,9 +112,22 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "current": next((j for j in history if j.is_current), None),
             "history": history,
             "can_label": has_role(role, Role.ANNOTATOR),
-            "back": request.GET.get("back", ""),
+            "back": same_site_path(request.GET.get("back", "")),
         },
     )
+
+
+def same_site_path(value: str) -> str:
+    """`value` if it is a path on this site ("/projects/3/items/?page=2"), else "" (the default link).
+
+    A `?back=` comes from a link anyone can craft: `javascript:...` would run in the breadcrumb, and
+    `https://elsewhere/` or `//elsewhere` would send people off-site. Only a relative path with no
+    scheme and no host passes; Django's own check then refuses what browsers would still read as one
+    (backslashes, control characters)."""
+    value = value.strip()
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return ""
+    return value if url_has_allowed_host_and_scheme(value, allowed_hosts=set()) else ""
 
 
 @login_required
