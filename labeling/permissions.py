@@ -14,8 +14,9 @@ from projects.permissions import NO_PROJECT_ACTIONS, get_project_for_api
 class IsItemProjectMember(BasePermission):
     """For URLs that name an item but not its project (`items/<item_id>/media`): any member of the item's project.
 
-    An unknown item is 404 "No such item"; an item of a project the user is not in is 404 like any outsider's
-    request. The item, its project and the role are kept on the view (`view.item`, `view.project`, `view.role`).
+    An unknown item and an item of a project the user is not in get the same 404 ("No such item"), so the
+    answer never tells an outsider which item ids exist. The item, its project and the role are kept on the
+    view (`view.item`, `view.project`, `view.role`).
     """
 
     def has_permission(self, request: Request, view: APIView) -> bool:
@@ -26,5 +27,8 @@ class IsItemProjectMember(BasePermission):
             raise NotFound("No such item")
         # The viewset declares item, project and role (MediaViewSet).
         view.item = item  # type: ignore[attr-defined]
-        view.project, view.role = get_project_for_api(request.user, item.project_id)  # type: ignore[attr-defined]
+        try:
+            view.project, view.role = get_project_for_api(request.user, item.project_id)  # type: ignore[attr-defined]
+        except NotFound:
+            raise NotFound("No such item") from None
         return True

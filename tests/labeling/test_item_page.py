@@ -34,3 +34,18 @@ def test_a_path_on_this_site_comes_back(client, image_project, alice):
     expected = f'<a href="/projects/{image_project.pk}/items/?status=labelled&amp;page=2">Items</a>'
     assert expected in page.content.decode()
     assert same_site_path("/x/\\y") == "" and same_site_path(" /ok/ ") == "/ok/"
+
+
+def test_media_gives_outsiders_the_same_404_for_an_item_that_exists_and_one_that_does_not(
+    image_project, charlie
+):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(charlie)  # not a member of the project
+    existing = image_project.items.order_by("id").first()
+    there = api.get(f"/api/items/{existing.pk}/media")
+    missing = api.get("/api/items/99999999/media")
+    assert there.status_code == missing.status_code == 404
+    assert there.json() == missing.json() == {"detail": "No such item"}
+    assert there["Content-Type"] == missing["Content-Type"] == "application/json"
