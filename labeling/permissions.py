@@ -22,7 +22,8 @@ class IsItemProjectMember(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         if getattr(view, "action", None) in NO_PROJECT_ACTIONS:
             return True
-        item = Item.objects.select_related("project").filter(pk=view.kwargs["item_id"]).first()
+        item_id = view.kwargs["item_id"]
+        item = Item.objects.select_related("project").filter(pk=item_id).first() if 0 < item_id < 2**63 else None
         if item is None:
             raise NotFound("No such item")
         # The viewset declares item, project and role (MediaViewSet).

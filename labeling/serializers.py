@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from lightbulb_site.api import ID_MAX
+
 from .models import Judgement, JudgementSource, Stage
 
 # Fields named label, source, data or errors are the API's own names; DRF's stubs type those names as
@@ -9,7 +11,7 @@ from .models import Judgement, JudgementSource, Stage
 
 
 class JudgementCreateSerializer(serializers.Serializer):
-    item = serializers.IntegerField()
+    item = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     label = serializers.CharField(max_length=200)  # type: ignore[assignment]
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
 
@@ -43,7 +45,7 @@ class JudgementFilterSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=JudgementSource.choices, required=False)  # type: ignore[assignment]
     label = serializers.CharField(required=False)  # type: ignore[assignment]
     user = serializers.CharField(required=False)
-    item = serializers.IntegerField(required=False)
+    item = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
     current = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
@@ -100,8 +102,12 @@ class ProposalBatchSerializer(serializers.Serializer):
 
 class ConfirmBatchSerializer(serializers.Serializer):
     label = serializers.CharField(max_length=200)  # type: ignore[assignment]
-    accepted = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
-    rejected = serializers.ListField(child=serializers.IntegerField(), allow_empty=True, max_length=100)
+    accepted = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), allow_empty=True, max_length=100
+    )
+    rejected = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ID_MAX), allow_empty=True, max_length=100
+    )
     corrected = serializers.DictField(
         child=serializers.CharField(max_length=200), required=False, allow_empty=True,
         help_text="item id -> the class it really is (another class of the project): a human label",

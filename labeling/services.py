@@ -183,6 +183,8 @@ def get_item(project: Project, item_id: int | str) -> Item:
         pk = int(item_id)
     except (TypeError, ValueError):
         raise ItemUnavailable("no such item in this project") from None
+    if not 0 < pk < 2**63:  # no row has such an id; SQLite would raise OverflowError on the query
+        raise ItemUnavailable("no such item in this project")
     item = Item.objects.filter(project=project, pk=pk).first()
     if item is None:
         raise ItemUnavailable("no such item in this project")

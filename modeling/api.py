@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet, ViewSetMixin
 
 from labeling.autolabels import do_withdraw_auto_labels
+from lightbulb_site.api import JSONParser
 from projects.models import Project, Role
 from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user, signed_in
 

@@ -34,6 +34,8 @@ def get_project_for_user(
         pk = int(project_id)
     except (TypeError, ValueError):
         raise Http404("No such project") from None
+    if not 0 < pk < 2**63:  # no row has such an id (and SQLite would raise OverflowError on the query)
+        raise Http404("No such project")
     project = Project.objects.filter(pk=pk).first()
     if project is None:
         raise Http404("No such project")
