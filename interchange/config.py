@@ -53,6 +53,37 @@ class ProjectConfig:
 
 
 _KNOWN_TOP = {"task", "dataset", "label", "model", "model_directory", "user"}
+# The keys each section may hold: a misspelt one (`dataset.exlude`) would otherwise be ignored silently.
+_KNOWN_KEYS = {
+    "task": {"title", "description", "template"},
+    "dataset": {"directory", "data_type", "judgements_file", "text_column", "id_column", "exclude"},
+    "label": {"type", "classes", "default_class"},
+    # pretrain_file is Light Bulb's (kept with the model options, not used here).
+    "model": {"directory", "encoder", "sampling", "proposal_guarantee", "auto_label_precision", "pretrain_file"},
+}
+
+
+def _refuse_unknown_keys(section: dict, name: str) -> None:
+    unknown = sorted(str(k) for k in section if k not in _KNOWN_KEYS[name])
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in '{name}': {', '.join(unknown)} (known: {', '.join(sorted(_KNOWN_KEYS[name]))})"
+        )
+
+
+def _refuse_aliases(text: str) -> None:
+    """YAML aliases (`*name`) let a few hundred bytes expand to gigabytes ("billion laughs"); a config never
+    needs them. Checked on the event stream, which does not expand anything, before the document is built."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise ConfigError(
+                    f"YAML aliases (*{event.anchor}) are not allowed in a config (line {mark.line + 1}, "
+                    f"column {mark.column + 1})"
+                )
+    except yaml.YAMLError:
+        return  # malformed: safe_load below says where
 
 
 def slug_for(path: Path) -> str:
@@ -118,6 +149,7 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         text = config_path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    _refuse_aliases(text)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -133,6 +165,8 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     task = _section(raw, "task")
     dataset = _section(raw, "dataset")
     label = _section(raw, "label")
+    for name, section in (("task", task), ("dataset", dataset), ("label", label)):
+        _refuse_unknown_keys(section, name)
 
     title = _required_str(task, "task", "title")
     description = _optional_str(task, "task", "description")
@@ -182,6 +216,8 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     model_options: dict = {}
     if model is not None and not isinstance(model, dict):
         raise ConfigError(f"'model' must be a mapping, got {type(model).__name__}")
+    if isinstance(model, dict):
+        _refuse_unknown_keys(model, "model")
     if isinstance(model, dict) and model.get("directory"):
         model_dir_raw = _required_str(model, "model", "directory")
         model_options = {k: v for k, v in model.items() if k != "directory"}

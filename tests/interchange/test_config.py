@@ -216,3 +216,47 @@ def test_it_takes_the_auto_label_precision_from_the_model_section_and_refuses_a_
         with pytest.raises(ConfigError, match=f"model.auto_label_precision {message}"):
             load_config(bad)
     assert not Project.objects.filter(slug="bad").exists()
+
+
+@pytest.mark.django_db
+def test_a_billion_laughs_config_is_refused_at_once_before_anything_expands(tmp_path):
+    import time
+
+    (tmp_path / "data").mkdir()
+    laughs = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = write_config(
+        tmp_path / "bomb.yml",
+        GOOD.replace("task:\n  title: T\n", "task:\n  title: T\n  description: |\n    fine\n")
+        + "\n".join(laughs).replace("a0:", "extra:\n  a0:", 1).replace("\na", "\n  a") + "\n",
+    )
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"YAML aliases \(\*a0\) are not allowed in a config \(line \d+"):
+        load_config(bomb)
+    assert time.monotonic() - started < 5  # 9^10 strings were never built
+    with pytest.raises(CommandError, match="YAML aliases"):
+        call_command("import_config", str(bomb), "--no-progress")
+    assert not Project.objects.exists()
+
+
+@pytest.mark.parametrize("typo,message", [
+    ("label:\n  type: classification\n  colour: red\n",
+     "unknown key(s) in 'label': colour (known: classes, default_class, type)"),
+    ("dataset:\n  directory: data/\n  data_type: images\n  exlude: ['*.tmp']\n",
+     "unknown key(s) in 'dataset': exlude (known: data_type, directory, exclude, id_column, judgements_file, "
+     "text_column)"),
+    ("task:\n  title: T\n  titel: X\n", "unknown key(s) in 'task': titel (known: description, template, title)"),
+    ("model:\n  directory: out/\n  encodr: minilm_l6\n", "unknown key(s) in 'model': encodr (known: "),
+])
+def test_unknown_keys_inside_a_section_are_refused_with_the_known_ones(tmp_path, typo, message):
+    (tmp_path / "data").mkdir()
+    section = typo.split(":", 1)[0]
+    original = {"label": "label:\n  type: classification\n  classes: [A, B]\n",
+                "dataset": "dataset:\n  directory: data/\n  data_type: images\n",
+                "task": "task:\n  title: T\n", "model": "model:\n  directory: out/\n"}[section]
+    assert original in GOOD
+    replacement = typo if section != "label" else typo.replace("  colour", "  classes: [A, B]\n  colour")
+    config = write_config(tmp_path / "typo.yml", GOOD.replace(original, replacement))
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert message in str(caught.value)
