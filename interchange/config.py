@@ -78,10 +78,8 @@ def _refuse_aliases(text: str) -> None:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent):
                 mark = event.start_mark
-                raise ConfigError(
-                    f"YAML aliases (*{event.anchor}) are not allowed in a config (line {mark.line + 1}, "
-                    f"column {mark.column + 1})"
-                )
+                where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+                raise ConfigError(f"YAML aliases (*{event.anchor}) are not allowed in a config{where}")
     except yaml.YAMLError:
         return  # malformed: safe_load below says where
 
