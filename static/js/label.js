@@ -78,16 +78,17 @@
       pred.textContent = "Audit: a random check of a confirmed batch · label what you see";
       pred.title = "Audits measure how precise batch confirmations are";
       pred.hidden = false;
-    } else if (item.stage === "TRAIN" && item.picked_by === "typical") {
-      pred.textContent = "No model yet · picked as typical of a group of items nobody has labelled";
-      pred.title = "Before the first model, TRAIN starts with the most typical item of each large unlabelled group";
-      pred.hidden = false;
     } else if (item.prediction && item.prediction.label) {
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"
         ? ` · picked as uncertain (${(p.uncertainty ?? p.entropy ?? 0).toFixed(2)})` : "";
       pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)${why}`;
       pred.title = Object.entries(p.scores || {}).map(([k, v]) => `${k}: ${(v * 100).toFixed(1)}%`).join("\n");
+      pred.hidden = false;
+    } else if (item.stage === "TRAIN" && item.picked_by === "typical") {
+      // Picked before the first model; once one exists its guess (above) says more than how it was picked.
+      pred.textContent = "No model yet · picked as typical of a group of items nobody has labelled";
+      pred.title = "Before the first model, TRAIN starts with the most typical item of each large unlabelled group";
       pred.hidden = false;
     } else {
       pred.hidden = true;

@@ -84,10 +84,10 @@ def test_the_simulate_table_leaves_out_label_all_when_no_run_labelled_everything
                             "proposal_precision": None, "final_label_accuracy": 1.0, "seconds": 4000.0,
                             "seconds_per_item": 2.5}
     text = markdown(report)
-    # Results from before corrections in the grid have no corrections, misses or first batch: 0, 0, —.
-    assert "| tiny | 1,600 | 0 | 0 | 0 | 0 | — | 100.0% | — | 67 min | 2.50 s |" in text
+    # Results from before corrections in the grid have no corrections, misses, auto-labels or first batch.
+    assert "| tiny | 1,600 | 0 | 0 | 0 | 0 | 0 | — | 100.0% | — | 67 min | 2.50 s |" in text
     summary["label_all"] |= {"corrections": 12, "missed": 1, "first_batch_at": 25}
-    assert "| tiny | 1,600 | 0 | 0 | 12 | 1 | — | 100.0% | 25 | 67 min | 2.50 s |" in markdown(report)
+    assert "| tiny | 1,600 | 0 | 0 | 12 | 1 | 0 | — | 100.0% | 25 | 67 min | 2.50 s |" in markdown(report)
     # The whole curve from 30 labels: one step here (80), where active is ahead.
     assert "| tiny | 0.800 | 0.700 | 1 of 1 steps |" in text
 

@@ -124,7 +124,7 @@ def test_a_worker_killed_while_training_leaves_the_last_good_version(tmp_path, a
     state.refresh_from_db()
     assert state.current_version.number == good.number + 1 and state.claimed_by == ""
     assert state.current_version.labels_count == 21
-    assert Head.load(project.model_path / state.current_version.file).weight.shape == (2, 384)
+    assert Head.load(project.model_path / state.current_version.file).weight.shape == (2, 384 + 2048)
 
 
 def test_resume_enqueues_what_a_stopped_worker_left(tmp_path, alice, loop_on, django_capture_on_commit_callbacks):
