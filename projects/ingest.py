@@ -178,12 +178,18 @@ class DatasetReader:
         else:
             exts = JSON_EXTENSIONS
         patterns = [str(p) for p in self.options.get("exclude") or []]
-        return [
-            p
-            for p in iter_files(self.root, exts)
-            if p.resolve() not in self.exclude
-            and not any(fnmatch.fnmatch(_relative(self.root, p), pat) for pat in patterns)
-        ]
+        inside = (self.root.parent if self.root.is_file() else self.root).resolve()
+        files = []
+        for p in iter_files(self.root, exts):
+            resolved = p.resolve()
+            if resolved in self.exclude or any(fnmatch.fnmatch(_relative(self.root, p), pat) for pat in patterns):
+                continue
+            # A symlink may lead anywhere on the server; only what stays inside the dataset folder is data.
+            if not resolved.is_relative_to(inside):
+                self.report.warn(f"{_relative(self.root, p)}: links outside the dataset folder; not imported")
+                continue
+            files.append(p)
+        return files
 
     def records(self, files: list[Path]) -> Iterator[ItemRecord]:
         for path in files:
