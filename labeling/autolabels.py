@@ -8,6 +8,7 @@ project's auto-label precision) and calls these; nothing here knows about models
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -107,10 +108,9 @@ def do_withdraw_auto_labels(
         if not runs:
             raise AutoLabelError(f"model version {version} has no auto-labels to withdraw")
         judgements = Judgement.objects.filter(project=project, auto_run__in=runs, undone_at__isnull=True)
-        current = list(judgements.filter(is_current=True).values_list("item_id", flat=True))
-        per_run = dict.fromkeys((r.pk for r in runs), 0)
-        for run_id in judgements.filter(is_current=True).values_list("auto_run_id", flat=True):
-            per_run[run_id] += 1
+        rows = list(judgements.filter(is_current=True).values_list("item_id", "auto_run_id"))
+        current = [item_id for item_id, _ in rows]
+        per_run = Counter(run_id for _, run_id in rows)
         judgements.update(is_current=False, undone_at=now)
         for start in range(0, len(current), CHUNK):
             Item.objects.filter(pk__in=current[start : start + CHUNK], status=ItemStatus.LABELLED).update(

@@ -9,6 +9,7 @@ version, and the proof kept on the run. No numpy and no torch here: the web proc
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TypedDict
@@ -21,9 +22,8 @@ from labeling.errors import AutoLabelError
 from labeling.models import AutoLabelRun, Judgement, JudgementSource
 from projects.models import ItemStatus, Project
 
+from .ml.thresholds import ALPHA
 from .models import ItemPrediction, ModelState, ModelVersion
-
-ALPHA = 0.05  # as modeling.ml.thresholds: the proof's confidence is 1 - ALPHA
 
 
 class ClassPlan(TypedDict):
@@ -63,11 +63,16 @@ class AutoLabelPlan(TypedDict):
     runs: list[RunRow]
 
 
+def proven_cuts(thresholds: dict[str, dict]) -> dict[str, float]:
+    """Class -> the confidence from which TEST proved it (classes without a threshold left out)."""
+    return {label: t["threshold"] for label, t in thresholds.items() if t.get("threshold") is not None}
+
+
 def picks_above(
     thresholds: dict[str, dict], predictions: Iterable[tuple[int, str, float]]
 ) -> dict[int, tuple[str, float]]:
     """The (item id -> (class, confidence)) of predictions at or above their class's proven threshold."""
-    cut = {label: t["threshold"] for label, t in thresholds.items() if t.get("threshold") is not None}
+    cut = proven_cuts(thresholds)
     return {
         item_id: (label, confidence)
         for item_id, label, confidence in predictions
@@ -118,7 +123,7 @@ def auto_label_plan(project: Project) -> AutoLabelPlan:
     reason = _unready(project, state, version)
     thresholds = version.thresholds if version is not None and not reason else {}
     # Counted in the database: the model card asks every few seconds, and a pool may hold 100k items.
-    cut = {label: t["threshold"] for label, t in thresholds.items() if t.get("threshold") is not None}
+    cut = proven_cuts(thresholds)
     per_label: dict[str, int] = {}
     if version is not None and cut:
         counts = {
@@ -171,9 +176,7 @@ def do_auto_label(project: Project, *, user: User) -> AutoLabelRun:
     if not picks:
         plan = auto_label_plan(project)
         raise AutoLabelError(plan["reason"] or "no unlabelled item clears its class's proven threshold")
-    per_label: dict[str, int] = {}
-    for label, _ in picks.values():
-        per_label[label] = per_label.get(label, 0) + 1
+    per_label = Counter(label for label, _ in picks.values())
     proof = {
         "alpha": ALPHA,
         "target": version.thresholds_target,

@@ -24,6 +24,7 @@ from .ml.head import Head, lsh_buckets, normalised_entropy, uncertainty
 from .ml.semisupervised import sample_rows
 from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
 from .services import (
+    TrainingData,
     claim,
     claim_token,
     heartbeat,
@@ -196,7 +197,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     unmet = minimums_unmet(project, data)
     if unmet:
         heartbeat(ModelState, filters=filters, token=token, waiting_for=unmet, trained_revision=revision)
-        refresh_cold_start(project)
+        refresh_cold_start(project, data=data)
         return unmet, False
     spec, store = store_for(project)
 
@@ -222,7 +223,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     if len(np.unique(y_train)) < 2:
         heartbeat(ModelState, filters=filters, token=token, waiting_for="TRAIN labels of at least two classes",
                   trained_revision=revision)
-        refresh_cold_start(project)
+        refresh_cold_start(project, data=data)
         return "waiting: one class", False
     pool = sample_rows(embeddings.vectors, limit=STANDARDISE_SAMPLE)
     # Everything without a TRAIN label feeds label spreading; TEST items stay in as unlabelled nodes,
@@ -277,7 +278,7 @@ COLD_START_SPARE = 5
 COLD_START_SAMPLE = 20_000
 
 
-def refresh_cold_start(project: Project) -> list[int]:
+def refresh_cold_start(project: Project, *, data: TrainingData | None = None) -> list[int]:
     """Store, in order, the typical items TRAIN picks start with until the first model (TypiClust,
     modeling/ml/coldstart.py), computed with the labels there are now: K = labelled + still needed.
     Nothing once a model exists (the margin queue takes over) or before items are embedded."""
@@ -290,7 +291,8 @@ def refresh_cold_start(project: Project) -> list[int]:
     valid = np.isin(embeddings.ids, embeddable_ids(project))
     if not valid.any():
         return []
-    data = training_data(project)
+    if data is None:  # the training task passes the labels it has just read
+        data = training_data(project)
     labelled_ids = np.asarray([i for i, _ in data.train] + [i for i, _ in data.test], dtype=np.int64)
     rows = np.flatnonzero(valid)
     is_labelled = np.isin(embeddings.ids[rows], labelled_ids)
