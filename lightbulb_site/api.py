@@ -36,3 +36,4 @@ def exception_handler(exc, context):
     if isinstance(exc, OverflowError):
         return Response({"detail": "a number in the request is too large"}, status=400)
     return drf_exception_handler(exc, context)
+

@@ -1,14 +1,15 @@
 from typing import ClassVar
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 from rest_framework.viewsets import ViewSetMixin
 
 from labeling import api as labeling_api
 from modeling import api as modeling_api
 from projects import api as projects_api
+
+from .schema import SchemaView
+from .security import ObtainTokenView
 
 app_name = "api"
 
@@ -58,8 +59,8 @@ media_router = ApiRouter(trailing_slash=False)
 media_router.register("items", labeling_api.MediaViewSet, basename="media")
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="token"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("auth/token/", ObtainTokenView.as_view(), name="token"),
+    path("schema/", SchemaView.as_view(), name="schema"),
     *router.urls,
     *media_router.urls,
 ]

@@ -7,6 +7,7 @@ Small typed helpers below keep the parsing in one place; nothing else in the cod
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlparse
 
@@ -105,13 +106,28 @@ def database_from_url(url: str) -> dict:
     raise ImproperlyConfigured(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite or postgres)")
 
 
+def inference_secret(*, explicit: str, secret_key: str, debug: bool) -> str:
+    """What the web process and the inference worker derive their shared key from: LIGHTBULB_INFERENCE_SECRET,
+    else SECRET_KEY. Never the public development key outside DEBUG (a test run or a mis-set server would
+    then accept scoring requests from anyone who read this file): "" there, and the worker refuses to start."""
+    if explicit:
+        return explicit
+    if secret_key == INSECURE_DEV_KEY and not debug:
+        return ""
+    return secret_key
+
+
 DEBUG = env_bool("DEBUG", False)
+INSECURE_DEV_KEY = "dev-only-insecure-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if DEBUG or env_bool("LIGHTBULB_INSECURE_DEV_KEY", False):
-        SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"
+        SECRET_KEY = INSECURE_DEV_KEY
     else:
         raise ImproperlyConfigured("SECRET_KEY must be set (or DEBUG=1 for local development)")
+LIGHTBULB_INFERENCE_SECRET = inference_secret(
+    explicit=env_str("LIGHTBULB_INFERENCE_SECRET"), secret_key=SECRET_KEY, debug=DEBUG
+)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -133,6 +149,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "django_q",
+    "axes",
     "projects",
     "labeling",
     "modeling",
@@ -142,6 +159,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "lightbulb_site.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -149,6 +167,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "lightbulb_site.urls"
@@ -181,8 +201,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)  # Django's default, settable
 LOGIN_REDIRECT_URL = "projects:list"
 LOGOUT_REDIRECT_URL = "login"
+
+# Mail (password reset links). With EMAIL_HOST set, mail goes out over SMTP; without it, to the
+# process's log (the console backend), which is what a development machine wants.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Light Bulb <lightbulb@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -205,8 +240,48 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# HTTPS. LIGHTBULB_HTTPS=1 is the one switch for a site served over TLS (docs/deploy.md): redirect
+# http to https, HSTS for a year, cookies only over TLS. Each piece can still be set on its own.
+LIGHTBULB_HTTPS = env_bool("LIGHTBULB_HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", LIGHTBULB_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if LIGHTBULB_HTTPS else 0)
+# HSTS covers the site's own sub-domains; `preload` only permits a submission to the browsers' preload
+# list (which takes the apex domain), so with LIGHTBULB_HTTPS both are on and `check --deploy` is clean.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", LIGHTBULB_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", LIGHTBULB_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", LIGHTBULB_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", LIGHTBULB_HTTPS)
+# Behind a reverse proxy that terminates TLS: how many proxies append to X-Forwarded-For (the sign-in
+# throttle counts the client they saw) and whether to trust its X-Forwarded-Proto.
+LIGHTBULB_TRUSTED_PROXIES = env_int("LIGHTBULB_TRUSTED_PROXIES", 0)
+if env_bool("LIGHTBULB_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# The pages load scripts, styles and fonts from this site only and have no inline script or style.
+# Images may also come from data:/blob: (previews of files a person drops on the classify page) and
+# https: (the preview of an image URL given to the classify page); nothing may frame the site.
+LIGHTBULB_CSP = env_str(
+    "LIGHTBULB_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: https:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+
+# Sign-in throttling (django-axes, lightbulb_site/security.py): after LIGHTBULB_LOGIN_FAILURE_LIMIT failed
+# sign-ins for one account, or from one address, that account or address gets a 429 on the login page,
+# the admin login and the token endpoint for LIGHTBULB_LOGIN_COOLOFF_MINUTES (counted from the last
+# failure), or until an administrator resets it. Counts live in the database: every worker sees them.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LIGHTBULB_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LIGHTBULB_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one reaching the limit locks
+AXES_CLIENT_IP_CALLABLE = "lightbulb_site.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "lightbulb_site.security.lockout_response"
+AXES_VERBOSE = False
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -230,6 +305,8 @@ SPECTACULAR_SETTINGS = {
     "send `Authorization: Token <key>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema lists every endpoint and field: signed-in users (session or token) read it, nobody else.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # django-q2: the ORM broker keeps one machine self-contained; a Redis broker is one env var away.

@@ -246,10 +246,22 @@ def fetch_images(urls: Sequence[str]) -> list[ScoreInput]:
 # --------------------------------------------------------------------------------------------------
 
 
+NO_INFERENCE_SECRET = ("the inference worker's key is not set: outside DEBUG it is never derived from the public "
+                       "development SECRET_KEY; set SECRET_KEY (or LIGHTBULB_INFERENCE_SECRET) for the web "
+                       "process and the inference worker alike")
+
+
+def inference_key() -> bytes:
+    """The key the web process and the inference worker share (settings.LIGHTBULB_INFERENCE_SECRET)."""
+    if not settings.LIGHTBULB_INFERENCE_SECRET:
+        raise InferenceUnavailable(NO_INFERENCE_SECRET)
+    return derive_key(settings.LIGHTBULB_INFERENCE_SECRET)
+
+
 def inference_client() -> InferenceClient:
     return InferenceClient(
         parse_address(settings.LIGHTBULB_INFERENCE_ADDRESS),
-        key=derive_key(settings.SECRET_KEY),
+        key=inference_key(),
         timeout=settings.LIGHTBULB_INFERENCE_TIMEOUT,
     )
 
@@ -279,7 +291,8 @@ def score_inputs(
             raise ValueError(f"input {i} ({inputs[i].source}) has neither a payload nor an error")
         payloads.append(payload)
     try:
-        result = inference_client().score(
+        client = inference_client()
+        result = client.score(
             encoder=version.encoder,
             encoder_version=version.encoder_version,
             head_path=project.model_path / version.file,

@@ -7,6 +7,11 @@ than override_settings.
 import os
 
 os.environ.setdefault("LIGHTBULB_INSECURE_DEV_KEY", "1")
+# The development SECRET_KEY never keys the inference worker outside DEBUG: a run gets its own secret,
+# which the inference workers the tests start inherit.
+import secrets  # noqa: E402
+
+os.environ.setdefault("LIGHTBULB_INFERENCE_SECRET", secrets.token_hex(16))
 os.environ.setdefault("LIGHTBULB_Q_SYNC", "1")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

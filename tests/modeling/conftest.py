@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import random
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -131,6 +132,23 @@ class ImageHandler(BaseHTTPRequestHandler):
             "/loop": (302, {"Location": "/loop"}, b""),
             "/big": (200, {"Content-Length": str(11 * 1024 * 1024)}, b""),
         }
+        if self.path in ("/drip", "/drip-headers"):  # a byte every 0.1 s, well inside any socket timeout
+            try:
+                if self.path == "/drip":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    self.wfile.flush()
+                    lines = [b"x"] * 1000
+                else:  # the status line, then headers that never end
+                    lines = [b"HTTP/1.1 200 OK\r\n"] + [b"X"] * 5000
+                for piece in lines:
+                    self.wfile.write(piece)
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up at its deadline, as it should
+            return
         if self.path == "/stream":  # no Content-Length: the cap must hold while reading
             self.send_response(200)
             self.end_headers()

@@ -32,6 +32,26 @@ ALLOW_TEST_SERVER = FetchLimits(allow_networks=[f"{SERVER_IP}/32"], timeout=5)
         ("http://100.64.0.1/", "non-public"),
         ("http://0.0.0.0/", "non-public"),
         ("http://224.0.0.1/", "non-public"),
+        # IPv6 forms that carry an IPv4 address: 6to4, Teredo, NAT64, IPv4-compatible.
+        ("http://[2002:a9fe:a9fe::]/", "carries 169.254.169.254"),
+        ("http://[2002:7f00:1::1]/", "carries 127.0.0.1"),
+        ("http://[2001:0:a9fe:a9fe::1]/", "carries 169.254.169.254"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "non-public"),
+        ("http://[64:ff9b:1::a00:1]/", "non-public"),
+        ("http://[::a9fe:a9fe]/", "non-public"),
+        # Other IANA special-purpose ranges.
+        ("http://192.0.0.170/", "non-public"),
+        ("http://192.0.2.1/", "non-public"),
+        ("http://198.18.0.1/", "non-public"),
+        ("http://192.88.99.1/", "non-public"),
+        ("http://240.1.2.3/", "non-public"),
+        ("http://[2001:db8::1]/", "non-public"),
+        ("http://[3fff::1]/", "non-public"),
+        ("http://[5f00::1]/", "non-public"),
+        ("http://[100::1]/", "non-public"),
+        ("http://[2001:4:112::1]/", "non-public"),
+        ("http://[fec0::1]/", "non-public"),
+        ("http://[ff02::1]/", "non-public"),
         ("http://localhost/cat.png", "non-public"),
         ("ftp://example.com/cat.png", "only http and https"),
         ("file:///etc/passwd", "only http and https"),
@@ -79,6 +99,27 @@ def test_size_and_status_are_capped(server):
         fetch_url(f"{server}/stream", limits=small)
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch_url(f"{server}/nothing-here", limits=ALLOW_TEST_SERVER)
+
+
+def test_it_refuses_a_name_that_resolves_to_an_address_carrying_ipv4():
+    with pytest.raises(FetchError, match=r"2002:a9fe:a9fe::, which carries 169.254.169.254"):
+        check_url("http://six.example/", limits=FetchLimits(), resolver=lambda h, p: ["2002:a9fe:a9fe::"])
+    # A public IPv6 address is still fetched.
+    assert check_url("http://v6.example/", limits=FetchLimits(),
+                     resolver=lambda h, p: ["2606:2800:220:1::1"])[3] == "2606:2800:220:1::1"
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-headers"])
+def test_one_wall_clock_deadline_bounds_a_server_that_drips(server, path):
+    import time
+
+    limits = FetchLimits(allow_networks=[f"{SERVER_IP}/32"], timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="timed out"):
+        fetch_url(f"{server}{path}", limits=limits)
+    # 1000 bytes at 10 a second would take 100 s; each recv returns well inside the socket timeout,
+    # so only a deadline over the whole fetch stops it (generous margin for a loaded machine).
+    assert time.monotonic() - started < 10.0
 
 
 def test_the_limits_come_from_settings(settings):

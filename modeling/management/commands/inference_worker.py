@@ -9,8 +9,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from modeling.inference.protocol import derive_key, parse_address
+from modeling.inference.protocol import InferenceUnavailable, parse_address
 from modeling.inference.server import InferenceServer
+from modeling.serving import inference_key
 
 
 class Command(BaseCommand):
@@ -27,13 +28,14 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         try:
             host, port = parse_address(options["address"])
-        except ValueError as exc:
+            key = inference_key()
+        except (ValueError, InferenceUnavailable) as exc:
             raise CommandError(str(exc)) from None
         try:
             server = InferenceServer(
                 host=host,
                 port=port,
-                key=derive_key(settings.SECRET_KEY),
+                key=key,
                 max_batch=settings.LIGHTBULB_INFERENCE_MAX_BATCH,
                 batch_wait=settings.LIGHTBULB_INFERENCE_BATCH_WAIT_MS / 1000,
                 max_payload=settings.LIGHTBULB_SCORE_MAX_REQUEST_BYTES * 2,
