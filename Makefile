@@ -13,7 +13,7 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install weights migrate demo run test lint bench chromium clean
+.PHONY: help install weights migrate demo run test test-postgres services lint bench chromium clean
 
 help:
 	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
@@ -74,13 +74,48 @@ chromium:
 	fi
 	@/usr/bin/chromium --version
 
+# PostgreSQL and Redis on loopback for the tests that must also hold on a production stack: Debian's
+# packages (installed once), a cluster and a `lightbulb` role that may create the test database, and a
+# throwaway Redis (no persistence). Each step checks first, so running it again changes nothing.
+PG_TEST_URL    ?= postgres://lightbulb:lightbulb@127.0.0.1:5432/lightbulb
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+services:
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	AS_PG=$$( [ "$$(id -u)" = 0 ] && echo "runuser -u postgres --" || echo "sudo -u postgres" ); \
+	if ! command -v pg_ctlcluster >/dev/null || ! command -v redis-server >/dev/null; then \
+		$$SUDO apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	fi; \
+	ver=$$(ls /usr/lib/postgresql | sort -n | tail -1); \
+	pg_lsclusters -h | grep -q "^$$ver main " || $$SUDO pg_createcluster $$ver main >/dev/null; \
+	pg_lsclusters -h | grep "^$$ver main " | grep -q online || $$SUDO pg_ctlcluster $$ver main start; \
+	for i in $$(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done; \
+	$$AS_PG psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname = 'lightbulb'" | grep -q 1 || \
+		$$AS_PG psql -qc "CREATE ROLE lightbulb LOGIN CREATEDB PASSWORD 'lightbulb'"; \
+	$$AS_PG psql -qtAc "SELECT 1 FROM pg_database WHERE datname = 'lightbulb'" | grep -q 1 || \
+		$$AS_PG createdb -O lightbulb lightbulb; \
+	redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
+		redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save "" --appendonly no >/dev/null; \
+	for i in $$(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done; \
+	echo "PostgreSQL $$ver and Redis $$(redis-server --version | grep -o 'v=[0-9.]*') on 127.0.0.1"
+
+# The database, lease, concurrency and task tests again on PostgreSQL with the Redis broker (and, in
+# tests/test_workers.py, two qcluster processes); the browser tests stay on the SQLite run.
+PG_TESTS := tests/labeling tests/projects tests/interchange tests/test_authorization_matrix.py \
+	tests/test_bad_input.py tests/test_security.py tests/test_workers.py tests/modeling/test_recovery.py \
+	tests/modeling/test_proposals_loop.py tests/modeling/test_training.py tests/modeling/test_auto_labels.py \
+	tests/modeling/test_review.py
+test-postgres: install weights services
+	DATABASE_URL=$(PG_TEST_URL) REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python -m pytest -m "not browser" $(PG_TESTS)
+
 # The settings refuse to start without a secret outside DEBUG; mypy's Django plugin loads them.
 lint: install
 	$(BIN)/ruff check .
 	LIGHTBULB_INSECURE_DEV_KEY=1 $(BIN)/mypy
 
-test: lint weights chromium
+test: lint weights chromium services
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-postgres
 
 # Benchmarks run in a throwaway database and data folder; each rewrites its measured block of
 # docs/benchmarks.md (the prose around the blocks stays) and keeps the raw numbers in docs/bench/*.json.
@@ -89,12 +124,14 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
 	touch $@
 
-bench: install weights $(VENV)/.bench-installed
+bench: install weights services $(VENV)/.bench-installed
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_score --out docs/bench/score.json --doc docs/benchmarks.md && \
+	REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python manage.py bench_load --kill --postgres-url $(PG_TEST_URL) \
+		--out docs/bench/load.json --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS)
 
 clean:

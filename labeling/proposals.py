@@ -25,7 +25,7 @@ from projects.models import DataType, Item, ItemStatus, Project
 
 from .audits import active_pauses, human_label_count, pause_if_below_floor
 from .errors import BatchConflict, BatchError, InvalidLabel, LabelingError
-from .leases import LEASE_CLEARED, after_change, free_lease
+from .leases import LEASE_CLEARED, after_change, claim_rows, free_lease
 from .models import (
     AuditStatus,
     BatchStatus,
@@ -246,10 +246,11 @@ def _claim_batch(
         while claimed < count and position < len(ids):
             want = ids[position : position + count - claimed]
             position += len(want)
-            # Conditional UPDATE: only proposals still free and pending are taken, so two reviewers
-            # asking at the same moment never share one.
-            claimed += Proposal.objects.filter(free_lease(now), pk__in=want, status=ProposalStatus.PENDING).update(
-                batch=batch, leased_until=until
+            # Only proposals still free and pending are taken (`claim_rows`), so two reviewers asking at
+            # the same moment never share one.
+            claimed += claim_rows(
+                Proposal.objects.filter(free_lease(now), pk__in=want, status=ProposalStatus.PENDING),
+                batch=batch, leased_until=until,
             )
         if not claimed:
             batch.delete()

@@ -19,7 +19,7 @@ from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
 from .errors import InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
-from .leases import LEASE_CLEARED, after_change, free_lease, release_lease
+from .leases import LEASE_CLEARED, after_change, claim_rows, free_lease, release_lease
 from .models import Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
 
@@ -66,12 +66,13 @@ def choose_stage(project: Project, *, test: int, train: int) -> str:
 
 
 def _claim(candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime) -> bool:
-    """Atomic claim: one conditional UPDATE, so two annotators can never hold the same item."""
+    """Atomic claim (`claim_rows`), so two annotators can never hold the same item."""
     picked_by, probability = candidate.picked_by, candidate.probability
     if stage == Stage.TEST and picked_by != "random":
         picked_by, probability = "random", None
     return (
-        Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED).update(
+        claim_rows(
+            Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED),
             leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
             lease_probability=probability,
         )
@@ -118,13 +119,15 @@ def next_items(
 
     counts = stage_counts(project, now=now)
     pool = Item.objects.filter(free_lease(now), project=project, status=ItemStatus.UNLABELLED)
-    skipped = Skip.objects.filter(user=user, item__project=project).values("item_id")
+    # By user alone (its own index): the pool is this project's already, and joining items here made
+    # SQLite walk every item of the project to find a few skips.
+    skipped = Skip.objects.filter(user=user).values("item_id")
     attempts = 0
     while len(result) < count and attempts < 5:
         attempts += 1
         stage = choose_stage(project, test=counts["test"], train=counts["train"])
         candidates = _candidates(
-            project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng,
+            project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng, now=now,
             allow_skipped=not result,
         )
         if not candidates:
@@ -151,8 +154,9 @@ def _lease_audit_items(
     for item_id in list(audit_items(project, user=user, now=now)[: count * 2]):
         if len(leased) >= count:
             break
-        claimed = Item.objects.filter(free_lease(now), pk=item_id, status=ItemStatus.LABELLED).update(
-            leased_to=user, leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=AUDIT, lease_probability=None
+        claimed = claim_rows(
+            Item.objects.filter(free_lease(now), pk=item_id, status=ItemStatus.LABELLED),
+            leased_to=user, leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=AUDIT, lease_probability=None,
         )
         if claimed:
             leased.append(LeasedItem(item=Item.objects.get(pk=item_id), stage=Stage.TRAIN, picked_by=AUDIT,
@@ -160,15 +164,39 @@ def _lease_audit_items(
     return leased
 
 
+def pool_size(project: Project, *, now: datetime, skipped=None) -> int:
+    """How many items the pool holds (unlabelled, not leased, not skipped), exactly, the cheap way.
+
+    Counting the pool's own condition visits every index entry with an OR on its lease; the unlabelled
+    count reads a plain index range, and what is taken off (live leases, this user's skips) is small.
+    On a 100,000-item project that is a third of the time, on every lease.
+    """
+    unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED)
+    size = unlabelled.count() - unlabelled.filter(leased_until__gt=now).count()
+    if skipped is not None:
+        # The user's skips first (a handful, by their index), so the items are looked up by id.
+        skipped_ids = [row["item_id"] for row in skipped]
+        if skipped_ids:
+            size -= unlabelled.filter(free_lease(now), pk__in=skipped_ids).count()
+    return size
+
+
 def _candidates(
-    project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random, allow_skipped: bool
+    project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random, allow_skipped: bool,
+    now: datetime,
 ) -> list[Candidate]:
     ordering = RandomOrdering() if stage == Stage.TEST else (model_hooks().ordering(project) or RandomOrdering())
-    candidates = ordering.candidates(pool.exclude(pk__in=skipped), limit=limit, rng=rng)
+
+    def draw(pool, skipped) -> list[Candidate]:
+        if isinstance(ordering, RandomOrdering):
+            return ordering.candidates(pool, limit=limit, rng=rng, size=pool_size(project, now=now, skipped=skipped))
+        return ordering.candidates(pool, limit=limit, rng=rng)
+
+    candidates = draw(pool.exclude(pk__in=skipped), skipped)
     if not candidates and allow_skipped:
         # Only items this user skipped remain and they hold nothing else: offer those again rather
         # than say the queue is empty. Never while they hold other items, or a skip would not let go.
-        candidates = ordering.candidates(pool, limit=limit, rng=rng)
+        candidates = draw(pool, None)
     return candidates
 
 

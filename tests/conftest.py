@@ -35,6 +35,19 @@ def write_images(directory: Path, n: int, *, prefix: str = "img", color=(200, 40
     return paths
 
 
+def database_url() -> str:
+    """The URL of the database this test runs on (the test database), for a process the test starts."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return (f"postgres://{quote(db['USER'], safe='')}:{quote(db['PASSWORD'], safe='')}@{db['HOST'] or '127.0.0.1'}"
+            f":{db['PORT'] or 5432}/{quote(db['NAME'], safe='')}")
+
+
 def write_config(path: Path, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(body, encoding="utf-8")

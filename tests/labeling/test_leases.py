@@ -175,3 +175,68 @@ def test_a_skipped_item_is_not_taken_back_while_the_user_holds_others(team, alic
     assert skipped.pk not in got and free.pk in got
     skipped.refresh_from_db()
     assert skipped.leased_to is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_passes_over_a_row_another_transaction_is_claiming(tmp_path):
+    """PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so a claim never waits behind another one."""
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite has no row locks; its IMMEDIATE transactions take turns (run on PostgreSQL)")
+    from django.db import transaction
+
+    from labeling.leases import claim_rows
+    from tests.conftest import make_image_project
+
+    project = make_image_project(tmp_path, n=2, owner="alice")
+    first, second = Item.objects.filter(project=project).order_by("pk")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_first() -> None:
+        with transaction.atomic():
+            Item.objects.select_for_update().filter(pk=first.pk).get()
+            locked.set()
+            release.wait(timeout=10)  # a claim that waited for this lock would take both rows after it
+        connection.close()
+
+    holder = threading.Thread(target=hold_first)
+    holder.start()
+    assert locked.wait(timeout=10)
+    try:
+        taken = claim_rows(Item.objects.filter(project=project, leased_until__isnull=True),
+                           leased_until=timezone.now() + timedelta(minutes=5))
+    finally:
+        release.set()
+        holder.join()
+    assert taken == 1
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.leased_until is None and second.leased_until is not None
+
+
+def test_random_picks_are_uniform_over_a_pool_with_gaps(tmp_path):
+    """The queue samples ids from the pool's range and keeps those in the pool: uniform whatever the gaps."""
+    from collections import Counter
+
+    from labeling.queue import RandomOrdering
+    from tests.conftest import make_image_project
+
+    project = make_image_project(tmp_path, n=120, owner="alice")
+    ids = list(Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True))
+    # Gaps: a labelled run in the middle and every third item elsewhere.
+    taken = set(ids[40:70]) | set(ids[::3])
+    Item.objects.filter(pk__in=taken).update(status=ItemStatus.LABELLED)
+    pool = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED)
+    members = set(pool.values_list("pk", flat=True))
+    rng = random.Random(7)
+    counts: Counter[int] = Counter()
+    for _ in range(1500):
+        picks = RandomOrdering().candidates(pool, limit=4, rng=rng)
+        assert len({c.item_id for c in picks}) == 4  # without repeats
+        assert all(c.probability == pytest.approx(1 / len(members)) for c in picks)
+        counts.update(c.item_id for c in picks)
+    assert set(counts) == members  # nothing outside the pool, everything in it
+    expected = 1500 * 4 / len(members)
+    assert min(counts.values()) > 0.6 * expected and max(counts.values()) < 1.4 * expected
+    # A pool too small to sample from its range is read whole.
+    Item.objects.filter(pk__in=sorted(members)[3:]).update(status=ItemStatus.LABELLED)
+    assert {c.item_id for c in RandomOrdering().candidates(pool, limit=5, rng=rng)} == set(sorted(members)[:3])

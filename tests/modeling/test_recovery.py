@@ -11,13 +11,12 @@ import textwrap
 import time
 
 import pytest
-from django.db import connection
 
 from modeling.ml.embeddings import store_for
 from modeling.ml.head import Head
 from modeling.models import EmbeddingJob, ModelState, ModelVersion
 from modeling.tasks import embed_project
-from tests.conftest import REPO
+from tests.conftest import REPO, database_url
 from tests.modeling.conftest import make_colour_project, make_text_project
 from tests.modeling.test_training import label_from_queue
 
@@ -28,7 +27,7 @@ def _worker(code: str, **env) -> subprocess.Popen:
     """A separate worker process on the same (test) database, as a qcluster worker would be."""
     environment = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "lightbulb_site.settings",
         **env,
     }
