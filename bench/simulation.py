@@ -35,9 +35,10 @@ from django.db.models import Q
 
 from interchange.config import ConfigError, load_config
 from interchange.importer import do_import_config
+from labeling.audits import AUDIT
 from labeling.models import Judgement, JudgementSource
 from labeling.proposals import available_by_class, do_confirm_batch, lease_batch
-from labeling.services import do_record_judgement, next_items
+from labeling.services import LeasedItem, do_record_judgement, next_items
 from lightbulb_site.atomic import atomic_write
 from modeling.ml.embeddings import store_for
 from modeling.ml.head import Head
@@ -87,6 +88,7 @@ class LabelAll:
     batch_rejections: int = 0
     corrections: int = 0
     missed: int = 0
+    audit_labels: int = 0  # single labels that were a random audit's second look at a confirmed item
     batches: int = 0
     auto_labels: int = 0
     auto_label_runs: list = field(default_factory=list)
@@ -298,14 +300,15 @@ class Simulation:
 
     # -- the annotator --------------------------------------------------------------------------
 
-    def _label_one(self) -> bool:
+    def _label_one(self) -> LeasedItem | None:
+        """The next item from the queue, labelled truthfully; None when the queue hands out nothing."""
         leased = next_items(self.project, user=self.user, count=1, rng=self.rng)
         if not leased:
-            return False
+            return None
         item = leased[0].item
         do_record_judgement(self.project, item=item, user=self.user, label=self.truth[item.pk],
                             time_taken=SECONDS_PER_LABEL)
-        return True
+        return leased[0]
 
     def _note_first_batch(self, labels: int) -> None:
         """Remember how many human labels there were when a review batch first existed."""
@@ -350,9 +353,12 @@ class Simulation:
                     counts.corrections += len(corrected)
                     counts.missed += len(missed)
                     continue
-            if not self._label_one():
+            single = self._label_one()
+            if single is None:
                 break  # nothing left that the queue hands out (should not happen: reported below)
             counts.single_labels += 1
+            # An audit labels a confirmed item again, blind: a person's time, but no item newly labelled.
+            counts.audit_labels += single.picked_by == AUDIT
             self._note_first_batch(counts.single_labels)
         current = dict(
             Judgement.objects.filter(project=project, is_current=True).values_list("item_id", "label")
@@ -372,6 +378,7 @@ class Simulation:
             "batch_rejections": counts.batch_rejections,
             "corrections": counts.corrections,
             "missed": counts.missed,
+            "audit_labels": counts.audit_labels,
             "reviewer_miss_rate": self.o.reviewer_miss_rate,
             "first_batch_at": self.first_batch_at,
             "batches": counts.batches,

@@ -30,6 +30,19 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    # Playwright evaluates a string given to wait_for_function with eval, which the site's
+    # Content-Security-Policy forbids (no 'unsafe-eval'), so these pages skip the policy;
+    # `strict_page` keeps it, and tests/test_security_browser.py walks the site with it.
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def strict_page(browser):
+    """A page under the site's Content-Security-Policy, as every real browser gets it."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(10_000)

@@ -123,4 +123,4 @@ def image_project(image_config, alice):
     return do_import_config(load_config(image_config)).project
 
 
-from tests.browser import browser, page  # noqa: E402,F401  (fixtures shared by the browser tests)
+from tests.browser import browser, page, strict_page  # noqa: E402,F401  (fixtures shared by the browser tests)

@@ -23,8 +23,9 @@ def _violations(page) -> list[str]:
     return seen
 
 
-def test_the_pages_run_under_the_policy_without_a_violation(page, live_server, image_project, bob,
+def test_the_pages_run_under_the_policy_without_a_violation(strict_page, live_server, image_project, bob,
                                                             django_user_model):
+    page = strict_page
     root = django_user_model.objects.create_superuser("root", password="root-pass-123")
     do_add_member(image_project, user=root, role=Role.OWNER)
     do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
@@ -49,7 +50,8 @@ def test_the_pages_run_under_the_policy_without_a_violation(page, live_server, i
     assert violations == []
 
 
-def test_a_person_locked_out_sees_why_and_the_way_to_reset(page, live_server, bob):
+def test_a_person_locked_out_sees_why_and_the_way_to_reset(strict_page, live_server, bob):
+    page = strict_page
     for _ in range(10):
         login(page, live_server, "bob", "wrong-password")
     assert page.locator("#locked-out").inner_text().startswith("Too many failed sign-ins")
@@ -57,7 +59,8 @@ def test_a_person_locked_out_sees_why_and_the_way_to_reset(page, live_server, bo
     assert page.locator("h1").inner_text() == "Forgotten your password?"
 
 
-def test_a_person_changes_their_password_in_the_browser(page, live_server, bob):
+def test_a_person_changes_their_password_in_the_browser(strict_page, live_server, bob):
+    page = strict_page
     login(page, live_server, "bob", "bob-pass-123")
     page.wait_for_url(f"{live_server.url}/projects/")
     page.click(".whoami >> text=Password")

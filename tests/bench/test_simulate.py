@@ -86,7 +86,8 @@ def _accounted(result: dict) -> dict:
     la = result["label_all"]
     pool = result["items"] - result["holdout"]
     assert la["unlabelled_left"] == 0 and la["batch_rejections"] == 0
-    assert la["single_labels"] + la["batch_items_seen"] + la["auto_labels"] == pool
+    # Random audits of confirmed batches are single labels of items labelled already.
+    assert la["single_labels"] + la["batch_items_seen"] + la["auto_labels"] == pool + la["audit_labels"]
     assert la["seconds"] == pytest.approx(2.5 * la["single_labels"] + 0.3 * la["batch_items_seen"]
                                           + 2.0 * la["corrections"], abs=0.1)  # auto-labels and misses: 0 s
     assert la["seconds_per_item"] == pytest.approx(la["seconds"] / pool, abs=1e-3)
@@ -97,7 +98,9 @@ def test_a_reviewer_who_misses_wrong_proposals_is_accounted_for_miss_by_miss(tmp
     # The oracle gives every fourth text the other topic: the model, which reads the topic, proposes some
     # of those with confidence, and they are wrong.
     config, oracle = write_dataset(tmp_path / "data", n=60, flip_every=4)
-    args = ("--budget", "25", "--step", "25", "--holdout", "0.25", "--seed", "7", "--label-all")
+    # Seed 2: the queue's draws on this small pool lead to 8 wrong proposals (seed 7 to none since the
+    # draws became rejection sampling); the assertions below need some.
+    args = ("--budget", "25", "--step", "25", "--holdout", "0.25", "--seed", "2", "--label-all")
     careful = _accounted(simulate(config, oracle, tmp_path / "careful.json", *args, "--reviewer-miss-rate", "0"))
     blind = _accounted(simulate(config, oracle, tmp_path / "blind.json", *args, "--reviewer-miss-rate", "1"))
     pool = 60 - 15

@@ -87,7 +87,7 @@ def test_two_annotators_side_by_side_never_see_the_same_item(browser, live_serve
     do_add_member(image_project, user=charlie, role=Role.ANNOTATOR)
     pages = []
     for name in ("bob", "charlie"):
-        context = browser.new_context()
+        context = browser.new_context(bypass_csp=True)  # wait_for_function evals: see tests/browser.py
         p = context.new_page()
         p.set_default_timeout(10_000)
         login(p, live_server, name, f"{name}-pass-123")

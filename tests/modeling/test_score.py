@@ -295,7 +295,7 @@ def test_the_worker_batches_concurrent_requests_and_refuses_a_wrong_key(colours,
     version = ModelState.objects.get(project=colours).current_version
     head = colours.model_path / version.file
     address = parse_address(scoring.LIGHTBULB_INFERENCE_ADDRESS)
-    client = InferenceClient(address, key=derive_key(scoring.SECRET_KEY), timeout=120)
+    client = InferenceClient(address, key=derive_key(scoring.LIGHTBULB_INFERENCE_SECRET), timeout=120)
     before = client.status()
     barrier, results = threading.Barrier(8), []
 
