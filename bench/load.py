@@ -264,10 +264,8 @@ class LoadBench(Bench):
             processes: dict[str, subprocess.Popen] = {}
             processes["gunicorn"] = self.start_gunicorn(web_env, folder)
             if kill:
-                processes["qcluster"] = self.start(folder, "qcluster", [str(MANAGE), "qcluster"], env)
-                processes["inference worker"] = self.start(
-                    folder, "inference", [str(MANAGE), "inference_worker", "--no-warm",
-                                          "--address", f"127.0.0.1:{free_port()}"], env)
+                processes["qcluster"] = self.start_qcluster(env, folder)
+                processes["inference worker"] = self.start_inference(env, folder)
             try:
                 self.wait_until_up(port)
                 annotators = [Annotator(token=t, name=f"annotator{n}", port=port, project=made["project"],
@@ -299,6 +297,13 @@ class LoadBench(Bench):
     def start_gunicorn(self, env: dict[str, str], folder: Path) -> subprocess.Popen:
         return self.start(folder, "gunicorn", ["-m", "gunicorn", "-c", "python:lightbulb_site.gunicorn_conf",
                                                "lightbulb_site.wsgi"], env)
+
+    def start_qcluster(self, env: dict[str, str], folder: Path) -> subprocess.Popen:
+        return self.start(folder, "qcluster", [str(MANAGE), "qcluster"], env)
+
+    def start_inference(self, env: dict[str, str], folder: Path) -> subprocess.Popen:
+        return self.start(folder, "inference", [str(MANAGE), "inference_worker", "--no-warm",
+                                                "--address", f"127.0.0.1:{free_port()}"], env)
 
     @staticmethod
     def start(folder: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -346,10 +351,9 @@ class LoadBench(Bench):
             elif name == "qcluster":
                 subprocess.run([sys.executable, str(MANAGE), "resume_model_work"], cwd=REPO, env=env,
                                capture_output=True)
-                processes[name] = self.start(folder, "qcluster", [str(MANAGE), "qcluster"], env)
+                processes[name] = self.start_qcluster(env, folder)
             else:
-                processes[name] = self.start(folder, "inference", [str(MANAGE), "inference_worker", "--no-warm",
-                                                                   "--address", f"127.0.0.1:{free_port()}"], env)
+                processes[name] = self.start_inference(env, folder)
             done.append(name)
         return done
 

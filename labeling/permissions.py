@@ -7,6 +7,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from lightbulb_site.ids import is_row_id
 from projects.models import Item
 from projects.permissions import NO_PROJECT_ACTIONS, get_project_for_api
 
@@ -23,7 +24,7 @@ class IsItemProjectMember(BasePermission):
         if getattr(view, "action", None) in NO_PROJECT_ACTIONS:
             return True
         item_id = view.kwargs["item_id"]
-        item = Item.objects.select_related("project").filter(pk=item_id).first() if 0 < item_id < 2**63 else None
+        item = Item.objects.select_related("project").filter(pk=item_id).first() if is_row_id(item_id) else None
         if item is None:
             raise NotFound("No such item")
         # The viewset declares item, project and role (MediaViewSet).

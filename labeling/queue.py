@@ -55,7 +55,7 @@ class RandomOrdering:
             return []
         probability = 1.0 / n
         want = min(limit, n)
-        chosen: list[int] = []
+        chosen: dict[int, None] = {}  # drawn ids in draw order, kept once each
         if n > 4 * want:
             density = n / (hi - lo + 1)
             for _ in range(self.ROUNDS):
@@ -63,12 +63,13 @@ class RandomOrdering:
                     rng.randint(lo, hi) for _ in range(min(self.MAX_DRAWS, int(3 * (want - len(chosen)) / density) + 8))
                 ))
                 found = set(pool.filter(pk__in=draws).values_list("id", flat=True))
-                chosen += [i for i in draws if i in found and i not in chosen][: want - len(chosen)]
+                fresh = [i for i in draws if i in found and i not in chosen]
+                chosen.update(dict.fromkeys(fresh[: want - len(chosen)]))
                 if len(chosen) >= want:
                     break
         if len(chosen) < want:  # a small or sparse pool: read it whole
-            ids = [i for i in pool.values_list("id", flat=True) if i not in set(chosen)]
-            chosen += rng.sample(ids, min(want - len(chosen), len(ids)))
+            ids = [i for i in pool.values_list("id", flat=True) if i not in chosen]
+            chosen.update(dict.fromkeys(rng.sample(ids, min(want - len(chosen), len(ids)))))
         return [Candidate(item_id=i, picked_by="random", probability=probability) for i in chosen]
 
 

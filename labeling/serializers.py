@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from lightbulb_site.api import ID_MAX
+from lightbulb_site.ids import ID_MAX
 
 from .models import Judgement, JudgementSource, Stage
 

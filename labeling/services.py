@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from lightbulb_site.ids import is_row_id
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
@@ -211,7 +212,7 @@ def get_item(project: Project, item_id: int | str) -> Item:
         pk = int(item_id)
     except (TypeError, ValueError):
         raise ItemUnavailable("no such item in this project") from None
-    if not 0 < pk < 2**63:  # no row has such an id; SQLite would raise OverflowError on the query
+    if not is_row_id(pk):
         raise ItemUnavailable("no such item in this project")
     item = Item.objects.filter(project=project, pk=pk).first()
     if item is None:

@@ -10,9 +10,6 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError
 
-# The largest id a database row can have (a signed 64-bit column): serializers refuse larger ones.
-ID_MAX = 2**63 - 1
-
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, with a body nested deeper than Python's recursion limit refused as a 400 (the

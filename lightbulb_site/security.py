@@ -49,18 +49,22 @@ def locked_out_message() -> str:
             f"{_cooloff_minutes()} minutes, or ask an administrator to unlock it.")
 
 
+def retry_after() -> str:
+    """Seconds a locked-out client should wait, for the Retry-After header."""
+    return str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+
+
 def lockout_response(request: HttpRequest, original_response: HttpResponse | None = None,
                      credentials: dict[str, Any] | None = None) -> HttpResponse:
     """django-axes' AXES_LOCKOUT_CALLABLE: a JSON 429 for API clients, the sign-in page with the reason
     for people, both with Retry-After."""
-    retry_after = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     response: HttpResponse
     if request.path.startswith("/api/") or "application/json" in request.META.get("HTTP_ACCEPT", ""):
         response = JsonResponse({"detail": locked_out_message()}, status=429)
     else:
         response = render(request, "registration/locked_out.html",
                           {"message": locked_out_message()}, status=429)
-    response["Retry-After"] = retry_after
+    response["Retry-After"] = retry_after()
     return response
 
 
@@ -72,8 +76,7 @@ class ObtainTokenView(ObtainAuthToken):
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():
             if getattr(request, "axes_locked_out", False):
-                return Response({"detail": locked_out_message()}, status=429,
-                                headers={"Retry-After": str(int(settings.AXES_COOLOFF_TIME.total_seconds()))})
+                return Response({"detail": locked_out_message()}, status=429, headers={"Retry-After": retry_after()})
             return Response(serializer.errors, status=400)
         token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
         return Response({"token": token.key})

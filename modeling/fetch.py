@@ -125,11 +125,10 @@ def check_url(url: str, *, limits: FetchLimits, resolver: Resolver = system_reso
     refused = [a for a in addresses if not _allowed(a, limits)]
     if refused:
         # All of a name's addresses must be public: a name that also points inside is refused outright.
+        inner = embedded_ipv4(refused[0])  # a literal's one address is refused[0]
         if literal is not None:
-            inner = embedded_ipv4(literal)
             carried = f" (it carries {inner})" if inner is not None else ""
             raise FetchError(f"{host} is a non-public address{carried}: refused")
-        inner = embedded_ipv4(refused[0])
         carried = f", which carries {inner}" if inner is not None else ""
         raise FetchError(f"{host} resolves to a non-public address ({refused[0]}{carried}): refused")
     return scheme, host, port, str(addresses[0])

@@ -291,8 +291,7 @@ def score_inputs(
             raise ValueError(f"input {i} ({inputs[i].source}) has neither a payload nor an error")
         payloads.append(payload)
     try:
-        client = inference_client()
-        result = client.score(
+        result = inference_client().score(
             encoder=version.encoder,
             encoder_version=version.encoder_version,
             head_path=project.model_path / version.file,

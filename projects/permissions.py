@@ -10,6 +10,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from lightbulb_site.ids import is_row_id
+
 from .models import ROLE_RANK, Membership, Project, Role
 
 
@@ -34,7 +36,7 @@ def get_project_for_user(
         pk = int(project_id)
     except (TypeError, ValueError):
         raise Http404("No such project") from None
-    if not 0 < pk < 2**63:  # no row has such an id (and SQLite would raise OverflowError on the query)
+    if not is_row_id(pk):
         raise Http404("No such project")
     project = Project.objects.filter(pk=pk).first()
     if project is None:
