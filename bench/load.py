@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -36,6 +37,7 @@ import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -118,6 +120,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# `lightbulb_site/gunicorn_conf.py`'s access log: the request line, the status, ..., the microseconds last.
+LOG_TIME = re.compile(r"\[([^\]]+)\]")
+ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) .* (?P<us>\d+)$')
+
+
+def server_timings(log: Path, project: int, *, since: float = 0.0) -> dict[str, list[float]]:
+    """What gunicorn itself measured (ms), from reading each request to writing its answer, by endpoint,
+    for the requests logged after `since` (a time.time(); the log's clock has whole seconds)."""
+    timings: dict[str, list[float]] = {"next": [], "judgement": []}
+    base = f"/api/projects/{project}/"
+    if not log.exists():
+        return timings
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = ACCESS_LINE.search(line)
+        if not match or not match["path"].startswith(base):
+            continue
+        logged = LOG_TIME.search(line)
+        if logged and datetime.strptime(logged[1], "%d/%b/%Y:%H:%M:%S %z").timestamp() < since:
+            continue
+        rest, status = match["path"][len(base):], match["status"]
+        if match["method"] == "GET" and rest.startswith("items/next/") and status == "200":
+            timings["next"].append(int(match["us"]) / 1000)
+        elif match["method"] == "POST" and rest.startswith("judgements/") and status == "201":
+            timings["judgement"].append(int(match["us"]) / 1000)
+    return timings
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -140,6 +169,7 @@ class Annotator:
     leased: list[tuple[int, float, float]] = field(default_factory=list)  # item, leased at, held until
     acked: list[tuple[int, str]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    measure_from: float = 0.0  # time.monotonic() after the warm-up: latencies before it are not kept
     _conn: http.client.HTTPConnection | None = None
 
     def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
@@ -172,6 +202,7 @@ class Annotator:
             time.sleep(rng.uniform(0, self.think))
         while time.monotonic() < until:
             try:
+                measured = time.monotonic() >= self.measure_from
                 started = time.perf_counter()
                 status, body = self._call("GET", f"{base}/items/next/")
                 elapsed = (time.perf_counter() - started) * 1000
@@ -179,7 +210,8 @@ class Annotator:
                     self._note(f"next {status}")
                     time.sleep(0.2)
                     continue
-                self.next_ms.append(elapsed)
+                if measured:
+                    self.next_ms.append(elapsed)
                 items = body if isinstance(body, list) else []
                 if not items:
                     self._note("next: nothing left")
@@ -192,7 +224,8 @@ class Annotator:
                 status, body = self._call("POST", f"{base}/judgements/", {"item": item["id"], "label": label})
                 elapsed = (time.perf_counter() - started) * 1000
                 if status == 201:
-                    self.post_ms.append(elapsed)
+                    if measured:
+                        self.post_ms.append(elapsed)
                     self.acked.append((item["id"], self.name))
                     self.leased.append((item["id"], leased_at, time.time()))  # held until judged
                     if self.think:
@@ -270,15 +303,22 @@ class LoadBench(Bench):
                 self.wait_until_up(port)
                 annotators = [Annotator(token=t, name=f"annotator{n}", port=port, project=made["project"],
                                         think=options["think"], seed=n) for n, t in enumerate(made["tokens"])]
-                until = time.monotonic() + options["seconds"]
+                # The first requests of each gunicorn thread open its database connection (a PostgreSQL
+                # backend starts for each): a warm-up, not kept, so the figures are the steady state.
+                measure_from = time.monotonic() + options["warmup"]
+                measure_from_wall = time.time() + options["warmup"]
+                for a in annotators:
+                    a.measure_from = measure_from
+                until = measure_from + options["seconds"]
                 threads = [threading.Thread(target=a.run, args=(until,)) for a in annotators]
                 started = time.monotonic()
                 for t in threads:
                     t.start()
-                kills = self.kill_and_restart(processes, web_env, env, folder, port, options["seconds"]) if kill else []
+                lasts = options["warmup"] + options["seconds"]
+                kills = self.kill_and_restart(processes, web_env, env, folder, port, lasts) if kill else []
                 for t in threads:
                     t.join()
-                wall = time.monotonic() - started
+                wall = time.monotonic() - max(started, measure_from)
             finally:
                 for proc in processes.values():
                     self.stop(proc)
@@ -292,7 +332,8 @@ class LoadBench(Bench):
             if check.returncode:
                 raise BenchError(f"checking the {backend} database failed:\n{check.stderr[-3000:]}")
             checked = json.loads(check.stdout.strip().splitlines()[-1])
-        return self.summarise(annotators, made, checked, wall, kills)
+            server = server_timings(folder / "access.log", made["project"], since=measure_from_wall)
+        return self.summarise(annotators, made, checked, wall, kills, server=server)
 
     def start_gunicorn(self, env: dict[str, str], folder: Path) -> subprocess.Popen:
         return self.start(folder, "gunicorn", ["-m", "gunicorn", "-c", "python:lightbulb_site.gunicorn_conf",
@@ -359,7 +400,7 @@ class LoadBench(Bench):
 
     @staticmethod
     def summarise(annotators: list[Annotator], made: dict, checked: dict, wall: float,
-                  kills: list[str]) -> dict[str, Any]:
+                  kills: list[str], server: dict[str, list[float]] | None = None) -> dict[str, Any]:
         next_ms = [x for a in annotators for x in a.next_ms]
         post_ms = [x for a in annotators for x in a.post_ms]
         # Doubly leased: one item handed to two annotators whose leases overlapped in time.
@@ -384,8 +425,11 @@ class LoadBench(Bench):
 
         return {"items": made["items"], "import_seconds": made["import_seconds"], "wall_seconds": round(wall, 1),
                 "next": stats(next_ms), "judgement": stats(post_ms),
+                "server_next": stats((server or {}).get("next", [])),
+                "server_judgement": stats((server or {}).get("judgement", [])),
                 "judgements_per_second": round(len(post_ms) / wall, 1) if wall else None,
-                "acknowledged": len(post_ms), "lost": checked["lost"], "lost_examples": checked["lost_examples"],
+                "acknowledged": sum(len(a.acked) for a in annotators), "lost": checked["lost"],
+                "lost_examples": checked["lost_examples"],
                 "doubly_leased": doubly, "items_with_two_current": checked["items_with_two_current"],
                 "errors": errors, "killed": kills}
 
@@ -401,15 +445,24 @@ class LoadBench(Bench):
                  f"against gunicorn (`lightbulb_site/gunicorn_conf.py`, DEBUG off) on a {report['items']:,}-item "
                  f"text project, {report['seconds']:.0f} s per run; the clients run on the same cores as the server.",
                  "",
-                 "| run | `items/next` p50 / p95 / max (ms) | judgement POST p50 / p95 / max (ms) | judgements / s "
-                 "| acknowledged | lost | doubly leased |",
-                 "|---|---|---|---|---|---|---|"]
+                 "Times in ms as p50 / p95 / max: *clients* as the annotators saw them (their 20 threads share "
+                 "the cores and one interpreter), *server* as gunicorn timed each request, from reading it to "
+                 "writing the answer (its access log).",
+                 "",
+                 "| run | `items/next` clients | `items/next` server | judgement POST clients "
+                 "| judgement POST server | judgements / s | acknowledged | lost | doubly leased |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+
+        def three(s: dict) -> str:
+            return f"{ms(s['p50_ms'])} / {ms(s['p95_ms'])} / {ms(s['max_ms'])}"
+
         for name, run in report["runs"].items():
-            n, j = run["next"], run["judgement"]
             doubled = run["doubly_leased"] + run["items_with_two_current"]
-            lines.append(f"| {name} | {ms(n['p50_ms'])} / {ms(n['p95_ms'])} / {ms(n['max_ms'])} | "
-                         f"{ms(j['p50_ms'])} / {ms(j['p95_ms'])} / {ms(j['max_ms'])} | "
-                         f"{run['judgements_per_second']} | {run['acknowledged']:,} | {run['lost']} | {doubled} |")
+            server_next = run.get("server_next") or {"p50_ms": None, "p95_ms": None, "max_ms": None}
+            server_post = run.get("server_judgement") or {"p50_ms": None, "p95_ms": None, "max_ms": None}
+            lines.append(f"| {name} | {three(run['next'])} | {three(server_next)} | {three(run['judgement'])} | "
+                         f"{three(server_post)} | {run['judgements_per_second']} | {run['acknowledged']:,} | "
+                         f"{run['lost']} | {doubled} |")
         for name, run in report["runs"].items():
             if run["killed"]:
                 lines += ["", f"`{name}`: killed with SIGKILL and started again during the run: "

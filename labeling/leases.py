@@ -47,6 +47,23 @@ def claim_rows(rows: QuerySet[Any], **values: Any) -> int:
         return rows.model._default_manager.filter(pk__in=ids).update(**values)
 
 
+def claim_item(rows: QuerySet[Item], *, pk: int, **values: Any) -> Item | None:
+    """`claim_rows` for the one item `pk` (`rows` is filtered to it), returning it as claimed, or None.
+
+    Where rows are locked first, the lock reads the whole row, so the claimed item costs no query of its
+    own; elsewhere it is read back after the UPDATE.
+    """
+    if not connection.features.has_select_for_update_skip_locked:
+        return Item.objects.filter(pk=pk).first() if rows.update(**values) else None
+    with transaction.atomic():
+        item = rows.select_for_update(skip_locked=True).filter(pk=pk).first()
+        if item is None or not Item.objects.filter(pk=pk).update(**values):
+            return None
+    for field, value in values.items():
+        setattr(item, field, value)
+    return item
+
+
 def release_lease(item: Item, *, user: User) -> bool:
     return bool(
         Item.objects.filter(pk=item.pk, leased_to=user).update(**LEASE_CLEARED)

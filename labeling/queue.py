@@ -25,7 +25,14 @@ class Candidate:
 class Ordering(Protocol):
     name: str
 
-    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random) -> list[Candidate]: ...
+    def candidates(
+        self, pool: QuerySet, *, limit: int, rng: random.Random, size: int | None = None,
+        id_range: tuple[int, int] | None = None,
+    ) -> list[Candidate]:
+        """Up to `limit` items of `pool` to try, best first. `size` is the pool's size and `id_range` its
+        lowest and highest id (or a range around them) where the caller has them already (the queue reads
+        both in one query, labeling.services.queue_counts); None: count and look them up."""
+        ...
 
 
 class RandomOrdering:
@@ -41,18 +48,23 @@ class RandomOrdering:
     ROUNDS = 4
     MAX_DRAWS = 2000  # ids looked up per round
 
-    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random, size: int | None = None) -> list[Candidate]:
-        """Up to `limit` distinct items of `pool`, each equally likely; `size` is the pool's size when the
-        caller has counted it more cheaply than `pool.count()` can (labeling.services.pool_size)."""
+    def candidates(
+        self, pool: QuerySet, *, limit: int, rng: random.Random, size: int | None = None,
+        id_range: tuple[int, int] | None = None,
+    ) -> list[Candidate]:
+        """Up to `limit` distinct items of `pool`, each equally likely (see `Ordering` for the rest)."""
         n = pool.count() if size is None else size
         if n <= 0:
             return []
-        # The ends of the id range from the id order: two index lookups (an aggregate MIN and MAX would
-        # read the pool as a count does).
-        lo = pool.order_by("id").values_list("id", flat=True).first()
-        hi = pool.order_by("-id").values_list("id", flat=True).first()
-        if lo is None or hi is None:  # emptied since the count
-            return []
+        if id_range is None:
+            # The ends of the id range from the id order: two index lookups (an aggregate MIN and MAX
+            # would read the pool as a count does).
+            lo = pool.order_by("id").values_list("id", flat=True).first()
+            hi = pool.order_by("-id").values_list("id", flat=True).first()
+            if lo is None or hi is None:  # emptied since the count
+                return []
+        else:
+            lo, hi = id_range
         probability = 1.0 / n
         want = min(limit, n)
         chosen: dict[int, None] = {}  # drawn ids in draw order, kept once each

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lightbulb_site.ids import is_row_id
@@ -20,8 +21,8 @@ from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
 from .errors import InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
-from .leases import LEASE_CLEARED, after_change, claim_rows, free_lease, release_lease
-from .models import Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
+from .leases import LEASE_CLEARED, after_change, claim_item, claim_rows, free_lease, release_lease
+from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
 
 MAX_BATCH = 50
@@ -40,16 +41,61 @@ class LeasedItem:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class QueueCounts:
+    """What the queue needs to know of a project before leasing, read in one query (`queue_counts`)."""
+
+    test: int  # current TEST judgements plus live TEST leases
+    train: int  # the same for TRAIN
+    free: int  # unlabelled items nobody holds: the pool before a user's skips
+    id_low: int | None  # the lowest and highest ids in the pool (None when it is empty)
+    id_high: int | None
+    audits_pending: bool = False  # some confirmed batch items wait for their blind second look
+
+
+def _count(rows) -> Coalesce:
+    grouped = rows.order_by().values("project").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(grouped, output_field=IntegerField()), 0)
+
+
+def queue_counts(project: Project, *, now: datetime) -> QueueCounts:
+    """The stage counts, the pool's size and its id range, in one query (each lease asks for them).
+
+    Judgement and unlabelled counts are the project's tallies (kept by the database, read fresh here
+    rather than from a `project` that may have been loaded long ago); only live leases are counted, and
+    the ends of the pool's id range are two index lookups (an aggregate MIN/MAX would read the pool).
+    """
+    leased = Item.objects.filter(project=OuterRef("pk"), status=ItemStatus.UNLABELLED, leased_until__gt=now)
+    pool = Item.objects.filter(free_lease(now), project=OuterRef("pk"), status=ItemStatus.UNLABELLED)
+    row = (
+        Project.objects.filter(pk=project.pk)
+        .annotate(
+            leased_test=_count(leased.filter(lease_stage=Stage.TEST)),
+            leased_train=_count(leased.filter(lease_stage=Stage.TRAIN)),
+            leased_all=_count(leased),
+            id_low=Subquery(pool.order_by("id").values("id")[:1]),
+            id_high=Subquery(pool.order_by("-id").values("id")[:1]),
+            audits_pending=Exists(Proposal.objects.filter(project=OuterRef("pk"), audit_status=AuditStatus.PENDING)),
+        )
+        .values_list(
+            "tally_unlabelled", "tally_test", "tally_train", "leased_test", "leased_train", "leased_all", "id_low",
+            "id_high", "audits_pending",
+        )
+        .first()
+    )
+    if row is None:  # the project was deleted meanwhile
+        return QueueCounts(test=0, train=0, free=0, id_low=None, id_high=None)
+    unlabelled, test, train, leased_test, leased_train, leased_all, low, high, audits = row
+    return QueueCounts(
+        test=test + leased_test, train=train + leased_train, free=max(0, unlabelled - leased_all), id_low=low,
+        id_high=high, audits_pending=audits,
+    )
+
+
 def stage_counts(project: Project, *, now: datetime | None = None) -> dict[str, int]:
     """TEST/TRAIN counts of current judgements plus live leases, so concurrent annotators share out stages."""
-    now = now or timezone.now()
-    judged = Judgement.objects.filter(project=project, is_current=True).aggregate(
-        test=Count("id", filter=Q(stage=Stage.TEST)), train=Count("id", filter=Q(stage=Stage.TRAIN))
-    )
-    leased = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED, leased_until__gt=now).aggregate(
-        test=Count("id", filter=Q(lease_stage=Stage.TEST)), train=Count("id", filter=Q(lease_stage=Stage.TRAIN))
-    )
-    return {"test": judged["test"] + leased["test"], "train": judged["train"] + leased["train"]}
+    counts = queue_counts(project, now=now or timezone.now())
+    return {"test": counts.test, "train": counts.train}
 
 
 def choose_stage(project: Project, *, test: int, train: int) -> str:
@@ -66,18 +112,15 @@ def choose_stage(project: Project, *, test: int, train: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _claim(candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime) -> bool:
-    """Atomic claim (`claim_rows`), so two annotators can never hold the same item."""
+def _claim(candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime) -> Item | None:
+    """Atomic claim (`claim_item`), so two annotators can never hold the same item: the item, or None."""
     picked_by, probability = candidate.picked_by, candidate.probability
     if stage == Stage.TEST and picked_by != "random":
         picked_by, probability = "random", None
-    return (
-        claim_rows(
-            Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED),
-            leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
-            lease_probability=probability,
-        )
-        == 1
+    return claim_item(
+        Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED),
+        pk=candidate.item_id, leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
+        lease_probability=probability,
     )
 
 
@@ -115,10 +158,11 @@ def next_items(
         for i in held
     ]
 
-    if len(result) < count:
+    if len(result) >= count:
+        return result
+    counts = queue_counts(project, now=now)  # audit leases are of labelled items: they change none of it
+    if counts.audits_pending:  # the audit query is the costliest here: only when some audit is owed
         result += _lease_audit_items(project, user=user, count=count - len(result), now=now, until=until)
-
-    counts = stage_counts(project, now=now)
     pool = Item.objects.filter(free_lease(now), project=project, status=ItemStatus.UNLABELLED)
     # By user alone (its own index): the pool is this project's already, and joining items here made
     # SQLite walk every item of the project to find a few skips.
@@ -126,20 +170,24 @@ def next_items(
     attempts = 0
     while len(result) < count and attempts < 5:
         attempts += 1
-        stage = choose_stage(project, test=counts["test"], train=counts["train"])
+        stage = choose_stage(project, test=counts.test, train=counts.train)
         candidates = _candidates(
             project, pool, stage=stage, skipped=skipped, limit=(count - len(result)) * 3 + 5, rng=rng, now=now,
-            allow_skipped=not result,
+            allow_skipped=not result, counts=counts,
         )
         if not candidates:
             break
         for candidate in candidates:
             if len(result) >= count:
                 break
-            stage = choose_stage(project, test=counts["test"], train=counts["train"])
-            if _claim(candidate, user=user, stage=stage, now=now, until=until):
-                counts["test" if stage == Stage.TEST else "train"] += 1
-                item = Item.objects.get(pk=candidate.item_id)
+            stage = choose_stage(project, test=counts.test, train=counts.train)
+            item = _claim(candidate, user=user, stage=stage, now=now, until=until)
+            if item is not None:
+                if stage == Stage.TEST:
+                    counts.test += 1
+                else:
+                    counts.train += 1
+                counts.free -= 1
                 result.append(
                     LeasedItem(item=item, stage=stage, picked_by=item.lease_picked_by,
                                probability=item.lease_probability)
@@ -165,33 +213,30 @@ def _lease_audit_items(
     return leased
 
 
-def pool_size(project: Project, *, now: datetime, skipped=None) -> int:
-    """How many items the pool holds (unlabelled, not leased, not skipped), exactly, the cheap way.
-
-    Counting the pool's own condition visits every index entry with an OR on its lease; the unlabelled
-    count reads a plain index range, and what is taken off (live leases, this user's skips) is small.
-    On a 100,000-item project that is a third of the time, on every lease.
-    """
-    unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED)
-    size = unlabelled.count() - unlabelled.filter(leased_until__gt=now).count()
+def pool_size(project: Project, *, free: int, now: datetime, skipped=None) -> int:
+    """How many items the pool holds (unlabelled, not leased, not skipped), exactly, the cheap way:
+    `free` (from `queue_counts`: the tally less the live leases) less this user's skips still in it."""
+    size = free
     if skipped is not None:
         # The user's skips first (a handful, by their index), so the items are looked up by id.
         skipped_ids = [row["item_id"] for row in skipped]
         if skipped_ids:
-            size -= unlabelled.filter(free_lease(now), pk__in=skipped_ids).count()
-    return size
+            size -= Item.objects.filter(
+                free_lease(now), project=project, status=ItemStatus.UNLABELLED, pk__in=skipped_ids
+            ).count()
+    return max(0, size)
 
 
 def _candidates(
     project: Project, pool, *, stage: str, skipped, limit: int, rng: random.Random, allow_skipped: bool,
-    now: datetime,
+    now: datetime, counts: QueueCounts,
 ) -> list[Candidate]:
     ordering = RandomOrdering() if stage == Stage.TEST else (model_hooks().ordering(project) or RandomOrdering())
+    id_range = None if counts.id_low is None or counts.id_high is None else (counts.id_low, counts.id_high)
 
     def draw(pool, skipped) -> list[Candidate]:
-        if isinstance(ordering, RandomOrdering):
-            return ordering.candidates(pool, limit=limit, rng=rng, size=pool_size(project, now=now, skipped=skipped))
-        return ordering.candidates(pool, limit=limit, rng=rng)
+        size = pool_size(project, free=counts.free, now=now, skipped=skipped)
+        return ordering.candidates(pool, limit=limit, rng=rng, size=size, id_range=id_range)
 
     candidates = draw(pool.exclude(pk__in=skipped), skipped)
     if not candidates and allow_skipped:

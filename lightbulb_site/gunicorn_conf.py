@@ -33,6 +33,9 @@ max_requests = _int("LIGHTBULB_WEB_MAX_REQUESTS", 5000)
 max_requests_jitter = max_requests // 10
 limit_request_line = 8190
 accesslog = os.environ.get("LIGHTBULB_ACCESS_LOG", "-")  # "-": stdout, for journald or docker
+# The combined format plus how long each request took in microseconds (%(D)s, last): slow endpoints show
+# in the log itself, and bench_load reads the server's own timings from it.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s'
 errorlog = "-"
 # The proxy in front terminates TLS and sets X-Forwarded-*; gunicorn trusts only what it names here.
 forwarded_allow_ips = os.environ.get("LIGHTBULB_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

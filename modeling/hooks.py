@@ -25,7 +25,10 @@ LOOKAHEAD = 4
 def uniform_pick(ordered_pool, size: int, seen: set[int], rng: random.Random, share: float) -> Candidate | None:
     """One uniformly random item of the pool not picked yet (a few tries), recorded with its probability."""
     for _attempt in range(5):
-        item_id = ordered_pool[rng.randrange(size)]
+        try:
+            item_id = ordered_pool[rng.randrange(size)]
+        except IndexError:  # the pool shrank since it was counted (others leased meanwhile): draw again
+            continue
         if item_id not in seen:
             return Candidate(item_id, "random", share / size)
     return None
@@ -51,8 +54,11 @@ class UncertaintyOrdering:
         self.version = version
         self.random_share = max(0.0, min(1.0, random_share))
 
-    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random) -> list[Candidate]:
-        size = pool.count()
+    def candidates(
+        self, pool: QuerySet, *, limit: int, rng: random.Random, size: int | None = None,
+        id_range: tuple[int, int] | None = None,
+    ) -> list[Candidate]:
+        size = pool.count() if size is None else size  # the queue counts it from the tallies
         if size == 0:
             return []
         ranked = list(
@@ -115,8 +121,11 @@ class TypicalOrdering:
         self.item_ids = item_ids
         self.random_share = max(0.0, min(1.0, random_share))
 
-    def candidates(self, pool: QuerySet, *, limit: int, rng: random.Random) -> list[Candidate]:
-        size = pool.count()
+    def candidates(
+        self, pool: QuerySet, *, limit: int, rng: random.Random, size: int | None = None,
+        id_range: tuple[int, int] | None = None,
+    ) -> list[Candidate]:
+        size = pool.count() if size is None else size  # the queue counts it from the tallies
         if size == 0:
             return []
         free = set(pool.filter(pk__in=self.item_ids).values_list("id", flat=True))

@@ -77,6 +77,9 @@ class ProjectQuerySet(models.QuerySet["Project"]):
         return project
 
 
+TALLY_FIELDS = frozenset({"tally_unlabelled", "tally_test", "tally_train"})
+
+
 class Project(models.Model):
     slug = models.SlugField(max_length=100, unique=True, help_text="Short stable name, used by the CLI")
     title = models.CharField(max_length=300)
@@ -163,6 +166,13 @@ class Project(models.Model):
     judgement_revision = models.PositiveBigIntegerField(default=0, editable=False)
     judgements_file_revision = models.PositiveBigIntegerField(default=0, editable=False)
 
+    # Kept by database triggers (lightbulb_site/tallies.py), never written by Python: unlabelled items,
+    # and the current TEST / TRAIN judgements, which every lease would otherwise count. `save()` leaves
+    # them out, so a stale instance cannot write an old count back.
+    tally_unlabelled = models.BigIntegerField(default=0, editable=False)
+    tally_test = models.BigIntegerField(default=0, editable=False)
+    tally_train = models.BigIntegerField(default=0, editable=False)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="projects")
@@ -174,6 +184,13 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in TALLY_FIELDS
+            ]
+        super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
         return reverse("projects:detail", args=[self.pk])

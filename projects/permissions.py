@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
@@ -38,10 +39,18 @@ def get_project_for_user(
         raise Http404("No such project") from None
     if not is_row_id(pk):
         raise Http404("No such project")
-    project = Project.objects.filter(pk=pk).first()
+    if not user.is_authenticated or not user.is_active:
+        raise Http404("No such project")
+    projects = Project.objects.filter(pk=pk)
+    if not user.is_superuser:
+        # The member's role comes with the project in one query (every API call starts here).
+        projects = projects.annotate(
+            member_role=Subquery(Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1])
+        )
+    project = projects.first()
     if project is None:
         raise Http404("No such project")
-    role = role_for(user, project)
+    role = Role.OWNER if user.is_superuser else getattr(project, "member_role", None)
     if role is None:
         raise Http404("No such project")
     if ROLE_RANK[role] < ROLE_RANK[min_role]:

@@ -76,6 +76,45 @@ def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+def tally_drift() -> list[str]:
+    """Where a project's database-kept tallies (lightbulb_site/tallies.py) differ from a real count."""
+    from django.db.models import Count, IntegerField, OuterRef, Subquery
+    from django.db.models.functions import Coalesce
+
+    from labeling.models import Judgement
+    from projects.models import Item, ItemStatus, Project
+
+    def count(rows):
+        counted = rows.filter(project=OuterRef("pk")).order_by().values("project").annotate(n=Count("pk")).values("n")
+        return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+    current = Judgement.objects.filter(is_current=True)
+    counted = Project.objects.annotate(
+        unlabelled=count(Item.objects.filter(status=ItemStatus.UNLABELLED)),
+        test=count(current.filter(stage="TEST")),
+        train=count(current.filter(stage="TRAIN")),
+    )
+    return [
+        f"project {p.pk}: tallies {(p.tally_unlabelled, p.tally_test, p.tally_train)} != counted "
+        f"{(p.unlabelled, p.test, p.train)}"
+        for p in counted
+        if (p.tally_unlabelled, p.tally_test, p.tally_train) != (p.unlabelled, p.test, p.train)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def _tallies_stay_exact(request):
+    """After every test that wrote to the database, the tallies still equal the counts: every write path the
+    suite drives (imports, leases, judgements, batches, auto-labels, deletes) is checked against them."""
+    yield
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db", "live_server"} & set(
+        request.fixturenames
+    )
+    if uses_db:
+        drift = tally_drift()
+        assert not drift, drift
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-pass-123")

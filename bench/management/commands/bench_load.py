@@ -15,6 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--annotators", type=int, default=20)
         parser.add_argument("--items", type=int, default=100_000)
         parser.add_argument("--seconds", type=float, default=60.0, help="how long each run lasts")
+        parser.add_argument("--warmup", type=float, default=5.0,
+                            help="seconds of load before the measured run (each server thread connects then)")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument("--think", type=float, default=2.5,
                             help="seconds each annotator looks at an item before the next lease (2.5: the cost "
@@ -29,8 +31,8 @@ class Command(BaseCommand):
         parser.add_argument("--doc", default="", help="rewrite the bench:load block of this markdown file")
 
     def handle(self, *args, **options) -> None:
-        if options["annotators"] < 1 or options["items"] < 1 or options["seconds"] <= 0:
-            raise CommandError("--annotators, --items and --seconds must be positive")
+        if options["annotators"] < 1 or options["items"] < 1 or options["seconds"] <= 0 or options["warmup"] < 0:
+            raise CommandError("--annotators, --items and --seconds must be positive, --warmup not negative")
         try:
             LoadBench(self.stdout, self.stderr).run(options)
         except BenchError as exc:
