@@ -1,8 +1,10 @@
 """`manage.py bench_load`: N annotators against gunicorn, on SQLite and on PostgreSQL.
 
 Each annotator is a separate user with their own token and their own keep-alive HTTP connection to a
-real gunicorn (lightbulb_site/gunicorn_conf.py, the production settings, DEBUG off) serving a
-100,000-item text project. For `--seconds` each one loops: `GET items/next/` (lease one item), then
+real gunicorn (lightbulb_site/gunicorn_conf.py, the production settings, DEBUG off), as the TLS proxy of
+docs/deploy.md keeps them towards it (`--connection-per-request`: a new connection for every request,
+what a proxy without upstream keep-alive does). They work on a 100,000-item text project.
+For `--seconds` (after `--warmup`) each one loops: `GET items/next/` (lease one item), then
 `POST judgements/` for it. The report gives p50/p95/max of both calls and the judgements per second,
 and checks what matters more than speed:
 
@@ -170,6 +172,7 @@ class Annotator:
     acked: list[tuple[int, str]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     measure_from: float = 0.0  # time.monotonic() after the warm-up: latencies before it are not kept
+    keep_alive: bool = True  # one connection kept open, or a new one per request
     _conn: http.client.HTTPConnection | None = None
 
     def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
@@ -182,6 +185,9 @@ class Annotator:
                                             "Host": "127.0.0.1"})
                 response = self._conn.getresponse()
                 data = response.read()
+                if not self.keep_alive:
+                    self._conn.close()
+                    self._conn = None
                 return response.status, json.loads(data) if data else None
             except (OSError, http.client.HTTPException):
                 self._conn.close()
@@ -243,6 +249,7 @@ class LoadBench(Bench):
         backends = options["backend"]
         report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
                                   "annotators": options["annotators"], "items": options["items"],
+                                  "keep_alive": not options["connection_per_request"], "warmup": options["warmup"],
                                   "seconds": options["seconds"], "think": options["think"], "runs": {}}
         for backend in backends:
             report["runs"][backend] = self.one_run(backend, options, kill=False)
@@ -302,6 +309,7 @@ class LoadBench(Bench):
             try:
                 self.wait_until_up(port)
                 annotators = [Annotator(token=t, name=f"annotator{n}", port=port, project=made["project"],
+                                        keep_alive=not options["connection_per_request"],
                                         think=options["think"], seed=n) for n, t in enumerate(made["tokens"])]
                 # The first requests of each gunicorn thread open its database connection (a PostgreSQL
                 # backend starts for each): a warm-up, not kept, so the figures are the steady state.
@@ -441,9 +449,12 @@ class LoadBench(Bench):
         pace = (f"each looking at an item for {report['think']:g} s on average (0.5-1.5 times that, starts "
                 f"spread over the first pause: a person's pace), then labelling it"
                 if report.get("think") else "each as fast as the server answers (no pause between items)")
-        lines = [f"{report['annotators']} annotators (a user, a token and a keep-alive connection each), {pace}, "
+        connections = ("a keep-alive connection each" if report.get("keep_alive", True)
+                       else "a new connection per request")
+        lines = [f"{report['annotators']} annotators (a user and a token each, {connections}), {pace}, "
                  f"against gunicorn (`lightbulb_site/gunicorn_conf.py`, DEBUG off) on a {report['items']:,}-item "
-                 f"text project, {report['seconds']:.0f} s per run; the clients run on the same cores as the server.",
+                 f"text project, {report['seconds']:.0f} s per run after a {report.get('warmup', 0):g} s warm-up; "
+                 f"the clients run on the same cores as the server.",
                  "",
                  "Times in ms as p50 / p95 / max: *clients* as the annotators saw them (their 20 threads share "
                  "the cores and one interpreter), *server* as gunicorn timed each request, from reading it to "

@@ -17,6 +17,9 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=60.0, help="how long each run lasts")
         parser.add_argument("--warmup", type=float, default=5.0,
                             help="seconds of load before the measured run (each server thread connects then)")
+        parser.add_argument("--connection-per-request", action="store_true",
+                            help="a new connection for every request, as a proxy without upstream keep-alive makes "
+                                 "them (default: one per annotator, kept open, as docs/deploy.md's proxy keeps them)")
         parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
         parser.add_argument("--think", type=float, default=2.5,
                             help="seconds each annotator looks at an item before the next lease (2.5: the cost "
