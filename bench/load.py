@@ -177,20 +177,19 @@ class Annotator:
 
     def _call(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         for attempt in range(2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn = self._conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self._conn = conn if self.keep_alive else None
             try:
-                self._conn.request(method, path, body=None if body is None else json.dumps(body),
-                                   headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json",
-                                            "Host": "127.0.0.1"})
-                response = self._conn.getresponse()
+                conn.request(method, path, body=None if body is None else json.dumps(body),
+                             headers={"Authorization": f"Token {self.token}", "Content-Type": "application/json",
+                                      "Host": "127.0.0.1"})
+                response = conn.getresponse()
                 data = response.read()
                 if not self.keep_alive:
-                    self._conn.close()
-                    self._conn = None
+                    conn.close()
                 return response.status, json.loads(data) if data else None
             except (OSError, http.client.HTTPException):
-                self._conn.close()
+                conn.close()
                 self._conn = None
                 if attempt:
                     raise

@@ -19,6 +19,7 @@ from rest_framework.viewsets import ViewSet
 from projects.models import Item, ItemKind, ItemStatus, Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
+from .blind import sees_others_test_labels, visible_judgements, visible_prediction
 from .models import Judgement
 from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
@@ -36,7 +37,6 @@ from .serializers import (
     StatsSerializer,
 )
 from .services import (
-    AUDIT,
     MAX_BATCH,
     do_record_judgement,
     do_skip_item,
@@ -48,12 +48,15 @@ from .stats import project_stats
 
 
 def leased_payloads(project, leased) -> list[dict]:
-    predictions = model_hooks().predictions(project, [li.item.pk for li in leased])
+    # TEST items and audits are labelled blind (labeling.blind): their guesses are not even looked up.
+    shown = [li.item.pk for li in leased if visible_prediction(project, stage=li.stage, picked_by=li.picked_by,
+                                                                 prediction={}) is not None]
+    predictions = model_hooks().predictions(project, shown) if shown else {}
     return [
         item_payload(
             project, li.item, stage=li.stage, picked_by=li.picked_by,
-            # An audit is a blind second look: the model's guess is not shown.
-            prediction=None if li.picked_by == AUDIT else predictions.get(li.item.pk),
+            prediction=visible_prediction(project, stage=li.stage, picked_by=li.picked_by,
+                                          prediction=predictions.get(li.item.pk)),
         )
         for li in leased
     ]
@@ -103,17 +106,17 @@ class JudgementViewSet(ViewSet):
     min_roles: ClassVar[dict[str, str]] = {"create": Role.ANNOTATOR, "undo": Role.ANNOTATOR}
     list_url_name = "judgements"
     project: Project  # set by IsProjectMember
+    role: str  # the same
 
     @extend_schema(parameters=[JudgementFilterSerializer], responses=JudgementSerializer(many=True))
     def list(self, request: Request, project_id: int) -> Response:
         filters = JudgementFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
-        qs = (
-            Judgement.objects.filter(project=self.project)
-            .select_related("item", "auto_run")
-            .order_by("-created_at", "-id")
-        )
+        # Members below owner do not see other people's TEST labels (labeling.blind).
+        qs = visible_judgements(
+            Judgement.objects.filter(project=self.project), user=signed_in(request), role=self.role
+        ).select_related("item", "auto_run").order_by("-created_at", "-id")
         for key in ("stage", "source", "label"):
             if f.get(key):
                 qs = qs.filter(**{key: f[key]})
@@ -139,6 +142,7 @@ class JudgementViewSet(ViewSet):
             user=signed_in(request),
             label=data["label"],
             time_taken=data.get("time_taken"),
+            blind=not sees_others_test_labels(self.role),
         )
         return Response(JudgementSerializer(judgement).data, status=status.HTTP_201_CREATED)
 
@@ -147,7 +151,8 @@ class JudgementViewSet(ViewSet):
     def undo(self, request: Request, project_id: int) -> Response:
         project = self.project
         item = do_undo_last_judgement(project, user=signed_in(request))
-        prediction = model_hooks().predictions(project, [item.pk]).get(item.pk)
+        prediction = visible_prediction(project, stage=item.lease_stage or None, picked_by=item.lease_picked_by,
+                                        prediction=model_hooks().predictions(project, [item.pk]).get(item.pk))
         return Response(
             item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
                          picked_by=item.lease_picked_by)

@@ -36,6 +36,13 @@ class LeaseConflict(LabelingError):
     status_code = 409
 
 
+class BlindLabel(LabelingError):
+    """The item's TEST label is someone else's, given blind and hidden from this member: they may not
+    replace what they cannot see (409; an owner can)."""
+
+    status_code = 409
+
+
 class NothingToUndo(LabelingError):
     status_code = 409
 

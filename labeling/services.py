@@ -20,7 +20,7 @@ from lightbulb_site.ids import is_row_id
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
-from .errors import InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
+from .errors import BlindLabel, InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
 from .leases import LEASE_CLEARED, after_change, claim_item, claim_rows, free_lease, release_lease
 from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
@@ -279,9 +279,14 @@ def do_record_judgement(
     label: str,
     time_taken: float | None = None,
     source: str = JudgementSource.HUMAN,
+    blind: bool = False,
     now: datetime | None = None,
 ) -> Judgement:
-    """Record `user`'s label for `item`. A relabel keeps history: the newest judgement counts."""
+    """Record `user`'s label for `item`. A relabel keeps history: the newest judgement counts.
+
+    `blind`: the person does not see other people's TEST labels (labeling.blind, below owner), so they
+    may not replace one (BlindLabel): they would overwrite a label they were never shown.
+    """
     if item.project_id != project.pk:
         raise ItemUnavailable("no such item in this project")
     validate_label(project, label)
@@ -295,6 +300,8 @@ def do_record_judgement(
         if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
             raise LeaseConflict(f"item {item.key} is being labelled by someone else")
         previous = Judgement.objects.filter(item=item, is_current=True).first()
+        if blind and previous is not None and previous.stage == Stage.TEST and previous.user_id != user.pk:
+            raise BlindLabel(f"item {item.key} has a TEST label given blind by someone else; an owner can change it")
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
         if holds_lease:
             stage = item.lease_stage

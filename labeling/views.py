@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
+from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
 from .errors import LabelingError
 from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
 from .models import Judgement, Stage
@@ -53,10 +54,13 @@ PAGE_SIZE = 48
 def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = get_project_for_user(request.user, project_id)
     current = Judgement.objects.filter(item=OuterRef("pk"), is_current=True)
+    # Below owner, someone else's TEST label is not shown, nor can it be filtered on (labeling.blind):
+    # the item shows as labelled blind.
+    shown = visible_judgements(current, user=signed_in(request), role=role)
     items = project.items.annotate(
-        label=Subquery(current.values("label")[:1]),
-        stage=Subquery(current.values("stage")[:1]),
-        labelled_by=Subquery(current.values("labelled_by")[:1]),
+        label=Subquery(shown.values("label")[:1]),
+        stage=Subquery(shown.values("stage")[:1]),
+        labelled_by=Subquery(shown.values("labelled_by")[:1]),
     ).order_by("id")
     f = {k: request.GET.get(k, "").strip() for k in ("status", "label", "stage", "user", "q")}
     if f["status"] in ItemStatus.values:
@@ -71,7 +75,8 @@ def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
         items = items.filter(Q(text__icontains=f["q"]) | Q(key__icontains=f["q"]))
     page = Paginator(items, PAGE_SIZE).get_page(request.GET.get("page"))
     annotators = (
-        Judgement.objects.filter(project=project, is_current=True).exclude(labelled_by="")
+        visible_judgements(Judgement.objects.filter(project=project, is_current=True), user=signed_in(request),
+                           role=role).exclude(labelled_by="")
         .values_list("labelled_by", flat=True).distinct().order_by("labelled_by")
     )
     query = request.GET.copy()
@@ -99,8 +104,16 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
         item = get_item(project, item_id)
     except LabelingError:
         raise Http404("No such item") from None
-    history = Judgement.objects.filter(item=item).select_related("user").order_by("-created_at", "-id")
-    prediction = model_hooks().predictions(project, [item.pk]).get(item.pk)
+    user = signed_in(request)
+    judgements = Judgement.objects.filter(item=item).select_related("user").order_by("-created_at", "-id")
+    current = next((j for j in judgements if j.is_current), None)
+    # The TEST stage is blind (labeling.blind): no guess on a TEST item, and below owner nobody else's
+    # TEST label, not even that there is one beyond "labelled blind".
+    history = list(visible_judgements(judgements, user=user, role=role))
+    hidden_current = current is not None and current not in history
+    stage = item_stage(item, current)
+    prediction = visible_prediction(project, stage=stage, picked_by=item.lease_picked_by,
+                                    prediction=model_hooks().predictions(project, [item.pk]).get(item.pk))
     return render(
         request,
         "labeling/item_detail.html",
@@ -109,9 +122,10 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "role": role,
             "item": item,
             "payload": item_payload(project, item, prediction=prediction),
-            "current": next((j for j in history if j.is_current), None),
+            "current": None if hidden_current else current,
+            "hidden_current": hidden_current,
             "history": history,
-            "can_label": has_role(role, Role.ANNOTATOR),
+            "can_label": has_role(role, Role.ANNOTATOR) and not hidden_current,
             "back": same_site_path(request.GET.get("back", "")),
         },
     )
@@ -133,11 +147,12 @@ def same_site_path(value: str) -> str:
 @login_required
 @require_POST
 def relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
-    project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
     detail = reverse("labeling:item", args=[project.pk, item_id])
     try:
         item = get_item(project, item_id)
-        do_record_judgement(project, item=item, user=signed_in(request), label=request.POST.get("label", ""))
+        do_record_judgement(project, item=item, user=signed_in(request), label=request.POST.get("label", ""),
+                            blind=not sees_others_test_labels(role))
     except LabelingError as exc:
         messages.error(request, str(exc))
         return redirect(detail)

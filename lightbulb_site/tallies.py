@@ -12,8 +12,12 @@ counting in Python at each call site could not promise.
   once, and an UPDATE that changes no count (a lease claim) does not touch the project row at all, so
   concurrent claims never queue on it.
 
-The migrations that create the triggers import this module: change the SQL only in a new migration
-(drop, then create), never in place.
+The triggers are not made by a migration but by every `migrate` (projects.apps): after it, `install`
+drops and creates them and recounts, in one transaction. SQLite rebuilds a table for many schema
+changes, which silently drops that table's triggers, and renaming the rebuilt table fails while
+another table's trigger names it; so before a migrate on SQLite `uninstall` takes them out, and
+whatever a later migration changes, the next migrate puts them back exact. A change to the SQL here
+takes effect at the next migrate.
 """
 
 from __future__ import annotations
@@ -117,19 +121,47 @@ CURRENT_TRAIN = Tally(
 )
 
 
-def migration_operations(*tallies: Tally) -> tuple[Callable, Callable]:
-    """(forward, backward) for a RunPython: create the triggers and count what is there already."""
+TALLIES = (UNLABELLED, CURRENT_TEST, CURRENT_TRAIN)
 
-    def forward(apps, schema_editor) -> None:
-        vendor = schema_editor.connection.vendor
-        for tally in tallies:
-            for sql in tally.create_sql(vendor):
-                schema_editor.execute(sql, params=None)
-            schema_editor.execute(tally.recount_sql(), params=None)
 
-    def backward(apps, schema_editor) -> None:
-        for tally in tallies:
-            for sql in tally.drop_sql(schema_editor.connection.vendor):
-                schema_editor.execute(sql, params=None)
+def _installable(connection, tally: Tally) -> bool:
+    """The counted table and the counter column exist (a migrate to an older state may lack them)."""
+    with connection.cursor() as cursor:
+        tables = set(connection.introspection.table_names(cursor))
+        if tally.table not in tables or "projects_project" not in tables:
+            return False
+        columns = {c.name for c in connection.introspection.get_table_description(cursor, "projects_project")}
+    return tally.counter in columns
 
-    return forward, backward
+
+def install(connection) -> list[str]:
+    """(Re)create every tally's triggers and set its counter from the rows, atomically; the names done.
+
+    In one transaction, so on PostgreSQL writers wait for it (CREATE TRIGGER locks the table) and no
+    write falls between the recount and the trigger.
+    """
+    from django.db import transaction
+
+    if connection.vendor not in ("sqlite", "postgresql"):
+        return []
+    done = []
+    with transaction.atomic(using=connection.alias):
+        with connection.cursor() as cursor:
+            for tally in TALLIES:
+                if not _installable(connection, tally):
+                    continue
+                for sql in tally.drop_sql(connection.vendor) + tally.create_sql(connection.vendor):
+                    cursor.execute(sql)
+                cursor.execute(tally.recount_sql())
+                done.append(tally.counter)
+    return done
+
+
+def uninstall(connection) -> None:
+    """Drop every tally's triggers (the counters stay, and are recounted by the next `install`)."""
+    if connection.vendor not in ("sqlite", "postgresql"):
+        return
+    with connection.cursor() as cursor:
+        for tally in TALLIES:
+            for sql in tally.drop_sql(connection.vendor):
+                cursor.execute(sql)

@@ -116,6 +116,10 @@ class Project(models.Model):
         max_length=16, choices=Sampling.choices, default=Sampling.MARGIN,
         help_text="How the queue picks the item the model is least sure of",
     )
+    show_model_guesses = models.BooleanField(
+        default=True,
+        help_text="Show the model's guess on TRAIN items while labelling (never on TEST items, which stay blind)",
+    )
     random_share = models.FloatField(
         default=0.1,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],

@@ -173,6 +173,16 @@ def _share(value: object, *, what: str, low: float, high: float) -> float:
     return share
 
 
+def do_set_labelling_settings(project: Project, *, show_model_guesses: bool) -> Project:
+    """Owners choose whether annotators see the model's guess on TRAIN items while labelling (TEST items
+    never show one: labeling.blind)."""
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(show_model_guesses=bool(show_model_guesses))
+        project.show_model_guesses = bool(show_model_guesses)
+        announce_settings_changed(project, fields={"show_model_guesses": project.show_model_guesses})
+    return project
+
+
 def do_set_proposal_settings(
     project: Project, *, floor: float | None = None, target: float | None = None, guarantee: str | None = None
 ) -> Project:

@@ -18,6 +18,7 @@ from .services import (
     ProjectError,
     do_add_member,
     do_remove_member,
+    do_set_labelling_settings,
     do_set_proposal_settings,
 )
 
@@ -95,6 +96,20 @@ def _change_members(request: HttpRequest, project) -> None:
             messages.error(request, "Unknown action.")
     except MembershipError as exc:
         messages.error(request, str(exc).capitalize() + ".")
+
+
+@login_required
+@require_POST
+def labelling_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners switch the model's guess on TRAIN items on or off (a checkbox: absent means off)."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    do_set_labelling_settings(project, show_model_guesses=request.POST.get("show_model_guesses") == "on")
+    messages.success(
+        request,
+        "Annotators now see the model's guess on TRAIN items (never on TEST items)." if project.show_model_guesses
+        else "Annotators no longer see the model's guess while labelling.",
+    )
+    return redirect(f"{project.get_absolute_url()}#configuration")
 
 
 @login_required

@@ -69,6 +69,7 @@ PAGES = [
     ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
     ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
     ("post", "/projects/{p}/proposals/settings/", {"auto_label_percent": "90"}, [302, 404, 403, 403, 302]),
+    ("post", "/projects/{p}/labelling/settings/", {}, [302, 404, 403, 403, 302]),
     # Owners only; without a model the owner is sent back to the card with the reason.
     ("post", "/projects/{p}/model/auto-label/", None, [302, 404, 403, 403, 302]),
     ("post", "/projects/{p}/model/auto-label/withdraw/", {"version": "1"}, [302, 404, 403, 403, 302]),
@@ -125,6 +126,9 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif "proposals/settings" in url:
             image_project.refresh_from_db()
             assert image_project.auto_label_precision == pytest.approx(0.9)
+        elif "labelling/settings" in url:
+            image_project.refresh_from_db()
+            assert image_project.show_model_guesses is False  # the box was not ticked
         elif "proposals/review" in url:
             assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
         elif "auto-label" in url:

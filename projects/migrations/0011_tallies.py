@@ -2,12 +2,9 @@
 
 from django.db import migrations, models
 
-from lightbulb_site.tallies import UNLABELLED, migration_operations
-
-forward, backward = migration_operations(UNLABELLED)
-
 
 class Migration(migrations.Migration):
+    # The counters' triggers are installed by every migrate, not here: lightbulb_site/tallies.py.
 
     dependencies = [
         ('projects', '0010_pool_lease_index'),
@@ -29,5 +26,4 @@ class Migration(migrations.Migration):
             name='tally_unlabelled',
             field=models.BigIntegerField(default=0, editable=False),
         ),
-        migrations.RunPython(forward, backward),
-    ]
+        ]

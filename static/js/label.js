@@ -78,6 +78,11 @@
       pred.textContent = "Audit: a random check of a confirmed batch · label what you see";
       pred.title = "Audits measure how precise batch confirmations are";
       pred.hidden = false;
+    } else if (item.stage === "TEST") {
+      // TEST is blind: the server sends no guess for it (labeling/blind.py); say why there is none.
+      pred.textContent = "TEST item · label it blind: it measures the model, so no model guess is shown";
+      pred.title = "TEST labels are never shown the model's guess or anyone else's label";
+      pred.hidden = false;
     } else if (item.prediction && item.prediction.label) {
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"

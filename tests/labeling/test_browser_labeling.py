@@ -163,3 +163,25 @@ def test_owner_adds_a_member_on_the_members_page(page, live_server, image_projec
     page.select_option("tr[data-user=bob] select", "annotator")
     page.wait_for_selector(".msg-success")
     assert image_project.memberships.get(user=bob).role == Role.ANNOTATOR
+
+
+def test_it_labels_test_items_blind_and_shows_the_guess_on_train_items(page, live_server, image_project, bob):
+    from modeling.models import ItemPrediction
+    from projects.models import Project
+
+    do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
+    Project.objects.filter(pk=image_project.pk).update(test_min_judgements=1, test_ratio=0.0)
+    for item in image_project.items.all():  # what the worker stores for the current model
+        ItemPrediction.objects.create(item=item, project=image_project, version=1, label="Cat", confidence=0.92,
+                                      entropy=0.3, uncertainty=0.2, scores=[0.92, 0.08])
+    login(page, live_server, "bob", "bob-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    _open_labeling(page, live_server, image_project)
+    first = _shown_item(page)
+    assert page.inner_text("#item-stage") == "TEST"
+    assert "blind" in page.inner_text("#prediction") and "Model:" not in page.inner_text("#prediction")
+    page.keyboard.press("1")
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId != '{first}'")
+    _shown_item(page)
+    assert page.inner_text("#item-stage") == "TRAIN"
+    assert page.inner_text("#prediction").startswith("Model: Cat (92%)")

@@ -6,6 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from lightbulb_site.tallies import install, uninstall
+
 
 def _migrate(target: list[tuple[str, str]]):
     executor = MigrationExecutor(connection)
@@ -16,11 +18,14 @@ def _migrate(target: list[tuple[str, str]]):
 
 @pytest.fixture(autouse=True)
 def _back_to_the_latest_schema():
-    """Later tests (and the tally check after this one) need every migration applied again."""
+    """Migrating as `manage.py migrate` does (its signals take the tally triggers out first and put them
+    back after: lightbulb_site/tallies.py), and back to every migration for the tests after this one."""
+    uninstall(connection)
     yield
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate(executor.loader.graph.leaf_nodes())
+    install(connection)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,51 @@
+"""The blind TEST stage: what a person may see of an item while it can still be labelled by them.
+
+TEST items measure the model, so they must be labelled by people who saw neither the model's guess nor
+anyone else's label; otherwise the evaluation set agrees with the model because people followed it.
+Every page and API answer that shows an item, a guess or a label asks here first.
+
+- The model's guess: never on a TEST item, never on an audit (a blind second look), and on TRAIN items
+  only while the owner's setting `show_model_guesses` is on.
+- Other people's TEST labels: hidden from members below owner (annotators and viewers: anyone who
+  labels, or may be made an annotator later); owners see every label, with who gave it.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+
+from projects.models import ROLE_RANK, Item, Project, Role
+
+from .audits import AUDIT
+from .models import Judgement, Stage
+
+# The lowest role that sees other people's TEST labels.
+SEES_TEST_LABELS = Role.OWNER
+
+
+def sees_others_test_labels(role: str | None) -> bool:
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[SEES_TEST_LABELS]
+
+
+def visible_prediction(project: Project, *, stage: str | None, picked_by: str | None, prediction: dict | None):
+    """The model's guess as it may be shown with an item of this stage, or None."""
+    if prediction is None or stage == Stage.TEST or picked_by == AUDIT or not project.show_model_guesses:
+        return None
+    return prediction
+
+
+def item_stage(item: Item, current: Judgement | None) -> str | None:
+    """The stage the item is in: its lease's while leased for labelling, else its current label's."""
+    return item.lease_stage or (current.stage if current is not None else None)
+
+
+def hidden_test_judgements(user: User) -> Q:
+    """Judgements a blinded member may not see: TEST labels given by someone else (or by the model)."""
+    return Q(stage=Stage.TEST) & ~Q(user=user)
+
+
+def visible_judgements(judgements: QuerySet[Judgement], *, user: User, role: str | None) -> QuerySet[Judgement]:
+    if sees_others_test_labels(role):
+        return judgements
+    return judgements.exclude(hidden_test_judgements(user))
