@@ -19,7 +19,7 @@ from rest_framework.viewsets import ViewSet
 from projects.models import Item, ItemKind, ItemStatus, Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
-from .blind import sees_others_test_labels, visible_judgements, visible_prediction
+from .blind import visible_judgements, visible_prediction
 from .models import Judgement
 from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
@@ -142,7 +142,8 @@ class JudgementViewSet(ViewSet):
             user=signed_in(request),
             label=data["label"],
             time_taken=data.get("time_taken"),
-            blind=not sees_others_test_labels(self.role),
+            role=self.role,
+            reason=data.get("reason", ""),
         )
         return Response(JudgementSerializer(judgement).data, status=status.HTTP_201_CREATED)
 

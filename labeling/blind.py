@@ -6,8 +6,8 @@ Every page and API answer that shows an item, a guess or a label asks here first
 
 - The model's guess: never on a TEST item, never on an audit (a blind second look), and on TRAIN items
   only while the owner's setting `show_model_guesses` is on.
-- Other people's TEST labels: hidden from members below owner (annotators and viewers: anyone who
-  labels, or may be made an annotator later); owners see every label, with who gave it.
+- Other people's TEST labels: hidden from members below reviewer (annotators and viewers: anyone who
+  labels, or may be made an annotator later); reviewers and owners see every label, with who gave it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from .audits import AUDIT
 from .models import Judgement, Stage
 
 # The lowest role that sees other people's TEST labels.
-SEES_TEST_LABELS = Role.OWNER
+SEES_TEST_LABELS = Role.REVIEWER
 
 
 def sees_others_test_labels(role: str | None) -> bool:

@@ -43,6 +43,17 @@ class BlindLabel(LabelingError):
     status_code = 409
 
 
+class NotYourLabel(LabelingError):
+    """The item's current label is another person's: changing it is a reviewer's or owner's decision
+    (409), never a silent overwrite."""
+
+    status_code = 409
+
+
+class ReasonRequired(LabelingError):
+    """A reviewer or owner changing someone else's label says why (400); the reason stays in the history."""
+
+
 class NothingToUndo(LabelingError):
     status_code = 409
 

@@ -23,6 +23,8 @@ class JudgementSource(models.TextChoices):
     CORRECTED_PROPOSAL = "corrected_proposal", "Corrected in a batch"
     SEARCH_BATCH = "search_batch", "Confirmed text-search batch"
     IMPORTED = "imported", "Imported from judgements file"
+    # A reviewer or owner decided, changing someone else's label (with a reason).
+    ADJUDICATED = "adjudicated", "Adjudicated by a reviewer"
     # The owner's "label the rest automatically": above a threshold TEST proved; nobody looked at the item.
     AUTO = "auto", "Auto-label (nobody saw it)"
 
@@ -53,6 +55,8 @@ class Judgement(models.Model):
     picked_by = models.CharField(max_length=16, blank=True)
     picked_probability = models.FloatField(null=True, blank=True)
     is_current = models.BooleanField(default=True)
+    # Why a reviewer or owner changed someone else's label (source adjudicated); empty otherwise.
+    reason = models.TextField(blank=True, max_length=1000)
     # Auto-labels only: the run that made it (its model version and proof) and the calibrated confidence.
     auto_run = models.ForeignKey(
         "AutoLabelRun", null=True, blank=True, on_delete=models.PROTECT, related_name="judgements"

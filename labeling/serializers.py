@@ -14,6 +14,10 @@ class JudgementCreateSerializer(serializers.Serializer):
     item = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     label = serializers.CharField(max_length=200)  # type: ignore[assignment]
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    reason = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000,
+        help_text="reviewers and owners: why they change someone else's label (required then)",
+    )
 
 
 class JudgementSerializer(serializers.ModelSerializer):
@@ -32,7 +36,7 @@ class JudgementSerializer(serializers.ModelSerializer):
         fields = [
             "id", "item", "path", "label", "stage", "source", "seen_by_a_person", "user", "time_taken",
             "is_current", "undone_at", "picked_by", "picked_probability", "confidence", "model_version",
-            "created_at",
+            "reason", "created_at",
         ]
         read_only_fields = fields
 

@@ -20,7 +20,17 @@ from lightbulb_site.ids import is_row_id
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
-from .errors import BlindLabel, InvalidLabel, ItemRejected, ItemUnavailable, LeaseConflict, NothingToUndo
+from .blind import sees_others_test_labels
+from .errors import (
+    BlindLabel,
+    InvalidLabel,
+    ItemRejected,
+    ItemUnavailable,
+    LeaseConflict,
+    NothingToUndo,
+    NotYourLabel,
+    ReasonRequired,
+)
 from .leases import LEASE_CLEARED, after_change, claim_item, claim_rows, free_lease, release_lease
 from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
@@ -279,19 +289,26 @@ def do_record_judgement(
     label: str,
     time_taken: float | None = None,
     source: str = JudgementSource.HUMAN,
-    blind: bool = False,
+    role: str | None = None,
+    reason: str = "",
     now: datetime | None = None,
 ) -> Judgement:
     """Record `user`'s label for `item`. A relabel keeps history: the newest judgement counts.
 
-    `blind`: the person does not see other people's TEST labels (labeling.blind, below owner), so they
-    may not replace one (BlindLabel): they would overwrite a label they were never shown.
+    `role`: the person's role, for a label given through a page or the API (None: the product's own
+    callers, imports and simulations, which the rules below do not bind). Then no silent overwrites:
+    - below reviewer, someone else's TEST label is hidden (labeling.blind) and may not be replaced
+      (BlindLabel), and neither may any other person's label (NotYourLabel); the model's auto-labels
+      and items the queue handed to this person (an audit's second look) are theirs to label;
+    - a reviewer or owner may change someone else's label, saying why (`reason`, else ReasonRequired):
+      the judgement's source is then `adjudicated`, and the replaced label stays in the history.
     """
     if item.project_id != project.pk:
         raise ItemUnavailable("no such item in this project")
     validate_label(project, label)
     if time_taken is not None:
         time_taken = max(0.0, min(float(time_taken), 24 * 3600.0))
+    reason = " ".join(str(reason or "").split())[:1000]
     now = now or timezone.now()
     with transaction.atomic():
         item = Item.objects.select_for_update().get(pk=item.pk)
@@ -300,9 +317,22 @@ def do_record_judgement(
         if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
             raise LeaseConflict(f"item {item.key} is being labelled by someone else")
         previous = Judgement.objects.filter(item=item, is_current=True).first()
-        if blind and previous is not None and previous.stage == Stage.TEST and previous.user_id != user.pk:
-            raise BlindLabel(f"item {item.key} has a TEST label given blind by someone else; an owner can change it")
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
+        if role is not None and previous is not None and _someone_elses(previous, user=user) and not holds_lease:
+            if not sees_others_test_labels(role):
+                if previous.stage == Stage.TEST:
+                    raise BlindLabel(
+                        f"item {item.key} has a TEST label given blind by someone else; a reviewer can change it"
+                    )
+                raise NotYourLabel(
+                    f"item {item.key} is labelled by {previous.labelled_by or 'someone else'}; changing another "
+                    "person's label is a reviewer's or owner's decision"
+                )
+            if not reason:
+                raise ReasonRequired(
+                    f"say why you change {previous.labelled_by or 'someone else'}'s label of item {item.key}"
+                )
+            source = JudgementSource.ADJUDICATED
         if holds_lease:
             stage = item.lease_stage
         elif previous is not None and previous.stage != Stage.AUTO:
@@ -322,6 +352,7 @@ def do_record_judgement(
             labelled_by=user.get_username(),
             stage=stage,
             source=source,
+            reason=reason if source == JudgementSource.ADJUDICATED else "",
             time_taken=time_taken,
             picked_by=item.lease_picked_by if holds_lease else "",
             picked_probability=item.lease_probability if holds_lease else None,
@@ -335,6 +366,11 @@ def do_record_judgement(
             record_audit(item, user=user, label=label)
         after_change(project)
     return judgement
+
+
+def _someone_elses(previous: Judgement, *, user: User) -> bool:
+    """The current label is another person's (or came from a file): not the model's, not this user's."""
+    return previous.source != JudgementSource.AUTO and previous.user_id != user.pk
 
 
 def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None = None) -> Item:

@@ -18,7 +18,7 @@ from projects.permissions import get_project_for_user, has_role, signed_in
 from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
 from .errors import LabelingError
 from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
-from .models import Judgement, Stage
+from .models import Judgement, JudgementSource, Stage
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
@@ -125,7 +125,13 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "current": None if hidden_current else current,
             "hidden_current": hidden_current,
             "history": history,
-            "can_label": has_role(role, Role.ANNOTATOR) and not hidden_current,
+            "can_label": has_role(role, Role.ANNOTATOR) and not hidden_current and (
+                current is None or current.source == JudgementSource.AUTO or current.user_id == user.pk
+                or sees_others_test_labels(role)
+            ),
+            # Changing someone else's label: a reviewer's or owner's decision, with a reason.
+            "needs_reason": current is not None and current.source != JudgementSource.AUTO
+            and current.user_id != user.pk and sees_others_test_labels(role),
             "back": same_site_path(request.GET.get("back", "")),
         },
     )
@@ -152,7 +158,7 @@ def relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse
     try:
         item = get_item(project, item_id)
         do_record_judgement(project, item=item, user=signed_in(request), label=request.POST.get("label", ""),
-                            blind=not sees_others_test_labels(role))
+                            role=role, reason=request.POST.get("reason", ""))
     except LabelingError as exc:
         messages.error(request, str(exc))
         return redirect(detail)

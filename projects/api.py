@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,8 +16,9 @@ from labeling.stats import member_stats
 
 from .models import Project, Role
 from .permissions import IsProjectMember, projects_for_user
-from .serializers import MemberSerializer, MemberWriteSerializer, ProjectSerializer
-from .services import do_add_member, do_remove_member
+from .rendering import render_guidelines
+from .serializers import GuidelinesSerializer, MemberSerializer, MemberWriteSerializer, ProjectSerializer
+from .services import do_add_member, do_remove_member, do_set_guidelines
 
 
 def _roles(user) -> dict[int, str]:
@@ -51,6 +53,27 @@ class ProjectViewSet(ViewSet):
     def retrieve(self, request: Request, project_id: int) -> Response:
         project = self.project
         return Response(ProjectSerializer(project, context={"roles": {project.pk: self.role}}).data)
+
+    # `projects/<project_id>/guidelines/`: every member reads them; owners replace them (PUT).
+    min_roles: ClassVar[dict[str, str]] = {"set_guidelines": Role.OWNER}
+
+    @extend_schema(responses=GuidelinesSerializer)
+    @action(detail=True, methods=["get"], url_path="guidelines", url_name="guidelines")
+    def guidelines(self, request: Request, project_id: int) -> Response:
+        return Response(_guidelines_payload(self.project))
+
+    @extend_schema(request=GuidelinesSerializer, responses=GuidelinesSerializer)
+    @guidelines.mapping.put
+    def set_guidelines(self, request: Request, project_id: int) -> Response:
+        serializer = GuidelinesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = do_set_guidelines(self.project, text=serializer.validated_data["guidelines"])
+        return Response(_guidelines_payload(project))
+
+
+def _guidelines_payload(project: Project) -> dict:
+    return {"guidelines": project.guidelines, "html": render_guidelines(project.guidelines),
+            "updated_at": project.guidelines_updated_at}
 
 
 def _members_payload(project) -> list[dict]:

@@ -56,12 +56,14 @@ class ProposalGuarantee(models.TextChoices):
 
 class Role(models.TextChoices):
     OWNER = "owner", "Owner"
+    # Labels, sees everyone's labels (TEST too) and may change other people's, with a reason.
+    REVIEWER = "reviewer", "Reviewer"
     ANNOTATOR = "annotator", "Annotator"
     VIEWER = "viewer", "Viewer"
 
 
 # Higher rank = more rights; `min_role` checks compare ranks.
-ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.OWNER: 3}
+ROLE_RANK: dict[str, int] = {Role.VIEWER: 1, Role.ANNOTATOR: 2, Role.REVIEWER: 3, Role.OWNER: 4}
 
 
 class ProjectQuerySet(models.QuerySet["Project"]):
@@ -84,6 +86,12 @@ class Project(models.Model):
     slug = models.SlugField(max_length=100, unique=True, help_text="Short stable name, used by the CLI")
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True, help_text="Shown to annotators; HTML is sanitised")
+    guidelines = models.TextField(
+        blank=True, max_length=100_000,
+        help_text="How to label, written by owners in Markdown (HTML allowed, sanitised); shown on the labelling, "
+                  "review and batch screens",
+    )
+    guidelines_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     template = models.TextField(
         blank=True, help_text="HTML template for json items, with {{field}} placeholders (values are escaped)"
     )

@@ -47,3 +47,20 @@ def render_json_item(template: str, data: object) -> str:
         return f"<pre>{html.escape(_as_text(data))}</pre>"
     filled = PLACEHOLDER.sub(lambda m: html.escape(_as_text(_lookup(data, m.group(1))), quote=True), template)
     return nh3.clean(filled, link_rel="noopener noreferrer nofollow")
+
+
+# Owner-written guidelines: CommonMark, with raw HTML allowed (owners paste tables and images from
+# their docs), then sanitised like every owner-written HTML. Tables and strikethrough as GitHub has them.
+_GUIDELINES = None
+
+
+def render_guidelines(text: str) -> str:
+    """Guidelines Markdown as safe HTML: scripts, handlers, styles and foreign schemes stripped by nh3."""
+    global _GUIDELINES
+    if not text.strip():
+        return ""
+    if _GUIDELINES is None:
+        from markdown_it import MarkdownIt
+
+        _GUIDELINES = MarkdownIt("commonmark", {"html": True, "linkify": False}).enable(["table", "strikethrough"])
+    return nh3.clean(_GUIDELINES.render(text), link_rel="noopener noreferrer nofollow")

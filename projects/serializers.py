@@ -14,7 +14,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = [
             "id", "slug", "title", "description", "data_type", "label_type", "classes", "default_class",
             "review_precision_floor", "auto_label_precision", "proposal_guarantee", "test_min_judgements", "test_ratio",
-            "lease_seconds", "role", "created_at",
+            "lease_seconds", "show_model_guesses", "role", "created_at",
         ]
         read_only_fields = fields
 
@@ -39,3 +39,12 @@ class MemberWriteSerializer(serializers.Serializer):
         if user is None:
             raise serializers.ValidationError(f"no active user named '{value}'")
         return user
+
+
+class GuidelinesSerializer(serializers.Serializer):
+    guidelines = serializers.CharField(
+        max_length=100_000, allow_blank=True, trim_whitespace=False,
+        help_text="Markdown (HTML allowed, sanitised when shown); empty removes them",
+    )
+    html = serializers.CharField(read_only=True, help_text="as the screens show them, sanitised")
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)

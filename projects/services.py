@@ -8,11 +8,13 @@ apps above care about are announced through `projects.signals`; this app imports
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 from tqdm import tqdm
 
 from lightbulb_site.errors import DomainError
@@ -171,6 +173,20 @@ def _share(value: object, *, what: str, low: float, high: float) -> float:
     if not low <= share <= high:
         raise ProjectError(f"{what} must be between {low * 100:g}% and {high * 100:g}%")
     return share
+
+
+GUIDELINES_MAX = 100_000
+
+
+def do_set_guidelines(project: Project, *, text: str, now: datetime | None = None) -> Project:
+    """Owners write how to label (Markdown; HTML is sanitised when shown). Empty removes them."""
+    text = str(text or "").replace("\r\n", "\n").strip()
+    if len(text) > GUIDELINES_MAX:
+        raise ProjectError(f"guidelines may be at most {GUIDELINES_MAX:,} characters, not {len(text):,}")
+    stamp = (now or timezone.now()) if text else None
+    Project.objects.filter(pk=project.pk).update(guidelines=text, guidelines_updated_at=stamp)
+    project.guidelines, project.guidelines_updated_at = text, stamp
+    return project
 
 
 def do_set_labelling_settings(project: Project, *, show_model_guesses: bool) -> Project:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.project_list, name="list"),
     path("<int:project_id>/", views.project_detail, name="detail"),
     path("<int:project_id>/members/", views.members, name="members"),
+    path("<int:project_id>/guidelines/", views.guidelines, name="guidelines"),
     path("<int:project_id>/labelling/settings/", views.labelling_settings, name="labelling-settings"),
     path("<int:project_id>/proposals/settings/", views.proposal_settings, name="proposal-settings"),
 ]

@@ -18,6 +18,7 @@ from .services import (
     ProjectError,
     do_add_member,
     do_remove_member,
+    do_set_guidelines,
     do_set_labelling_settings,
     do_set_proposal_settings,
 )
@@ -96,6 +97,28 @@ def _change_members(request: HttpRequest, project) -> None:
             messages.error(request, "Unknown action.")
     except MembershipError as exc:
         messages.error(request, str(exc).capitalize() + ".")
+
+
+@login_required
+def guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The project's labelling guidelines for every member; owners edit them here (Markdown)."""
+    project, role = get_project_for_user(request.user, project_id)
+    is_owner = has_role(role, Role.OWNER)
+    if request.method == "POST":
+        if not is_owner:
+            raise PermissionDenied(f"This needs the {Role.OWNER} role; you are a {role}.")
+        try:
+            do_set_guidelines(project, text=request.POST.get("guidelines", ""))
+        except ProjectError as exc:
+            message = str(exc)
+            messages.error(request, message[:1].upper() + message[1:] + ".")
+            return render(request, "projects/guidelines.html",
+                          {"project": project, "role": role, "is_owner": True,
+                           "draft": request.POST.get("guidelines", "")}, status=400)
+        messages.success(request, "Guidelines saved." if project.guidelines else "Guidelines removed.")
+        return redirect("projects:guidelines", project.pk)
+    return render(request, "projects/guidelines.html",
+                  {"project": project, "role": role, "is_owner": is_owner, "draft": project.guidelines})
 
 
 @login_required

@@ -1,4 +1,4 @@
-"""Every endpoint x anonymous / outsider / viewer / annotator / owner.
+"""Every endpoint x anonymous / outsider / viewer / annotator / reviewer / owner.
 
 Outsiders get 404 for anything inside a project (its existence never leaks); members below the role
 an action needs get 403; anonymous API calls get 401 and anonymous page views go to the login page.
@@ -14,67 +14,73 @@ from projects.services import do_add_member
 
 pytestmark = pytest.mark.django_db
 
-ANON, OUTSIDER, VIEWER, ANNOTATOR, OWNER = "anonymous", "outsider", "viewer", "annotator", "owner"
-WHO = [ANON, OUTSIDER, VIEWER, ANNOTATOR, OWNER]
+ANON, OUTSIDER, VIEWER, ANNOTATOR, REVIEWER, OWNER = (
+    "anonymous", "outsider", "viewer", "annotator", "reviewer", "owner"
+)
+WHO = [ANON, OUTSIDER, VIEWER, ANNOTATOR, REVIEWER, OWNER]
 
 # (method, url template, body, expected status per role)
 API = [
-    ("get", "/api/projects/", None, [401, 200, 200, 200, 200]),
-    ("get", "/api/projects/{p}/", None, [401, 404, 200, 200, 200]),
-    ("get", "/api/projects/{p}/members/", None, [401, 404, 200, 200, 200]),
-    ("post", "/api/projects/{p}/members/", {"username": "dave", "role": "viewer"}, [401, 404, 403, 403, 201]),
-    ("delete", "/api/projects/{p}/members/dave/", None, [401, 404, 403, 403, 204]),
-    ("get", "/api/projects/{p}/items/next/", None, [401, 404, 403, 200, 200]),
-    ("post", "/api/projects/{p}/items/{i}/skip/", None, [401, 404, 403, 204, 204]),
-    ("get", "/api/projects/{p}/judgements/", None, [401, 404, 200, 200, 200]),
-    ("post", "/api/projects/{p}/judgements/", {"item": "{i}", "label": "Cat"}, [401, 404, 403, 201, 201]),
-    ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409]),
-    ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200]),
-    ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200]),
-    ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200]),
-    ("get", "/api/projects/{p}/auto-labels/", None, [401, 404, 200, 200, 200]),
+    ("get", "/api/projects/", None, [401, 200, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/", None, [401, 404, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/guidelines/", None, [401, 404, 200, 200, 200, 200]),
+    ("put", "/api/projects/{p}/guidelines/", {"guidelines": "# How"}, [401, 404, 403, 403, 403, 200]),
+    ("get", "/api/projects/{p}/members/", None, [401, 404, 200, 200, 200, 200]),
+    ("post", "/api/projects/{p}/members/", {"username": "dave", "role": "viewer"}, [401, 404, 403, 403, 403, 201]),
+    ("delete", "/api/projects/{p}/members/dave/", None, [401, 404, 403, 403, 403, 204]),
+    ("get", "/api/projects/{p}/items/next/", None, [401, 404, 403, 200, 200, 200]),
+    ("post", "/api/projects/{p}/items/{i}/skip/", None, [401, 404, 403, 204, 204, 204]),
+    ("get", "/api/projects/{p}/judgements/", None, [401, 404, 200, 200, 200, 200]),
+    ("post", "/api/projects/{p}/judgements/", {"item": "{i}", "label": "Cat"}, [401, 404, 403, 201, 201, 201]),
+    ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409, 409]),
+    ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200, 200]),
+    ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/auto-labels/", None, [401, 404, 200, 200, 200, 200]),
     # Owners only; this project has no model, so the owner's request reaches the service and gets 409.
-    ("post", "/api/projects/{p}/auto-labels/", None, [401, 404, 403, 403, 409]),
-    ("post", "/api/projects/{p}/auto-labels/withdraw/", {"version": 1}, [401, 404, 403, 403, 409]),
-    ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200]),
+    ("post", "/api/projects/{p}/auto-labels/", None, [401, 404, 403, 403, 403, 409]),
+    ("post", "/api/projects/{p}/auto-labels/withdraw/", {"version": 1}, [401, 404, 403, 403, 403, 409]),
+    ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200, 200]),
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
-     [401, 404, 403, 400, 400]),
+     [401, 404, 403, 400, 400, 400]),
     # Scoring is reading: every member gets past authorization; this project has no model yet (409).
     ("post", "/api/projects/{p}/score/", {"type": "images", "urls": ["http://example.com/x.png"]},
-     [401, 404, 409, 409, 409]),
+     [401, 404, 409, 409, 409, 409]),
     ("post", "/api/projects/{p}/predict/", {"type": "images", "urls": ["http://example.com/x.png"]},
-     [401, 404, 409, 409, 409]),
+     [401, 404, 409, 409, 409, 409]),
     ("post", "/score", {"project": "{p}", "type": "images", "urls": ["http://example.com/x.png"]},
-     [401, 404, 409, 409, 409]),
+     [401, 404, 409, 409, 409, 409]),
 ]
 
 # Pages: anonymous users are redirected to log in (302).
 PAGES = [
-    ("get", "/projects/", None, [302, 200, 200, 200, 200]),
-    ("get", "/projects/{p}/", None, [302, 404, 200, 200, 200]),
-    ("get", "/projects/{p}/label/", None, [302, 404, 403, 200, 200]),
-    ("get", "/projects/{p}/items/", None, [302, 404, 200, 200, 200]),
+    ("get", "/projects/", None, [302, 200, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/", None, [302, 404, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/label/", None, [302, 404, 403, 200, 200, 200]),
+    ("get", "/projects/{p}/items/", None, [302, 404, 200, 200, 200, 200]),
     ("get", "/projects/{p}/items/?status=labelled&q=img&stage=TEST&label=Cat&user=bob", None,
-     [302, 404, 200, 200, 200]),
-    ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200]),
-    ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302]),
-    ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200]),
-    ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200]),
-    ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200]),
-    ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200]),
-    ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409]),
+     [302, 404, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200, 200]),
+    ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302, 302]),
+    ("get", "/projects/{p}/guidelines/", None, [302, 404, 200, 200, 200, 200]),
+    ("post", "/projects/{p}/guidelines/", {"guidelines": "# How"}, [302, 404, 403, 403, 403, 302]),
+    ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200, 200]),
+    ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200, 200]),
+    ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409, 409]),
     # Owners only; this project has no model yet, so even the owner gets "not found".
-    ("get", "/projects/{p}/model/export/", None, [302, 404, 403, 403, 404]),
-    ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200]),
-    ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302]),
-    ("post", "/projects/{p}/proposals/settings/", {"auto_label_percent": "90"}, [302, 404, 403, 403, 302]),
-    ("post", "/projects/{p}/labelling/settings/", {}, [302, 404, 403, 403, 302]),
+    ("get", "/projects/{p}/model/export/", None, [302, 404, 403, 403, 403, 404]),
+    ("get", "/projects/{p}/proposals/review/?label=Cat", None, [302, 404, 403, 200, 200, 200]),
+    ("post", "/projects/{p}/proposals/review/", {"label": "Cat", "items": "1"}, [302, 404, 403, 302, 302, 302]),
+    ("post", "/projects/{p}/proposals/settings/", {"auto_label_percent": "90"}, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/labelling/settings/", {}, [302, 404, 403, 403, 403, 302]),
     # Owners only; without a model the owner is sent back to the card with the reason.
-    ("post", "/projects/{p}/model/auto-label/", None, [302, 404, 403, 403, 302]),
-    ("post", "/projects/{p}/model/auto-label/withdraw/", {"version": "1"}, [302, 404, 403, 403, 302]),
+    ("post", "/projects/{p}/model/auto-label/", None, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/model/auto-label/withdraw/", {"version": "1"}, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"},
-     [302, 404, 403, 403, 302]),
+     [302, 404, 403, 403, 403, 302]),
 ]
 
 
@@ -82,10 +88,12 @@ PAGES = [
 def actors(image_project, alice, bob, charlie, django_user_model):
     viewer = django_user_model.objects.create_user("vera", password="x")
     dave = django_user_model.objects.create_user("dave", password="x")
+    rita = django_user_model.objects.create_user("rita", password="x")
     do_add_member(image_project, user=viewer, role=Role.VIEWER)
     do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
+    do_add_member(image_project, user=rita, role=Role.REVIEWER)
     do_add_member(image_project, user=dave, role=Role.VIEWER)
-    return {ANON: None, OUTSIDER: charlie, VIEWER: viewer, ANNOTATOR: bob, OWNER: alice}
+    return {ANON: None, OUTSIDER: charlie, VIEWER: viewer, ANNOTATOR: bob, REVIEWER: rita, OWNER: alice}
 
 
 def _fill(value, project, item):
@@ -126,6 +134,9 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif "proposals/settings" in url:
             image_project.refresh_from_db()
             assert image_project.auto_label_precision == pytest.approx(0.9)
+        elif "guidelines" in url:
+            image_project.refresh_from_db()
+            assert image_project.guidelines == "# How"
         elif "labelling/settings" in url:
             image_project.refresh_from_db()
             assert image_project.show_model_guesses is False  # the box was not ticked

@@ -16,6 +16,14 @@ def sanitize_html(value: str) -> str:
 
 
 @register.filter
+def guidelines_html(value: str) -> str:
+    """A project's guidelines (Markdown, HTML allowed) as sanitised HTML."""
+    from projects.rendering import render_guidelines
+
+    return mark_safe(render_guidelines(value or ""))
+
+
+@register.filter
 def percent(value: float | None, digits: int = 0) -> str:
     if value is None:
         return "—"
