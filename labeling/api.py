@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import asdict
 from typing import ClassVar
 
 from django.http import FileResponse, Http404, HttpResponse
@@ -19,6 +20,7 @@ from rest_framework.viewsets import ViewSet
 from projects.models import Item, ItemKind, ItemStatus, Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
+from .agreement import project_agreement
 from .blind import visible_judgements, visible_prediction
 from .models import Judgement
 from .permissions import IsItemProjectMember
@@ -171,6 +173,15 @@ class StatsViewSet(ViewSet):
     @action(detail=True, url_name="stats")
     def stats(self, request: Request, project_id: int) -> Response:
         return Response(project_stats(self.project, user=signed_in(request)))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, description=(
+        "Agreement between people who labelled the same items: Krippendorff's alpha and raw agreement over "
+        "everyone, raw agreement and Cohen's kappa per pair, each {value, low, high, items} with a bootstrap "
+        "95% interval; the confusion between annotators and each class's disagreement rate."
+    ))
+    @action(detail=True, url_name="agreement")
+    def agreement(self, request: Request, project_id: int) -> Response:
+        return Response(asdict(project_agreement(self.project)))
 
 
 # `items/<item_id>/media` (no trailing slash, as pages and payloads have always linked it).

@@ -33,6 +33,7 @@ API = [
     ("get", "/api/projects/{p}/judgements/", None, [401, 404, 200, 200, 200, 200]),
     ("post", "/api/projects/{p}/judgements/", {"item": "{i}", "label": "Cat"}, [401, 404, 403, 201, 201, 201]),
     ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409, 409]),
+    ("get", "/api/projects/{p}/agreement/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200, 200]),
