@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from .autolabels import do_withdraw_auto_labels
 from .errors import AutoLabelError
-from .models import AutoLabelRun, Judgement, Proposal, ProposalBatch, ProposalPause
+from .models import AutoLabelRun, Judgement, LabelReview, Proposal, ProposalBatch, ProposalPause
 
 
 @admin.register(Judgement)
@@ -53,6 +53,15 @@ class ProposalBatchAdmin(ReadOnlyAdmin):
     list_filter = ["status", "origin", "audit", "project"]
     list_select_related = ["project", "user"]
     date_hierarchy = "created_at"
+
+
+@admin.register(LabelReview)
+class LabelReviewAdmin(ReadOnlyAdmin):
+    list_display = ["annotator_name", "judgement", "verdict", "corrected_label", "reviewer_name", "created_at",
+                    "project"]
+    list_filter = ["verdict", "project"]
+    search_fields = ["annotator_name", "reviewer_name"]
+    raw_id_fields = ["judgement"]
 
 
 @admin.register(ProposalPause)

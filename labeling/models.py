@@ -260,3 +260,34 @@ class ProposalPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} paused at {self.measured:.0%} ({'lifted' if self.lifted_at else 'active'})"
+
+
+class ReviewVerdict(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    CHANGED = "changed", "Changed"
+
+
+class LabelReview(models.Model):
+    """A reviewer's check of one label in the review grid: accepted as it is, or changed (the change is an
+    adjudicated judgement of its own). Per-annotator accuracy is accepted / reviewed."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="label_reviews")
+    judgement = models.OneToOneField(Judgement, on_delete=models.CASCADE, related_name="review")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="labels_reviewed_of"
+    )
+    annotator_name = models.CharField(max_length=150)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="label_reviews_made"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    verdict = models.CharField(max_length=12, choices=ReviewVerdict.choices)
+    corrected_label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "annotator"], name="labelreview_annotator_idx")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.annotator_name}'s {self.judgement_id}: {self.verdict}"

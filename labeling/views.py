@@ -22,6 +22,7 @@ from .models import Judgement, JudgementSource, Stage
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
+from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
 from .services import do_record_judgement, get_item
 
 
@@ -243,3 +244,56 @@ def _submit_batch(request: HttpRequest, project) -> HttpResponse:
     if available_by_class(project).get(label):
         return redirect(f"{reverse('labeling:review', args=[project.pk])}?{urlencode({'label': label})}")
     return redirect(reverse("labeling:review", args=[project.pk]))
+
+
+@login_required
+def review_labels(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Reviewers check an annotator's recent labels in a grid: keep each, or give it its right class.
+
+    GET `?annotator=name` shows up to GRID_SIZE of their labels nobody reviewed yet; POST records the
+    verdicts (labeling.reviews) and shows the next ones. Works without JavaScript.
+    """
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.REVIEWER)
+    reviewer = signed_in(request)
+    people = {
+        m.user.get_username(): m.user
+        for m in project.memberships.select_related("user").exclude(user=reviewer).order_by("user__username")
+    }
+    name = (request.POST.get("annotator") or request.GET.get("annotator") or "").strip()
+    annotator = people.get(name)
+    if request.method == "POST":
+        if annotator is None:
+            messages.error(request, "Pick an annotator to review.")
+            return redirect("labeling:review-labels", project.pk)
+        decisions: dict[int, str] = {}
+        for raw in request.POST.getlist("judgements"):
+            if not raw.isdigit():
+                continue
+            chosen = request.POST.get(f"label-{raw}", "")
+            if chosen:
+                decisions[int(raw)] = chosen
+        try:
+            result = do_review_labels(project, reviewer=reviewer, role=role, annotator=annotator,
+                                      decisions=decisions, reason=request.POST.get("reason", ""))
+        except LabelingError as exc:
+            messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        else:
+            note = (f" {result.skipped} had been changed meanwhile and wait for a later review."
+                    if result.skipped else "")
+            messages.success(request, f"Reviewed {result.accepted + result.changed} of {name}'s labels: "
+                                      f"{result.accepted} accepted, {result.changed} changed.{note}")
+        return redirect(f"{reverse('labeling:review-labels', args=[project.pk])}?{urlencode({'annotator': name})}")
+    labels = list(labels_to_review(project, annotator=annotator)) if annotator is not None else []
+    accuracy = reviewed_accuracy(project)
+    return render(
+        request,
+        "labeling/review_labels.html",
+        {
+            "project": project,
+            "role": role,
+            "people": [(n, accuracy.get(u.pk)) for n, u in people.items()],
+            "annotator": name if annotator is not None else "",
+            "labels": [(j, item_payload(project, j.item)) for j in labels],
+            "accuracy": accuracy.get(annotator.pk) if annotator is not None else None,
+        },
+    )

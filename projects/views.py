@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from labeling.agreement import project_agreement
+from labeling.reviews import reviewed_accuracy
 from labeling.stats import member_stats, project_counts
 
 from .models import ItemStatus, Role
@@ -70,15 +71,18 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
         _change_members(request, project)
         return redirect("projects:members", project.pk)
     stats = member_stats(project)
+    reviewed = reviewed_accuracy(project)
     rows = list(project.memberships.select_related("user").order_by("user__username"))
     for m in rows:
         m.stats = stats.get(m.user_id, {"count": 0, "median_seconds": None})  # type: ignore[attr-defined]
+        m.reviewed = reviewed.get(m.user_id)  # type: ignore[attr-defined]
     agreement = project_agreement(project)
     confusion_rows = [(c, [agreement.confusion[c][k] for k in agreement.classes]) for c in agreement.classes]
     return render(
         request,
         "projects/members.html",
         {"project": project, "role": role, "is_owner": is_owner, "members": rows, "roles": Role.choices,
+         "can_review": has_role(role, Role.REVIEWER),
          "agreement": agreement, "confusion_rows": confusion_rows,
          "disagreement": sorted(((c, r) for c, r in agreement.disagreement.items() if r is not None),
                                 key=lambda pair: -pair[1])},

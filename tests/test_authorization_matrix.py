@@ -64,6 +64,8 @@ PAGES = [
      [302, 404, 200, 200, 200, 200]),
     ("get", "/projects/{p}/items/{i}/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302, 302]),
+    ("get", "/projects/{p}/review/labels/?annotator=bob", None, [302, 404, 403, 403, 200, 200]),
+    ("post", "/projects/{p}/review/labels/", {"annotator": "bob"}, [302, 404, 403, 403, 302, 302]),
     ("get", "/projects/{p}/guidelines/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/guidelines/", {"guidelines": "# How"}, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200, 200]),
@@ -135,6 +137,8 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif "proposals/settings" in url:
             image_project.refresh_from_db()
             assert image_project.auto_label_precision == pytest.approx(0.9)
+        elif "review/labels" in url:
+            assert not item.judgements.exists()  # nothing chosen to review: an error message, nothing written
         elif "guidelines" in url:
             image_project.refresh_from_db()
             assert image_project.guidelines == "# How"
