@@ -27,12 +27,15 @@ from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
+from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
 from .serializers import (
     ConfirmBatchSerializer,
     ConfirmResultSerializer,
     JudgementCreateSerializer,
     JudgementFilterSerializer,
     JudgementSerializer,
+    LabelReviewCreateSerializer,
+    LabelReviewQuerySerializer,
     NextItemSerializer,
     ProposalBatchSerializer,
     ProposalQuerySerializer,
@@ -261,4 +264,49 @@ class ProposalViewSet(ViewSet):
                 "rejected": len(result.rejected), "corrected": len(result.corrected), "skipped": result.skipped,
                 "audit": result.audit, "paused": result.paused,
             }
+        )
+
+
+# `projects/<project_id>/label-reviews/`: reviewers check an annotator's labels (the review grid's API).
+class LabelReviewViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"to_review": Role.REVIEWER, "record": Role.REVIEWER}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+    role: str
+
+    def _annotator(self, name: str):
+        member = self.project.memberships.select_related("user").filter(user__username=name).first()
+        if member is None:
+            raise ValidationError({"annotator": f"{name!r} is not a member of this project"})
+        return member.user
+
+    @extend_schema(parameters=[LabelReviewQuerySerializer], responses=JudgementSerializer(many=True))
+    @action(detail=True, url_path="label-reviews", url_name="label-reviews")
+    def to_review(self, request: Request, project_id: int) -> Response:
+        """The annotator's current labels nobody has reviewed yet, newest first (up to 24)."""
+        query = LabelReviewQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        annotator = self._annotator(query.validated_data["annotator"])
+        return Response(JudgementSerializer(labels_to_review(self.project, annotator=annotator), many=True).data)
+
+    @extend_schema(request=LabelReviewCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    @to_review.mapping.post
+    def record(self, request: Request, project_id: int) -> Response:
+        """Accept or change each of the annotator's labels; a change is an adjudicated judgement."""
+        body = LabelReviewCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        decisions = {d["judgement"]: d["label"] for d in data["decisions"]}
+        result = do_review_labels(self.project, reviewer=signed_in(request), role=self.role,
+                                  annotator=self._annotator(data["annotator"]), decisions=decisions,
+                                  reason=data.get("reason", ""))
+        accuracy = reviewed_accuracy(self.project)
+        annotator = self._annotator(data["annotator"])
+        mine = accuracy.get(annotator.pk)
+        return Response(
+            {**asdict(result), "reviewed": mine.reviewed if mine else 0,
+             "accuracy": mine.accuracy if mine else None},
+            status=status.HTTP_201_CREATED,
         )

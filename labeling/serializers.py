@@ -133,3 +133,28 @@ class ConfirmResultSerializer(serializers.Serializer):
     skipped = serializers.ListField(child=serializers.IntegerField(), help_text="labelled by someone else meanwhile")
     audit = serializers.BooleanField(help_text="drawn for an item-by-item check")
     paused = serializers.BooleanField(help_text="the class's measured batch precision is clearly below the floor")
+
+
+MAX_REVIEW_DECISIONS = 500
+
+
+class LabelReviewQuerySerializer(serializers.Serializer):
+    annotator = serializers.CharField(max_length=150)
+
+
+class LabelReviewDecisionSerializer(serializers.Serializer):
+    judgement = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=200, help_text="the label itself to accept it, another class to change it"
+    )
+
+
+class LabelReviewCreateSerializer(serializers.Serializer):
+    annotator = serializers.CharField(max_length=150)
+    decisions = LabelReviewDecisionSerializer(many=True, allow_empty=False)
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+
+    def validate_decisions(self, value: list) -> list:
+        if len(value) > MAX_REVIEW_DECISIONS:
+            raise serializers.ValidationError(f"at most {MAX_REVIEW_DECISIONS} decisions at a time")
+        return value

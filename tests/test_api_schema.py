@@ -31,6 +31,11 @@ OPERATIONS = [
     ("post", "/api/projects/{project_id}/proposals/confirm/"),
     ("post", "/api/projects/{project_id}/score/"),
     ("get", "/api/projects/{project_id}/stats/"),
+    ("get", "/api/projects/{project_id}/agreement/"),
+    ("get", "/api/projects/{project_id}/guidelines/"),
+    ("put", "/api/projects/{project_id}/guidelines/"),
+    ("get", "/api/projects/{project_id}/label-reviews/"),
+    ("post", "/api/projects/{project_id}/label-reviews/"),
     ("post", "/score/"),
 ]
 
@@ -49,6 +54,9 @@ URL_NAMES = [
     ("api:judgements", [7], "/api/projects/7/judgements/"),
     ("api:undo", [7], "/api/projects/7/judgements/undo/"),
     ("api:stats", [7], "/api/projects/7/stats/"),
+    ("api:agreement", [7], "/api/projects/7/agreement/"),
+    ("api:guidelines", [7], "/api/projects/7/guidelines/"),
+    ("api:label-reviews", [7], "/api/projects/7/label-reviews/"),
     ("api:proposals", [7], "/api/projects/7/proposals/"),
     ("api:proposals-confirm", [7], "/api/projects/7/proposals/confirm/"),
     ("api:auto-labels", [7], "/api/projects/7/auto-labels/"),

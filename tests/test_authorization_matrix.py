@@ -33,6 +33,10 @@ API = [
     ("get", "/api/projects/{p}/judgements/", None, [401, 404, 200, 200, 200, 200]),
     ("post", "/api/projects/{p}/judgements/", {"item": "{i}", "label": "Cat"}, [401, 404, 403, 201, 201, 201]),
     ("post", "/api/projects/{p}/judgements/undo/", None, [401, 404, 403, 409, 409, 409]),
+    ("get", "/api/projects/{p}/label-reviews/?annotator=bob", None, [401, 404, 403, 403, 200, 200]),
+    # Reviewers get past authorization to the service: bob has no labels to review here.
+    ("post", "/api/projects/{p}/label-reviews/", {"annotator": "bob", "decisions": [{"judgement": 1, "label": "Cat"}]},
+     [401, 404, 403, 403, 400, 400]),
     ("get", "/api/projects/{p}/agreement/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200, 200]),

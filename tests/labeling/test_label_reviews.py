@@ -88,3 +88,31 @@ def test_it_lets_only_reviewers_and_owners_in(reviewed_team, bob, charlie, alice
     assert page_for(charlie).get(url).status_code == 404
     assert page_for(charlie).get("/projects/999999/review/labels/").status_code == 404
     assert page_for(alice).get(f"{url}?annotator=bob").status_code == 200
+
+
+def test_it_reviews_through_the_api(reviewed_team, bob, charlie):
+    from rest_framework.test import APIClient
+
+    project, rita, labels = reviewed_team
+    api = APIClient()
+    api.force_authenticate(rita)
+    url = f"/api/projects/{project.pk}/label-reviews/"
+    listed = api.get(url, {"annotator": "bob"}).json()
+    assert sorted(j["id"] for j in listed) == sorted(j.pk for j in labels)
+    response = api.post(url, {"annotator": "bob", "reason": "ears",
+                              "decisions": [{"judgement": labels[0].pk, "label": "Cat"},
+                                            {"judgement": labels[1].pk, "label": "Not Cat"}]}, format="json")
+    assert response.status_code == 201
+    assert response.json() == {"accepted": 1, "changed": 1, "skipped": 0, "reviewed": 2, "accuracy": 0.5}
+    again = api.post(url, {"annotator": "bob", "decisions": [{"judgement": labels[0].pk, "label": "Cat"}]},
+                     format="json")
+    assert again.status_code == 400 and "already reviewed" in again.json()["detail"]
+    unknown = api.get(url, {"annotator": "nobody"})
+    assert unknown.status_code == 400 and "annotator" in unknown.json()
+    annotator = APIClient()
+    annotator.force_authenticate(bob)
+    assert annotator.get(url, {"annotator": "bob"}).status_code == 403
+    outsider = APIClient()
+    outsider.force_authenticate(charlie)
+    assert outsider.get(url, {"annotator": "bob"}).status_code == 404
+    assert outsider.get("/api/projects/999999/label-reviews/", {"annotator": "bob"}).status_code == 404
