@@ -21,7 +21,7 @@ from projects.models import Item, ItemKind, ItemStatus, Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
 from .agreement import project_agreement
-from .blind import visible_judgements, visible_prediction
+from .blind import shows_prediction, visible_judgements, visible_prediction
 from .models import Judgement
 from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
@@ -54,8 +54,7 @@ from .stats import project_stats
 
 def leased_payloads(project, leased) -> list[dict]:
     # TEST items and audits are labelled blind (labeling.blind): their guesses are not even looked up.
-    shown = [li.item.pk for li in leased if visible_prediction(project, stage=li.stage, picked_by=li.picked_by,
-                                                                 prediction={}) is not None]
+    shown = [li.item.pk for li in leased if shows_prediction(project, stage=li.stage, picked_by=li.picked_by)]
     predictions = model_hooks().predictions(project, shown) if shown else {}
     return [
         item_payload(
@@ -118,7 +117,7 @@ class JudgementViewSet(ViewSet):
         filters = JudgementFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
-        # Members below owner do not see other people's TEST labels (labeling.blind).
+        # Members below reviewer do not see other people's TEST labels (labeling.blind).
         qs = visible_judgements(
             Judgement.objects.filter(project=self.project), user=signed_in(request), role=self.role
         ).select_related("item", "auto_run").order_by("-created_at", "-id")
@@ -299,12 +298,10 @@ class LabelReviewViewSet(ViewSet):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         decisions = {d["judgement"]: d["label"] for d in data["decisions"]}
-        result = do_review_labels(self.project, reviewer=signed_in(request), role=self.role,
-                                  annotator=self._annotator(data["annotator"]), decisions=decisions,
-                                  reason=data.get("reason", ""))
-        accuracy = reviewed_accuracy(self.project)
         annotator = self._annotator(data["annotator"])
-        mine = accuracy.get(annotator.pk)
+        result = do_review_labels(self.project, reviewer=signed_in(request), role=self.role, annotator=annotator,
+                                  decisions=decisions, reason=data.get("reason", ""))
+        mine = reviewed_accuracy(self.project).get(annotator.pk)
         return Response(
             {**asdict(result), "reviewed": mine.reviewed if mine else 0,
              "accuracy": mine.accuracy if mine else None},

@@ -28,11 +28,14 @@ def sees_others_test_labels(role: str | None) -> bool:
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[SEES_TEST_LABELS]
 
 
+def shows_prediction(project: Project, *, stage: str | None, picked_by: str | None) -> bool:
+    """Whether an item of this stage, picked so, may show the model's guess."""
+    return stage != Stage.TEST and picked_by != AUDIT and project.show_model_guesses
+
+
 def visible_prediction(project: Project, *, stage: str | None, picked_by: str | None, prediction: dict | None):
     """The model's guess as it may be shown with an item of this stage, or None."""
-    if prediction is None or stage == Stage.TEST or picked_by == AUDIT or not project.show_model_guesses:
-        return None
-    return prediction
+    return prediction if shows_prediction(project, stage=stage, picked_by=picked_by) else None
 
 
 def item_stage(item: Item, current: Judgement | None) -> str | None:
@@ -41,7 +44,7 @@ def item_stage(item: Item, current: Judgement | None) -> str | None:
 
 
 def hidden_test_judgements(user: User) -> Q:
-    """Judgements a blinded member may not see: TEST labels given by someone else (or by the model)."""
+    """Judgements a blinded member may not see: TEST labels given by someone else (or read from a file)."""
     return Q(stage=Stage.TEST) & ~Q(user=user)
 
 

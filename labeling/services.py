@@ -31,7 +31,7 @@ from .errors import (
     NotYourLabel,
     ReasonRequired,
 )
-from .leases import LEASE_CLEARED, after_change, claim_item, claim_rows, free_lease, release_lease
+from .leases import LEASE_CLEARED, after_change, claim_item, free_lease, release_lease
 from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
 from .queue import Candidate, RandomOrdering, model_hooks
 
@@ -213,13 +213,12 @@ def _lease_audit_items(
     for item_id in list(audit_items(project, user=user, now=now)[: count * 2]):
         if len(leased) >= count:
             break
-        claimed = claim_rows(
-            Item.objects.filter(free_lease(now), pk=item_id, status=ItemStatus.LABELLED),
+        claimed = claim_item(
+            Item.objects.filter(free_lease(now), pk=item_id, status=ItemStatus.LABELLED), pk=item_id,
             leased_to=user, leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=AUDIT, lease_probability=None,
         )
-        if claimed:
-            leased.append(LeasedItem(item=Item.objects.get(pk=item_id), stage=Stage.TRAIN, picked_by=AUDIT,
-                                     probability=None))
+        if claimed is not None:
+            leased.append(LeasedItem(item=claimed, stage=Stage.TRAIN, picked_by=AUDIT, probability=None))
     return leased
 
 
@@ -318,7 +317,7 @@ def do_record_judgement(
             raise LeaseConflict(f"item {item.key} is being labelled by someone else")
         previous = Judgement.objects.filter(item=item, is_current=True).first()
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
-        if role is not None and previous is not None and _someone_elses(previous, user=user) and not holds_lease:
+        if role is not None and previous is not None and someone_elses(previous, user=user) and not holds_lease:
             if not sees_others_test_labels(role):
                 if previous.stage == Stage.TEST:
                     raise BlindLabel(
@@ -368,7 +367,7 @@ def do_record_judgement(
     return judgement
 
 
-def _someone_elses(previous: Judgement, *, user: User) -> bool:
+def someone_elses(previous: Judgement, *, user: User) -> bool:
     """The current label is another person's (or came from a file): not the model's, not this user's."""
     return previous.source != JudgementSource.AUTO and previous.user_id != user.pk
 

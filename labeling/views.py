@@ -12,18 +12,19 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from lightbulb_site.errors import sentence
 from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
 from .errors import LabelingError
 from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
-from .models import Judgement, JudgementSource, Stage
+from .models import Judgement, Stage
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
 from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
-from .services import do_record_judgement, get_item
+from .services import do_record_judgement, get_item, someone_elses
 
 
 @login_required
@@ -55,7 +56,7 @@ PAGE_SIZE = 48
 def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = get_project_for_user(request.user, project_id)
     current = Judgement.objects.filter(item=OuterRef("pk"), is_current=True)
-    # Below owner, someone else's TEST label is not shown, nor can it be filtered on (labeling.blind):
+    # Below reviewer, someone else's TEST label is not shown, nor can it be filtered on (labeling.blind):
     # the item shows as labelled blind.
     shown = visible_judgements(current, user=signed_in(request), role=role)
     items = project.items.annotate(
@@ -108,10 +109,11 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     user = signed_in(request)
     judgements = Judgement.objects.filter(item=item).select_related("user").order_by("-created_at", "-id")
     current = next((j for j in judgements if j.is_current), None)
-    # The TEST stage is blind (labeling.blind): no guess on a TEST item, and below owner nobody else's
+    # The TEST stage is blind (labeling.blind): no guess on a TEST item, and below reviewer nobody else's
     # TEST label, not even that there is one beyond "labelled blind".
     history = list(visible_judgements(judgements, user=user, role=role))
     hidden_current = current is not None and current not in history
+    overrules = current is not None and someone_elses(current, user=user)  # the rule do_record_judgement applies
     stage = item_stage(item, current)
     prediction = visible_prediction(project, stage=stage, picked_by=item.lease_picked_by,
                                     prediction=model_hooks().predictions(project, [item.pk]).get(item.pk))
@@ -127,12 +129,10 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "hidden_current": hidden_current,
             "history": history,
             "can_label": has_role(role, Role.ANNOTATOR) and not hidden_current and (
-                current is None or current.source == JudgementSource.AUTO or current.user_id == user.pk
-                or sees_others_test_labels(role)
+                not overrules or sees_others_test_labels(role)
             ),
             # Changing someone else's label: a reviewer's or owner's decision, with a reason.
-            "needs_reason": current is not None and current.source != JudgementSource.AUTO
-            and current.user_id != user.pk and sees_others_test_labels(role),
+            "needs_reason": overrules and sees_others_test_labels(role),
             "back": same_site_path(request.GET.get("back", "")),
         },
     )
@@ -276,7 +276,7 @@ def review_labels(request: HttpRequest, project_id: int) -> HttpResponse:
             result = do_review_labels(project, reviewer=reviewer, role=role, annotator=annotator,
                                       decisions=decisions, reason=request.POST.get("reason", ""))
         except LabelingError as exc:
-            messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+            messages.error(request, sentence(str(exc)))
         else:
             note = (f" {result.skipped} had been changed meanwhile and wait for a later review."
                     if result.skipped else "")

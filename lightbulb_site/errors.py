@@ -8,6 +8,12 @@ Python, so Django-free modules may subclass it too.
 from __future__ import annotations
 
 
+def sentence(message: str) -> str:
+    """An error message as a page shows it: capitalised, with a full stop ("the floor must be..." ->
+    "The floor must be....")."""
+    return message[:1].upper() + message[1:] + "."
+
+
 class DomainError(Exception):
     status_code = 400
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from labeling.autolabels import do_withdraw_auto_labels
 from labeling.errors import AutoLabelError
+from lightbulb_site.errors import sentence
 from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user, signed_in
 
@@ -210,7 +211,7 @@ def withdraw_auto_labels(request: HttpRequest, project_id: int) -> HttpResponse:
     try:
         withdrawn = do_withdraw_auto_labels(project, user=signed_in(request), version=version)
     except AutoLabelError as exc:
-        messages.error(request, str(exc)[:1].upper() + str(exc)[1:] + ".")
+        messages.error(request, sentence(str(exc)))
     else:
         messages.success(
             request, f"Withdrew {withdrawn:,} auto-label(s) of model v{version}; those items are unlabelled again."

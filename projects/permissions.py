@@ -16,15 +16,6 @@ from lightbulb_site.ids import is_row_id
 from .models import ROLE_RANK, Membership, Project, Role
 
 
-def role_for(user: User | AnonymousUser, project: Project) -> str | None:
-    """The user's role in the project; superusers act as owners everywhere."""
-    if not user.is_authenticated or not user.is_active:
-        return None
-    if user.is_superuser:
-        return Role.OWNER
-    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
-
-
 def get_project_for_user(
     user: User | AnonymousUser, project_id: int | str, *, min_role: str = Role.VIEWER
 ) -> tuple[Project, str]:

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from labeling.agreement import project_agreement
 from labeling.reviews import reviewed_accuracy
 from labeling.stats import member_stats, project_counts
+from lightbulb_site.errors import sentence
 
 from .models import ItemStatus, Role
 from .permissions import get_project_for_user, has_role, projects_for_user, signed_in
@@ -112,16 +113,14 @@ def _change_members(request: HttpRequest, project) -> None:
 @login_required
 def guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
     """The project's labelling guidelines for every member; owners edit them here (Markdown)."""
-    project, role = get_project_for_user(request.user, project_id)
+    writing = request.method == "POST"
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.OWNER if writing else Role.VIEWER)
     is_owner = has_role(role, Role.OWNER)
-    if request.method == "POST":
-        if not is_owner:
-            raise PermissionDenied(f"This needs the {Role.OWNER} role; you are a {role}.")
+    if writing:
         try:
             do_set_guidelines(project, text=request.POST.get("guidelines", ""))
         except ProjectError as exc:
-            message = str(exc)
-            messages.error(request, message[:1].upper() + message[1:] + ".")
+            messages.error(request, sentence(str(exc)))
             return render(request, "projects/guidelines.html",
                           {"project": project, "role": role, "is_owner": True,
                            "draft": request.POST.get("guidelines", "")}, status=400)
@@ -162,7 +161,7 @@ def proposal_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         )
     except (ValueError, ProjectError) as exc:
         message = "the percentages must be numbers" if isinstance(exc, ValueError) else str(exc)
-        messages.error(request, message[:1].upper() + message[1:] + ".")
+        messages.error(request, sentence(message))
     else:
         messages.success(
             request,
