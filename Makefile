@@ -132,6 +132,7 @@ bench: install weights services $(VENV)/.bench-installed
 	$(BIN)/python manage.py bench_score --out docs/bench/score.json --doc docs/benchmarks.md && \
 	REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python manage.py bench_load --kill --postgres-url $(PG_TEST_URL) \
 		--out docs/bench/load.json --doc docs/benchmarks.md && \
+	$(BIN)/python manage.py bench_team --out docs/bench --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS)
 
 clean:

@@ -8,7 +8,8 @@ For `--seconds` (after `--warmup`) each one loops: `GET items/next/` (lease one 
 `POST judgements/` for it. The report gives p50/p95/max of both calls and the judgements per second,
 and checks what matters more than speed:
 
-- **0 lost**: every judgement the server acknowledged (201) is in the database afterwards, current;
+- **0 lost**: every judgement the server acknowledged (201) is in the database afterwards, current (or
+  an overlap vote still waiting for the item's other labels);
 - **0 doubly leased**: no item was handed to two annotators at once, and none has two current
   judgements.
 
@@ -102,12 +103,13 @@ CHECK = """
 import json, sys
 import django
 django.setup()
-from django.db.models import Count
+from django.db.models import Count, Q
 from labeling.models import Judgement
 acked = json.loads(open(sys.argv[1]).read())
 project = int(sys.argv[2])
-current = {(j["item_id"], j["user__username"]) for j in
-           Judgement.objects.filter(project_id=project, is_current=True).values("item_id", "user__username")}
+# An overlap item's label is a vote until the item's people have all labelled it: kept, not yet current.
+kept = Judgement.objects.filter(Q(is_current=True) | Q(is_vote=True, undone_at__isnull=True), project_id=project)
+current = {(j["item_id"], j["user__username"]) for j in kept.values("item_id", "user__username")}
 lost = [pair for pair in map(tuple, acked) if pair not in current]
 doubled = Judgement.objects.filter(project_id=project, is_current=True).values("item_id").annotate(
     n=Count("id")).filter(n__gt=1).count()

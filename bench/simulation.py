@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -53,6 +53,7 @@ SECONDS_PER_BATCH_ITEM = 0.3
 SECONDS_PER_REJECTION = 1.0
 # A wrong tile given its right class in the grid (instead of an untick): the person saw it and chose.
 SECONDS_PER_CORRECTION = 2.0
+R = TypeVar("R")
 HOLDOUT_REASON = "held out by simulate: never shown, used to measure accuracy"
 
 
@@ -517,6 +518,11 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             "--cache", str(Path(options["cache"]).resolve()),
             "--reviewer-miss-rate", str(options["reviewer_miss_rate"]),
         ]
+        argv += ["--annotators", str(options.get("annotators", 1)),
+                 "--annotator-error", str(options.get("annotator_error", 0.1)),
+                 "--overlap-share", str(options.get("overlap_share", 0.25)),
+                 "--overlap-k", str(options.get("overlap_k", 2)),
+                 "--reviewer-error", str(options.get("reviewer_error", 0.0))]
         if options["label_all"]:
             argv.append("--label-all")
         if options.get("auto_label"):
@@ -530,6 +536,15 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             raise SimulationError(f"the simulation failed (exit {done.returncode})")
 
 
+def run_or_exit(run: Callable[[], R], *, stderr: OutputWrapper | TextIO) -> R:
+    """`run()`, or exit 2 with the reason for bad input (the parent command reports the exit)."""
+    try:
+        return run()
+    except (SimulationError, ConfigError, ProjectError) as exc:
+        stderr.write(f"simulate: {exc}")
+        raise SystemExit(2) from None
+
+
 def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
     """Run the simulation in this process (the child that `run_in_throwaway_database` starts)."""
     opts = Options(
@@ -541,11 +556,7 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         progress=None if options["no_progress"] else text_progress(),
     )
     started = time.monotonic()
-    try:
-        result = Simulation(opts, work=Path(settings.DATA_ROOT)).run()
-    except (SimulationError, ConfigError, ProjectError) as exc:
-        stderr.write(f"simulate: {exc}")
-        raise SystemExit(2) from None
+    result = run_or_exit(Simulation(opts, work=Path(settings.DATA_ROOT)).run, stderr=stderr)
     write_result(result, Path(options["out"]))
     last = result.curve[-1] if result.curve else {}
     summary = (f"{result.strategy}, seed {result.seed}: {last.get('labels', 0)} labels -> "
@@ -560,3 +571,4 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         if la["auto_label"]:
             summary += f"; {la['auto_labels']} auto-labelled (accuracy {la['auto_label_accuracy']})"
     stdout.write(f"{summary} ({time.monotonic() - started:.0f} s)")
+

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from projects.models import Project
+from projects.models import ItemStatus, Project
 
 from .models import Judgement, JudgementSource
 
@@ -251,10 +251,13 @@ def compute_agreement(
 
 
 def project_labels(project: Project) -> list[Triple]:
-    """(item, person, label): each person's latest independent, not undone label of each item."""
+    """(item, person, label): each person's latest independent, not undone label of each item. Overlap
+    items count once their round is finished (agreed, disputed or decided): while some of their people
+    have still to label them, the labels so far would favour whoever is quickest."""
     rows = (
         Judgement.objects.filter(project=project, undone_at__isnull=True, source__in=INDEPENDENT_SOURCES)
         .exclude(user=None)
+        .exclude(item__status=ItemStatus.PARTIAL)
         .order_by("created_at", "id")
         .values_list("item_id", "user__username", "label")
     )
@@ -263,3 +266,31 @@ def project_labels(project: Project) -> list[Triple]:
 
 def project_agreement(project: Project, *, rounds: int = BOOTSTRAP_ROUNDS) -> Agreement:
     return compute_agreement(project_labels(project), classes=project.classes, rounds=rounds, seed=project.pk)
+
+
+@dataclass(frozen=True)
+class OverlapAccuracy:
+    """One annotator's votes on finished overlap items against the item's final label (agreed by all,
+    or decided by a reviewer)."""
+
+    items: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.items if self.items else None
+
+
+def overlap_accuracy(project: Project) -> dict[int, OverlapAccuracy]:
+    """Per user id: how often their vote was the final label of a settled overlap item."""
+    final = dict(
+        Judgement.objects.filter(project=project, is_current=True, item__labels_wanted__gt=1,
+                                 item__status=ItemStatus.LABELLED).values_list("item_id", "label")
+    )
+    items: Counter[int] = Counter()
+    correct: Counter[int] = Counter()
+    votes = Judgement.objects.filter(project=project, is_vote=True, undone_at__isnull=True, item_id__in=list(final))
+    for item_id, user_id, label in votes.exclude(user=None).values_list("item_id", "user_id", "label"):
+        items[user_id] += 1
+        correct[user_id] += label == final[item_id]
+    return {u: OverlapAccuracy(items=n, correct=correct[u]) for u, n in items.items()}

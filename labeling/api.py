@@ -22,7 +22,9 @@ from projects.permissions import IsProjectMember, signed_in
 
 from .agreement import project_agreement
 from .blind import shows_prediction, visible_judgements, visible_prediction
+from .disputes import disputes
 from .models import Judgement
+from .overlap import is_overlap_item
 from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
@@ -31,6 +33,7 @@ from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
 from .serializers import (
     ConfirmBatchSerializer,
     ConfirmResultSerializer,
+    DisputeSerializer,
     JudgementCreateSerializer,
     JudgementFilterSerializer,
     JudgementSerializer,
@@ -54,13 +57,15 @@ from .stats import project_stats
 
 def leased_payloads(project, leased) -> list[dict]:
     # TEST items and audits are labelled blind (labeling.blind): their guesses are not even looked up.
-    shown = [li.item.pk for li in leased if shows_prediction(project, stage=li.stage, picked_by=li.picked_by)]
+    shown = [
+        li.item.pk for li in leased
+        if shows_prediction(project, stage=li.stage, picked_by=li.picked_by, overlap=is_overlap_item(li.item))
+    ]
     predictions = model_hooks().predictions(project, shown) if shown else {}
     return [
         item_payload(
             project, li.item, stage=li.stage, picked_by=li.picked_by,
-            prediction=visible_prediction(project, stage=li.stage, picked_by=li.picked_by,
-                                          prediction=predictions.get(li.item.pk)),
+            prediction=predictions.get(li.item.pk) if li.item.pk in shown else None,
         )
         for li in leased
     ]
@@ -157,7 +162,8 @@ class JudgementViewSet(ViewSet):
         project = self.project
         item = do_undo_last_judgement(project, user=signed_in(request))
         prediction = visible_prediction(project, stage=item.lease_stage or None, picked_by=item.lease_picked_by,
-                                        prediction=model_hooks().predictions(project, [item.pk]).get(item.pk))
+                                        prediction=model_hooks().predictions(project, [item.pk]).get(item.pk),
+                                        overlap=is_overlap_item(item))
         return Response(
             item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
                          picked_by=item.lease_picked_by)
@@ -307,3 +313,30 @@ class LabelReviewViewSet(ViewSet):
              "accuracy": mine.accuracy if mine else None},
             status=status.HTTP_201_CREATED,
         )
+
+
+# `projects/<project_id>/disputes/`: overlap items whose independent labels disagree, for reviewers.
+class DisputeViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"disputes": Role.REVIEWER}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
+    @extend_schema(
+        parameters=[OpenApiParameter("offset", int, description="skip this many (oldest first)")],
+        responses=DisputeSerializer(many=True),
+    )
+    @action(detail=True, url_path="disputes", url_name="disputes")
+    def disputes(self, request: Request, project_id: int) -> Response:
+        """Disputed items, oldest first (up to 50), each with every vote and who gave it. A reviewer decides
+        one with `POST judgements/` (the same service as the page): its label, source `adjudicated`."""
+        try:
+            offset = max(0, int(request.query_params.get("offset", 0)))
+        except ValueError:
+            raise ValidationError({"offset": "must be a whole number"}) from None
+        rows = disputes(self.project, offset=offset)
+        return Response(DisputeSerializer(
+            [{"item": item_payload(self.project, d.item), "stage": d.stage, "votes": [asdict(v) for v in d.votes]}
+             for d in rows], many=True,
+        ).data)

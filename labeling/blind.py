@@ -6,6 +6,8 @@ Every page and API answer that shows an item, a guess or a label asks here first
 
 - The model's guess: never on a TEST item, never on an audit (a blind second look), and on TRAIN items
   only while the owner's setting `show_model_guesses` is on.
+- Overlap items (labeling.overlap): no model guess at all (TRAIN too), and while an item's round is
+  open nobody below reviewer sees another person's vote on it.
 - Other people's TEST labels: hidden from members below reviewer (annotators and viewers: anyone who
   labels, or may be made an annotator later); reviewers and owners see every label, with who gave it.
 """
@@ -19,6 +21,7 @@ from projects.models import ROLE_RANK, Item, Project, Role
 
 from .audits import AUDIT
 from .models import Judgement, Stage
+from .overlap import OVERLAP, hidden_votes
 
 # The lowest role that sees other people's TEST labels.
 SEES_TEST_LABELS = Role.REVIEWER
@@ -28,14 +31,18 @@ def sees_others_test_labels(role: str | None) -> bool:
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[SEES_TEST_LABELS]
 
 
-def shows_prediction(project: Project, *, stage: str | None, picked_by: str | None) -> bool:
-    """Whether an item of this stage, picked so, may show the model's guess."""
-    return stage != Stage.TEST and picked_by != AUDIT and project.show_model_guesses
+def shows_prediction(project: Project, *, stage: str | None, picked_by: str | None, overlap: bool = False) -> bool:
+    """Whether an item of this stage, picked so, may show the model's guess (`overlap`: the item is
+    labelled by several people independently)."""
+    return (stage != Stage.TEST and picked_by not in (AUDIT, OVERLAP) and not overlap
+            and project.show_model_guesses)
 
 
-def visible_prediction(project: Project, *, stage: str | None, picked_by: str | None, prediction: dict | None):
+def visible_prediction(
+    project: Project, *, stage: str | None, picked_by: str | None, prediction: dict | None, overlap: bool = False
+):
     """The model's guess as it may be shown with an item of this stage, or None."""
-    return prediction if shows_prediction(project, stage=stage, picked_by=picked_by) else None
+    return prediction if shows_prediction(project, stage=stage, picked_by=picked_by, overlap=overlap) else None
 
 
 def item_stage(item: Item, current: Judgement | None) -> str | None:
@@ -44,8 +51,9 @@ def item_stage(item: Item, current: Judgement | None) -> str | None:
 
 
 def hidden_test_judgements(user: User) -> Q:
-    """Judgements a blinded member may not see: TEST labels given by someone else (or read from a file)."""
-    return Q(stage=Stage.TEST) & ~Q(user=user)
+    """Judgements a blinded member may not see: TEST labels given by someone else (or read from a file),
+    and other people's votes on overlap items whose round is open."""
+    return (Q(stage=Stage.TEST) & ~Q(user=user)) | hidden_votes(user)
 
 
 def visible_judgements(judgements: QuerySet[Judgement], *, user: User, role: str | None) -> QuerySet[Judgement]:

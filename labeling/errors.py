@@ -50,6 +50,18 @@ class NotYourLabel(LabelingError):
     status_code = 409
 
 
+class AwaitingReview(LabelingError):
+    """The item's independent labels disagree: a reviewer or owner decides it (409), nobody else labels it."""
+
+    status_code = 409
+
+
+class NotDisputed(LabelingError):
+    """A decision for an item whose labels no longer disagree (decided already) or never did (409)."""
+
+    status_code = 409
+
+
 class ReasonRequired(LabelingError):
     """A reviewer or owner changing someone else's label says why (400); the reason stays in the history."""
 

@@ -55,6 +55,10 @@ class Judgement(models.Model):
     picked_by = models.CharField(max_length=16, blank=True)
     picked_probability = models.FloatField(null=True, blank=True)
     is_current = models.BooleanField(default=True)
+    # One person's independent label in an overlap round (Item.labels_wanted > 1). While the round is open
+    # no vote is current; when the k votes agree the earliest becomes current; a relabel in the round
+    # clears the person's earlier vote (kept, not a vote any more), an undo marks it undone.
+    is_vote = models.BooleanField(default=False)
     # Why a reviewer or owner changed someone else's label (source adjudicated); empty otherwise.
     reason = models.TextField(blank=True, max_length=1000)
     # Auto-labels only: the run that made it (its model version and proof) and the calibrated confidence.
@@ -75,6 +79,7 @@ class Judgement(models.Model):
         indexes = [
             models.Index(fields=["project", "is_current", "stage"], name="judgement_project_stage_idx"),
             models.Index(fields=["project", "user"], name="judgement_project_user_idx"),
+            models.Index(fields=["item", "is_vote"], name="judgement_item_vote_idx"),
         ]
         ordering = ["-created_at", "-id"]
 

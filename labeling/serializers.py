@@ -63,13 +63,20 @@ class NextItemSerializer(serializers.Serializer):
     stage = serializers.CharField()
     prediction = serializers.JSONField(allow_null=True)
     picked_by = serializers.CharField(
-        allow_null=True, help_text="active (most uncertain first), typical (before a model), random or audit"
+        allow_null=True,
+        help_text="active (most uncertain first), typical (before a model), random, audit, or overlap (the next "
+                  "independent label of an item several people label)",
     )
+    labels_wanted = serializers.IntegerField(help_text="more than 1: an overlap item labelled by this many people")
 
 
 class StatsSerializer(serializers.Serializer):
     labelled = serializers.DictField(child=serializers.IntegerField())
     unlabelled = serializers.IntegerField()
+    overlap = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="overlap items with no label yet: partial (waiting for more labels), disputed (for a reviewer)",
+    )
     training = serializers.BooleanField()
     accuracy = serializers.FloatField(allow_null=True)
     model_version = serializers.IntegerField(allow_null=True)
@@ -158,3 +165,16 @@ class LabelReviewCreateSerializer(serializers.Serializer):
         if len(value) > MAX_REVIEW_DECISIONS:
             raise serializers.ValidationError(f"at most {MAX_REVIEW_DECISIONS} decisions at a time")
         return value
+
+
+class VoteSerializer(serializers.Serializer):
+    label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
+    labelled_by = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    time_taken = serializers.FloatField(allow_null=True)
+
+
+class DisputeSerializer(serializers.Serializer):
+    item = serializers.DictField(help_text="the item, as items/next gives it")
+    stage = serializers.CharField()
+    votes = VoteSerializer(many=True)

@@ -22,6 +22,7 @@ from projects.models import Item, ItemStatus, Project
 from .audits import AUDIT, audit_items, record_audit, undo_audit
 from .blind import sees_others_test_labels
 from .errors import (
+    AwaitingReview,
     BlindLabel,
     InvalidLabel,
     ItemRejected,
@@ -33,6 +34,7 @@ from .errors import (
 )
 from .leases import LEASE_CLEARED, after_change, claim_item, free_lease, release_lease
 from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
+from .overlap import OPEN_STATUSES, OVERLAP, coin_for, is_overlap_item, live_votes, second_label_pool
 from .queue import Candidate, RandomOrdering, model_hooks
 
 MAX_BATCH = 50
@@ -61,6 +63,7 @@ class QueueCounts:
     id_low: int | None  # the lowest and highest ids in the pool (None when it is empty)
     id_high: int | None
     audits_pending: bool = False  # some confirmed batch items wait for their blind second look
+    partial: int = 0  # overlap items waiting for their next vote (labeling.overlap)
 
 
 def _count(rows) -> Coalesce:
@@ -76,6 +79,8 @@ def queue_counts(project: Project, *, now: datetime) -> QueueCounts:
     the ends of the pool's id range are two index lookups (an aggregate MIN/MAX would read the pool).
     """
     leased = Item.objects.filter(project=OuterRef("pk"), status=ItemStatus.UNLABELLED, leased_until__gt=now)
+    # Overlap items whose round is open have no current label yet, but their stage is taken: counted so.
+    open_round = Item.objects.filter(project=OuterRef("pk"), status__in=OPEN_STATUSES)
     pool = Item.objects.filter(free_lease(now), project=OuterRef("pk"), status=ItemStatus.UNLABELLED)
     row = (
         Project.objects.filter(pk=project.pk)
@@ -86,19 +91,23 @@ def queue_counts(project: Project, *, now: datetime) -> QueueCounts:
             id_low=Subquery(pool.order_by("id").values("id")[:1]),
             id_high=Subquery(pool.order_by("-id").values("id")[:1]),
             audits_pending=Exists(Proposal.objects.filter(project=OuterRef("pk"), audit_status=AuditStatus.PENDING)),
+            open_test=_count(open_round.filter(overlap_stage=Stage.TEST)),
+            open_train=_count(open_round.filter(overlap_stage=Stage.TRAIN)),
+            partial=_count(open_round.filter(status=ItemStatus.PARTIAL)),
         )
         .values_list(
             "tally_unlabelled", "tally_test", "tally_train", "leased_test", "leased_train", "leased_all", "id_low",
-            "id_high", "audits_pending",
+            "id_high", "audits_pending", "open_test", "open_train", "partial",
         )
         .first()
     )
     if row is None:  # the project was deleted meanwhile
         return QueueCounts(test=0, train=0, free=0, id_low=None, id_high=None)
-    unlabelled, test, train, leased_test, leased_train, leased_all, low, high, audits = row
+    (unlabelled, test, train, leased_test, leased_train, leased_all, low, high, audits, open_test, open_train,
+     partial) = row
     return QueueCounts(
-        test=test + leased_test, train=train + leased_train, free=max(0, unlabelled - leased_all), id_low=low,
-        id_high=high, audits_pending=audits,
+        test=test + leased_test + open_test, train=train + leased_train + open_train,
+        free=max(0, unlabelled - leased_all), id_low=low, id_high=high, audits_pending=audits, partial=partial,
     )
 
 
@@ -122,16 +131,40 @@ def choose_stage(project: Project, *, test: int, train: int) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def _claim(candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime) -> Item | None:
-    """Atomic claim (`claim_item`), so two annotators can never hold the same item: the item, or None."""
+def _claim(
+    candidate: Candidate, *, user: User, stage: str, now: datetime, until: datetime, labels_wanted: int = 1
+) -> Item | None:
+    """Atomic claim (`claim_item`), so two annotators can never hold the same item: the item, or None.
+
+    `labels_wanted`: the overlap coin's draw for the item (labeling.overlap), kept with it from now on.
+    """
     picked_by, probability = candidate.picked_by, candidate.probability
     if stage == Stage.TEST and picked_by != "random":
         picked_by, probability = "random", None
     return claim_item(
         Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED),
         pk=candidate.item_id, leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
-        lease_probability=probability,
+        lease_probability=probability, labels_wanted=labels_wanted,
     )
+
+
+def _lease_next_votes(
+    project: Project, *, user: User, count: int, skipped, now: datetime, until: datetime
+) -> list[LeasedItem]:
+    """Overlap items waiting for their next vote come before fresh items, oldest first: never to a person
+    who voted on the item already (the claim itself says so too, so a race cannot break it)."""
+    leased: list[LeasedItem] = []
+    pool = second_label_pool(project, user=user, now=now).exclude(pk__in=skipped)
+    for item_id, stage in list(pool.order_by("id").values_list("id", "overlap_stage")[: count * 2]):
+        if len(leased) >= count:
+            break
+        claimed = claim_item(
+            second_label_pool(project, user=user, now=now).filter(pk=item_id, overlap_stage=stage), pk=item_id,
+            leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=OVERLAP, lease_probability=None,
+        )
+        if claimed is not None:
+            leased.append(LeasedItem(item=claimed, stage=stage, picked_by=OVERLAP, probability=None))
+    return leased
 
 
 def next_items(
@@ -156,7 +189,10 @@ def next_items(
     # Audit items are labelled already (by a confirmed batch) and are held like any other.
     held = list(
         Item.objects.filter(project=project, leased_to=user, leased_until__gt=now)
-        .filter(Q(status=ItemStatus.UNLABELLED) | Q(status=ItemStatus.LABELLED, lease_picked_by=AUDIT))
+        .filter(
+            Q(status__in=[ItemStatus.UNLABELLED, ItemStatus.PARTIAL])
+            | Q(status=ItemStatus.LABELLED, lease_picked_by=AUDIT)
+        )
         .order_by("leased_until", "id")[:count]
     )
     if held:
@@ -177,6 +213,10 @@ def next_items(
     # By user alone (its own index): the pool is this project's already, and joining items here made
     # SQLite walk every item of the project to find a few skips.
     skipped = Skip.objects.filter(user=user).values("item_id")
+    if counts.partial and len(result) < count:
+        result += _lease_next_votes(project, user=user, count=count - len(result), skipped=skipped, now=now,
+                                    until=until)
+    coin = coin_for(project, partial=counts.partial)
     attempts = 0
     while len(result) < count and attempts < 5:
         attempts += 1
@@ -191,7 +231,8 @@ def next_items(
             if len(result) >= count:
                 break
             stage = choose_stage(project, test=counts.test, train=counts.train)
-            item = _claim(candidate, user=user, stage=stage, now=now, until=until)
+            wanted = coin.labels_wanted(project, stage=stage, rng=rng)
+            item = _claim(candidate, user=user, stage=stage, now=now, until=until, labels_wanted=wanted)
             if item is not None:
                 if stage == Stage.TEST:
                     counts.test += 1
@@ -315,10 +356,21 @@ def do_record_judgement(
             raise ItemRejected(f"item {item.key} is a rejected file and cannot be labelled: {item.rejection_reason}")
         if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
             raise LeaseConflict(f"item {item.key} is being labelled by someone else")
-        previous = Judgement.objects.filter(item=item, is_current=True).first()
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
-        if role is not None and previous is not None and someone_elses(previous, user=user) and not holds_lease:
+        if item.status == ItemStatus.DISPUTED:
+            return _decide_dispute(project, item=item, user=user, label=label, time_taken=time_taken, role=role,
+                                   reason=reason, now=now)
+        if is_overlap_item(item) and item.status in (ItemStatus.UNLABELLED, ItemStatus.PARTIAL):
+            return _record_vote(project, item=item, user=user, label=label, time_taken=time_taken, source=source,
+                                holds_lease=holds_lease, now=now)
+        previous = Judgement.objects.filter(item=item, is_current=True).first()
+        if role is not None and previous is not None and overrules(item, previous, user=user) and not holds_lease:
             if not sees_others_test_labels(role):
+                if not someone_elses(previous, user=user):
+                    raise NotYourLabel(
+                        f"item {item.key} was labelled by {item.labels_wanted} people independently and they agreed; "
+                        "changing it is a reviewer's or owner's decision"
+                    )
                 if previous.stage == Stage.TEST:
                     raise BlindLabel(
                         f"item {item.key} has a TEST label given blind by someone else; a reviewer can change it"
@@ -328,9 +380,10 @@ def do_record_judgement(
                     "person's label is a reviewer's or owner's decision"
                 )
             if not reason:
-                raise ReasonRequired(
-                    f"say why you change {previous.labelled_by or 'someone else'}'s label of item {item.key}"
+                whose = "the agreed" if not someone_elses(previous, user=user) else (
+                    f"{previous.labelled_by or 'someone else'}'s"
                 )
+                raise ReasonRequired(f"say why you change {whose} label of item {item.key}")
             source = JudgementSource.ADJUDICATED
         if holds_lease:
             stage = item.lease_stage
@@ -372,6 +425,94 @@ def someone_elses(previous: Judgement, *, user: User) -> bool:
     return previous.source != JudgementSource.AUTO and previous.user_id != user.pk
 
 
+def overrules(item: Item, previous: Judgement, *, user: User) -> bool:
+    """Whether labelling `item` would change a label that is not this user's alone to change: someone
+    else's, or one that k people agreed on in an overlap round (theirs together, even the user's own)."""
+    return someone_elses(previous, user=user) or previous.is_vote
+
+
+def _round_pick(item: Item, *, votes: list[Judgement], holds_lease: bool) -> tuple[str, float | None]:
+    """How the round's item was picked: from its first vote (every vote of the round says the same, so
+    whichever becomes current carries it), else from the lease that brought the first vote."""
+    if votes:
+        return votes[0].picked_by, votes[0].picked_probability
+    if holds_lease and item.lease_picked_by != OVERLAP:
+        return item.lease_picked_by, item.lease_probability
+    return "", None
+
+
+def _record_vote(
+    project: Project, *, item: Item, user: User, label: str, time_taken: float | None, source: str,
+    holds_lease: bool, now: datetime,
+) -> Judgement:
+    """One person's label in an overlap round (inside do_record_judgement's transaction and row lock).
+
+    A relabel in the round replaces the person's vote (the old row stays, no longer a vote). When the
+    item has votes from `labels_wanted` people it settles (all agree: the earliest vote becomes current)
+    or is disputed (a reviewer decides); until then it is partial and counts for nothing.
+    """
+    votes = list(live_votes(item))
+    mine = [v.pk for v in votes if v.user_id == user.pk]
+    if mine:
+        Judgement.objects.filter(pk__in=mine).update(is_vote=False)
+    if item.overlap_stage:
+        stage = item.overlap_stage
+    elif holds_lease:
+        stage = item.lease_stage
+    else:
+        counts = stage_counts(project, now=now)
+        stage = choose_stage(project, test=counts["test"], train=counts["train"])
+    picked_by, probability = _round_pick(item, votes=votes, holds_lease=holds_lease)
+    vote = Judgement.objects.create(
+        project=project, item=item, label=label, user=user, labelled_by=user.get_username(), stage=stage,
+        source=source, time_taken=time_taken, picked_by=picked_by, picked_probability=probability,
+        is_current=False, is_vote=True,
+    )
+    round_votes = [v for v in votes if v.user_id != user.pk] + [vote]
+    if len({v.user_id for v in round_votes}) < item.labels_wanted:
+        status = ItemStatus.PARTIAL
+    elif len({v.label for v in round_votes}) == 1:
+        status = ItemStatus.LABELLED
+        earliest = round_votes[0]
+        Judgement.objects.filter(pk=earliest.pk).update(is_current=True)
+        if earliest.pk == vote.pk:
+            vote.is_current = True
+    else:
+        status = ItemStatus.DISPUTED
+    Item.objects.filter(pk=item.pk).update(status=status, overlap_stage=stage, **LEASE_CLEARED)
+    # The item is being labelled: pending proposals for it are moot.
+    Proposal.objects.filter(item=item, status=ProposalStatus.PENDING).update(
+        status=ProposalStatus.SUPERSEDED, closed_at=now
+    )
+    if status == ItemStatus.LABELLED:  # only then does the item's label change (training, stats, files)
+        after_change(project)
+    return vote
+
+
+def _decide_dispute(
+    project: Project, *, item: Item, user: User, label: str, time_taken: float | None, role: str | None,
+    reason: str, now: datetime,
+) -> Judgement:
+    """A reviewer's or owner's decision on an item whose votes disagree: the item's label, source
+    `adjudicated`, in the round's stage; the votes stay as they are (agreement reads them)."""
+    if role is not None and not sees_others_test_labels(role):
+        raise AwaitingReview(
+            f"the independent labels of item {item.key} disagree; a reviewer or owner decides it"
+        )
+    votes = list(live_votes(item))
+    picked_by, probability = _round_pick(item, votes=votes, holds_lease=False)
+    Judgement.objects.filter(item=item, is_current=True).update(is_current=False)
+    decision = Judgement.objects.create(
+        project=project, item=item, label=label, user=user, labelled_by=user.get_username(),
+        stage=item.overlap_stage or (votes[0].stage if votes else Stage.TRAIN), source=JudgementSource.ADJUDICATED,
+        reason=reason or f"decided between {len(votes)} disagreeing labels", time_taken=time_taken,
+        picked_by=picked_by, picked_probability=probability,
+    )
+    Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, **LEASE_CLEARED)
+    after_change(project)
+    return decision
+
+
 def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None = None) -> Item:
     """Take back the user's most recent judgement in the project and hand the item back to them.
 
@@ -379,16 +520,24 @@ def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None
     """
     now = now or timezone.now()
     with transaction.atomic():
+        # An overlap vote can be taken back while its round is open, or settled by the votes themselves
+        # (not once a reviewer decided the item).
+        settled_by_votes = Exists(Judgement.objects.filter(item=OuterRef("item"), is_current=True, is_vote=True))
         last = (
             Judgement.objects.select_for_update()
             # Undo takes back single labels; a confirmed batch is not undone one item at a time.
-            .filter(project=project, user=user, is_current=True, undone_at__isnull=True, source=JudgementSource.HUMAN)
+            .filter(project=project, user=user, undone_at__isnull=True, source=JudgementSource.HUMAN)
+            .filter(Q(is_current=True) | Q(is_vote=True, item__status__in=OPEN_STATUSES) | Q(Q(is_vote=True)
+                                                                                            & settled_by_votes))
             .order_by("-created_at", "-id")
             .first()
         )
         if last is None:
             raise NothingToUndo("nothing to undo")
         Judgement.objects.filter(pk=last.pk).update(is_current=False, undone_at=now)
+        if last.is_vote:
+            _reopen_round(project, last=last, user=user, now=now)
+            return Item.objects.get(pk=last.item_id)
         if last.picked_by == AUDIT:
             undo_audit(last.item_id)
         earlier = (
@@ -411,6 +560,37 @@ def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None
             )
         after_change(project)
     return Item.objects.get(pk=last.item_id)
+
+
+def _reopen_round(project: Project, *, last: Judgement, user: User, now: datetime) -> None:
+    """After undoing `last`, a vote: the round is open again (no vote current) and the item goes back to
+    the person who undid, to label again (unless someone else holds it for their own vote by now)."""
+    was_settled = Judgement.objects.filter(item_id=last.item_id, is_current=True, is_vote=True).update(is_current=False)
+    others_remain = Judgement.objects.filter(item_id=last.item_id, is_vote=True, undone_at__isnull=True).exists()
+    item = Item.objects.get(pk=last.item_id)
+    if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
+        # Someone else holds it for their vote meanwhile: their lease stands, the item waits for labels.
+        if others_remain:
+            Item.objects.filter(pk=item.pk).update(status=ItemStatus.PARTIAL)
+        else:  # their vote will open the round: it carries how the item was picked
+            Item.objects.filter(pk=item.pk).update(status=ItemStatus.UNLABELLED, lease_picked_by=last.picked_by,
+                                                   lease_probability=last.picked_probability)
+        if was_settled:
+            after_change(project)
+        return
+    lease = {"leased_to": user, "leased_until": now + timedelta(seconds=project.lease_seconds),
+             "lease_stage": last.stage}
+    if others_remain:
+        Item.objects.filter(pk=last.item_id).update(
+            status=ItemStatus.PARTIAL, lease_picked_by=OVERLAP, lease_probability=None, **lease
+        )
+    else:
+        Item.objects.filter(pk=last.item_id).update(
+            status=ItemStatus.UNLABELLED, overlap_stage="", lease_picked_by=last.picked_by,
+            lease_probability=last.picked_probability, **lease,
+        )
+    if was_settled:
+        after_change(project)
 
 
 def do_skip_item(project: Project, *, item: Item, user: User) -> None:

@@ -31,6 +31,8 @@ class ProjectCounts(TypedDict):
     confirmed: int
     auto: int  # auto-labels: nobody saw them
     per_class: list[tuple[str, int]]
+    partial: int  # overlap items waiting for more labels (no label yet)
+    disputed: int  # overlap items whose labels disagree, waiting for a reviewer (no label yet)
 
 
 class LabelledCounts(TypedDict):
@@ -78,6 +80,7 @@ class ProposalStats(TypedDict):
 class ProjectStats(TypedDict):
     labelled: LabelledCounts
     unlabelled: int
+    overlap: dict[str, int]  # "partial" and "disputed": overlap items that have no label yet
     training: bool
     accuracy: float | None
     model_version: int | None
@@ -94,6 +97,8 @@ def project_counts(project: Project) -> ProjectCounts:
         unlabelled=Count("id", filter=Q(status=ItemStatus.UNLABELLED)),
         labelled=Count("id", filter=Q(status=ItemStatus.LABELLED)),
         rejected=Count("id", filter=Q(status=ItemStatus.REJECTED)),
+        partial=Count("id", filter=Q(status=ItemStatus.PARTIAL)),
+        disputed=Count("id", filter=Q(status=ItemStatus.DISPUTED)),
     )
     judgements = Judgement.objects.filter(project=project, is_current=True).aggregate(
         train=Count("id", filter=Q(stage=Stage.TRAIN)),
@@ -111,6 +116,7 @@ def project_counts(project: Project) -> ProjectCounts:
         total=items["total"], unlabelled=items["unlabelled"], labelled=items["labelled"], rejected=items["rejected"],
         train=judgements["train"], test=judgements["test"], confirmed=judgements["confirmed"], auto=judgements["auto"],
         per_class=[(c, per_class.get(c, 0)) for c in project.classes],
+        partial=items["partial"], disputed=items["disputed"],
     )
 
 
@@ -124,13 +130,19 @@ def project_stats(project: Project, *, user: User | None = None, now: datetime |
         model_labelled=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
         auto=Count("id", filter=Q(source=JudgementSource.AUTO)),
     )
-    unlabelled = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).count()
+    items = Item.objects.filter(project=project).aggregate(
+        unlabelled=Count("id", filter=Q(status=ItemStatus.UNLABELLED)),
+        partial=Count("id", filter=Q(status=ItemStatus.PARTIAL)),
+        disputed=Count("id", filter=Q(status=ItemStatus.DISPUTED)),
+    )
+    unlabelled = items["unlabelled"]
     status = model_hooks().status(project)
     stats = ProjectStats(
         labelled=LabelledCounts(total=counts["total"], train=counts["train"], test=counts["test"],
                                 model_labelled=counts["model_labelled"],
                                 seen_by_a_person=counts["total"] - counts["auto"], auto=counts["auto"]),
         unlabelled=unlabelled,
+        overlap={"partial": items["partial"], "disputed": items["disputed"]},
         training=status.training,
         accuracy=status.accuracy,
         model_version=status.model_version,
@@ -150,19 +162,22 @@ def user_stats(project: Project, *, user: User, now: datetime | None = None) -> 
     recent = mine.filter(created_at__gte=now - timedelta(hours=1))
     times = [t for t in recent.values_list("time_taken", flat=True) if t is not None]
     return UserStats(
-        count=mine.filter(is_current=True).count(),
+        count=mine.filter(Q(is_current=True) | Q(is_vote=True)).count(),  # items labelled, overlap votes too
         last_hour=recent.count(),
         median_seconds=round(statistics.median(times), 2) if times else None,
     )
 
 
 def member_stats(project: Project) -> dict[int, MemberStats]:
-    """Per user: current judgements and median seconds per label (over all their judgements)."""
+    """Per user: items labelled (current judgements, and votes in overlap rounds) and median seconds per
+    label (over all their judgements)."""
     rows = Judgement.objects.filter(project=project, undone_at__isnull=True).exclude(user=None)
     counts: dict[int, int] = {}
     times: dict[int, list[float]] = {}
-    for user_id, is_current, time_taken in rows.values_list("user_id", "is_current", "time_taken").iterator():
-        counts[user_id] = counts.get(user_id, 0) + int(is_current)
+    fields = ("user_id", "is_current", "is_vote", "time_taken")
+    for user_id, is_current, is_vote, time_taken in rows.values_list(*fields).iterator():
+        # Items they labelled: their current labels, and their votes on overlap items (current or not).
+        counts[user_id] = counts.get(user_id, 0) + int(is_current or is_vote)
         mine = times.setdefault(user_id, [])
         if time_taken is not None:
             mine.append(time_taken)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("<int:project_id>/items/", views.item_browser, name="browser"),
     path("<int:project_id>/proposals/review/", views.review_batch, name="review"),
     path("<int:project_id>/review/labels/", views.review_labels, name="review-labels"),
+    path("<int:project_id>/review/disputes/", views.review_disputes, name="review-disputes"),
     path("<int:project_id>/items/<int:item_id>/", views.item_detail, name="item"),
     path("<int:project_id>/items/<int:item_id>/relabel/", views.relabel, name="relabel"),
 ]

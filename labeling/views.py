@@ -17,14 +17,16 @@ from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
-from .errors import LabelingError
+from .disputes import dispute_counts, lease_dispute
+from .errors import LabelingError, NotDisputed
 from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
 from .models import Judgement, Stage
+from .overlap import is_overlap_item, live_votes
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
 from .queue import model_hooks
 from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
-from .services import do_record_judgement, get_item, someone_elses
+from .services import do_record_judgement, get_item, overrules
 
 
 @login_required
@@ -113,10 +115,18 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     # TEST label, not even that there is one beyond "labelled blind".
     history = list(visible_judgements(judgements, user=user, role=role))
     hidden_current = current is not None and current not in history
-    overrules = current is not None and someone_elses(current, user=user)  # the rule do_record_judgement applies
+    # The rules do_record_judgement applies: someone else's label, or one agreed in an overlap round, is a
+    # reviewer's or owner's to change; a disputed item is theirs to decide.
+    overruling = current is not None and overrules(item, current, user=user)
+    disputed = item.status == ItemStatus.DISPUTED
+    votes = live_votes(item).count() if is_overlap_item(item) else 0
+    # An overlap round: the item was drawn for one and has votes or waits for its first (an item drawn
+    # for one whose lease lapsed and that a batch or an auto-label labelled since had no round).
+    in_round = is_overlap_item(item) and (votes > 0 or item.status != ItemStatus.LABELLED)
     stage = item_stage(item, current)
     prediction = visible_prediction(project, stage=stage, picked_by=item.lease_picked_by,
-                                    prediction=model_hooks().predictions(project, [item.pk]).get(item.pk))
+                                    prediction=model_hooks().predictions(project, [item.pk]).get(item.pk),
+                                    overlap=is_overlap_item(item))
     return render(
         request,
         "labeling/item_detail.html",
@@ -129,10 +139,12 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "hidden_current": hidden_current,
             "history": history,
             "can_label": has_role(role, Role.ANNOTATOR) and not hidden_current and (
-                not overrules or sees_others_test_labels(role)
+                not (overruling or disputed) or sees_others_test_labels(role)
             ),
             # Changing someone else's label: a reviewer's or owner's decision, with a reason.
-            "needs_reason": overrules and sees_others_test_labels(role),
+            "needs_reason": overruling and sees_others_test_labels(role),
+            "disputed": disputed,
+            "round": {"wanted": item.labels_wanted, "votes": votes} if in_round else None,
             "back": same_site_path(request.GET.get("back", "")),
         },
     )
@@ -295,5 +307,43 @@ def review_labels(request: HttpRequest, project_id: int) -> HttpResponse:
             "annotator": name if annotator is not None else "",
             "labels": [(j, item_payload(project, j.item)) for j in labels],
             "accuracy": accuracy.get(annotator.pk) if annotator is not None else None,
+        },
+    )
+
+
+@login_required
+def review_disputes(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The review queue of overlap items whose independent labels disagree: one item at a time, every
+    vote with who gave it; the reviewer's class is the item's label (adjudicated, the votes kept).
+
+    GET leases the next disputed item to the reviewer (labeling.disputes); POST decides it, then the
+    next one comes. Works without JavaScript.
+    """
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.REVIEWER)
+    user = signed_in(request)
+    if request.method == "POST":
+        try:
+            item = get_item(project, request.POST.get("item", ""))
+            label = request.POST.get("label", "")
+            if item.status != ItemStatus.DISPUTED:  # decided meanwhile (by another reviewer), or never disputed
+                raise NotDisputed(f"item {item.key} is not waiting for a decision any more")
+            do_record_judgement(project, item=item, user=user, label=label, role=role,
+                                reason=request.POST.get("reason", ""))
+        except LabelingError as exc:
+            messages.error(request, sentence(str(exc)))
+        else:
+            messages.success(request, f"{item.key} is now labelled {label}.")
+        return redirect("labeling:review-disputes", project.pk)
+    dispute = lease_dispute(project, user=user)
+    return render(
+        request,
+        "labeling/review_disputes.html",
+        {
+            "project": project,
+            "role": role,
+            "dispute": dispute,
+            "payload": item_payload(project, dispute.item) if dispute else None,
+            "counts": dispute_counts(project),
+            "hotkeys": class_hotkeys(project.classes),
         },
     )

@@ -51,6 +51,7 @@ router.register("projects/<int:project_id>/judgements", labeling_api.JudgementVi
 router.register("projects", labeling_api.StatsViewSet, basename="stats")
 router.register("projects", labeling_api.ProposalViewSet, basename="proposal")
 router.register("projects", labeling_api.LabelReviewViewSet, basename="label-review")
+router.register("projects", labeling_api.DisputeViewSet, basename="dispute")
 router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
 router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")

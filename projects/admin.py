@@ -30,7 +30,7 @@ class ProjectAdmin(admin.ModelAdmin):
         (None, {"fields": ["title", "slug", "description", "data_type", "label_type", "classes", "default_class"]}),
         ("Files", {"fields": ["dataset_directory", "judgements_file", "model_directory", "config_path"]}),
         ("Model", {"fields": ["encoder", "test_min_judgements", "test_ratio", "min_train_judgements", "sampling",
-                              "random_share", "lease_seconds", "show_model_guesses"]}),
+                              "random_share", "lease_seconds", "show_model_guesses", "overlap_share", "overlap_k"]}),
         ("Proposals and auto-labels", {
             "fields": ["review_precision_floor", "auto_label_precision", "proposal_guarantee", "audit_share"]
         }),

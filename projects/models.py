@@ -128,6 +128,18 @@ class Project(models.Model):
         default=True,
         help_text="Show the model's guess on TRAIN items while labelling (never on TEST items, which stay blind)",
     )
+    # Overlap (issue 20): a share of items is labelled by `overlap_k` people, blind to each other, chosen
+    # uniformly at random within each stage as they are first leased, TEST items first.
+    overlap_share = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of items labelled by several people independently, TEST items first (0 turns it off)",
+    )
+    overlap_k = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(2), MaxValueValidator(10)],
+        help_text="How many people label each overlap item (capped at the members who can label)",
+    )
     random_share = models.FloatField(
         default=0.1,
         validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
@@ -270,6 +282,10 @@ class Membership(models.Model):
 class ItemStatus(models.TextChoices):
     UNLABELLED = "unlabelled", "Unlabelled"
     LABELLED = "labelled", "Labelled"
+    # Overlap items: some of their k independent labels are still missing; not a label for anything yet.
+    PARTIAL = "partial", "Waiting for more labels"
+    # Their k labels disagree: a reviewer decides.
+    DISPUTED = "disputed", "Labels disagree"
     REJECTED = "rejected", "Rejected"  # file could not be read; kept with the reason, never shown to label
 
 
@@ -304,6 +320,10 @@ class Item(models.Model):
     # How the queue picked the leased item; copied onto the judgement so metrics can be de-biased.
     lease_picked_by = models.CharField(max_length=16, blank=True)
     lease_probability = models.FloatField(null=True, blank=True)
+    # Overlap: how many people label it independently (1: the usual single label), drawn when it is first
+    # leased, and its stage while its round is open (partial or disputed: it has no current label then).
+    labels_wanted = models.PositiveSmallIntegerField(default=1)
+    overlap_stage = models.CharField(max_length=8, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["project", "key"], name="item_unique_project_key")]

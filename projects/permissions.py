@@ -45,7 +45,8 @@ def get_project_for_user(
     if role is None:
         raise Http404("No such project")
     if ROLE_RANK[role] < ROLE_RANK[min_role]:
-        raise PermissionDenied(f"This needs the {min_role} role; you are a {role}.")
+        article = "an" if role[:1] in "aeiou" else "a"
+        raise PermissionDenied(f"This needs the {min_role} role; you are {article} {role}.")
     return project, role
 
 

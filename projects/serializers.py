@@ -14,7 +14,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         fields = [
             "id", "slug", "title", "description", "data_type", "label_type", "classes", "default_class",
             "review_precision_floor", "auto_label_precision", "proposal_guarantee", "test_min_judgements", "test_ratio",
-            "lease_seconds", "show_model_guesses", "role", "created_at",
+            "lease_seconds", "show_model_guesses", "overlap_share", "overlap_k", "role", "created_at",
         ]
         read_only_fields = fields
 

@@ -189,13 +189,27 @@ def do_set_guidelines(project: Project, *, text: str, now: datetime | None = Non
     return project
 
 
-def do_set_labelling_settings(project: Project, *, show_model_guesses: bool) -> Project:
+def do_set_labelling_settings(
+    project: Project, *, show_model_guesses: bool, overlap_share: float | None = None, overlap_k: int | None = None
+) -> Project:
     """Owners choose whether annotators see the model's guess on TRAIN items while labelling (TEST items
-    never show one: labeling.blind)."""
+    never show one: labeling.blind), and the overlap: the share of items labelled by `overlap_k` people
+    independently (0-1; 2-10 people). A new share applies to items leased from now on; items already in
+    an overlap round keep theirs. Bad values raise ProjectError and change nothing."""
+    values: dict[str, object] = {"show_model_guesses": bool(show_model_guesses)}
+    if overlap_share is not None:
+        if not 0.0 <= float(overlap_share) <= 1.0:
+            raise ProjectError(f"the overlap share is between 0% and 100%, not {float(overlap_share):.0%}")
+        values["overlap_share"] = float(overlap_share)
+    if overlap_k is not None:
+        if not 2 <= int(overlap_k) <= 10:
+            raise ProjectError(f"overlap items are labelled by 2 to 10 people, not {overlap_k}")
+        values["overlap_k"] = int(overlap_k)
     with transaction.atomic():
-        Project.objects.filter(pk=project.pk).update(show_model_guesses=bool(show_model_guesses))
-        project.show_model_guesses = bool(show_model_guesses)
-        announce_settings_changed(project, fields={"show_model_guesses": project.show_model_guesses})
+        Project.objects.filter(pk=project.pk).update(**values)
+        for name, value in values.items():
+            setattr(project, name, value)
+        announce_settings_changed(project, fields=values)
     return project
 
 

@@ -9,7 +9,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from labeling.agreement import project_agreement
+from labeling.agreement import overlap_accuracy, project_agreement
+from labeling.disputes import dispute_counts
 from labeling.reviews import reviewed_accuracy
 from labeling.stats import member_stats, project_counts
 from lightbulb_site.errors import sentence
@@ -73,17 +74,19 @@ def members(request: HttpRequest, project_id: int) -> HttpResponse:
         return redirect("projects:members", project.pk)
     stats = member_stats(project)
     reviewed = reviewed_accuracy(project)
+    overlap = overlap_accuracy(project)
     rows = list(project.memberships.select_related("user").order_by("user__username"))
     for m in rows:
         m.stats = stats.get(m.user_id, {"count": 0, "median_seconds": None})  # type: ignore[attr-defined]
         m.reviewed = reviewed.get(m.user_id)  # type: ignore[attr-defined]
+        m.overlap = overlap.get(m.user_id)  # type: ignore[attr-defined]
     agreement = project_agreement(project)
     confusion_rows = [(c, [agreement.confusion[c][k] for k in agreement.classes]) for c in agreement.classes]
     return render(
         request,
         "projects/members.html",
         {"project": project, "role": role, "is_owner": is_owner, "members": rows, "roles": Role.choices,
-         "can_review": has_role(role, Role.REVIEWER),
+         "can_review": has_role(role, Role.REVIEWER), "disputes": dispute_counts(project),
          "agreement": agreement, "confusion_rows": confusion_rows,
          "disagreement": sorted(((c, r) for c, r in agreement.disagreement.items() if r is not None),
                                 key=lambda pair: -pair[1])},
@@ -133,13 +136,31 @@ def guidelines(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def labelling_settings(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Owners switch the model's guess on TRAIN items on or off (a checkbox: absent means off)."""
+    """Owners switch the model's guess on TRAIN items on or off (a checkbox: absent means off) and set the
+    overlap (a percentage of items and how many people label each)."""
     project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
-    do_set_labelling_settings(project, show_model_guesses=request.POST.get("show_model_guesses") == "on")
+    share = k = None
+    try:
+        if request.POST.get("overlap_percent", "").strip():
+            share = float(request.POST["overlap_percent"]) / 100.0
+        if request.POST.get("overlap_k", "").strip():
+            k = int(request.POST["overlap_k"])
+    except ValueError:
+        messages.error(request, "The overlap is a percentage (0-100) and a number of people (2-10); nothing changed.")
+        return redirect(f"{project.get_absolute_url()}#configuration")
+    try:
+        do_set_labelling_settings(project, show_model_guesses=request.POST.get("show_model_guesses") == "on",
+                                  overlap_share=share, overlap_k=k)
+    except ProjectError as exc:
+        messages.error(request, f"{sentence(str(exc))} Nothing changed.")
+        return redirect(f"{project.get_absolute_url()}#configuration")
+    overlap = (f"{project.overlap_share:.0%} of items are labelled by {project.overlap_k} people independently"
+               if project.overlap_share > 0 else "each item is labelled by one person")
     messages.success(
         request,
-        "Annotators now see the model's guess on TRAIN items (never on TEST items)." if project.show_model_guesses
-        else "Annotators no longer see the model's guess while labelling.",
+        ("Annotators now see the model's guess on TRAIN items (never on TEST or overlap items)"
+         if project.show_model_guesses else "Annotators no longer see the model's guess while labelling")
+        + f"; {overlap}.",
     )
     return redirect(f"{project.get_absolute_url()}#configuration")
 

@@ -36,6 +36,7 @@ OPERATIONS = [
     ("put", "/api/projects/{project_id}/guidelines/"),
     ("get", "/api/projects/{project_id}/label-reviews/"),
     ("post", "/api/projects/{project_id}/label-reviews/"),
+    ("get", "/api/projects/{project_id}/disputes/"),
     ("post", "/score/"),
 ]
 
@@ -57,6 +58,7 @@ URL_NAMES = [
     ("api:agreement", [7], "/api/projects/7/agreement/"),
     ("api:guidelines", [7], "/api/projects/7/guidelines/"),
     ("api:label-reviews", [7], "/api/projects/7/label-reviews/"),
+    ("api:disputes", [7], "/api/projects/7/disputes/"),
     ("api:proposals", [7], "/api/projects/7/proposals/"),
     ("api:proposals-confirm", [7], "/api/projects/7/proposals/confirm/"),
     ("api:auto-labels", [7], "/api/projects/7/auto-labels/"),

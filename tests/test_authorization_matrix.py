@@ -38,6 +38,7 @@ API = [
     ("post", "/api/projects/{p}/label-reviews/", {"annotator": "bob", "decisions": [{"judgement": 1, "label": "Cat"}]},
      [401, 404, 403, 403, 400, 400]),
     ("get", "/api/projects/{p}/agreement/", None, [401, 404, 200, 200, 200, 200]),
+    ("get", "/api/projects/{p}/disputes/", None, [401, 404, 403, 403, 200, 200]),
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200, 200]),
@@ -70,6 +71,8 @@ PAGES = [
     ("post", "/projects/{p}/items/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 302, 302, 302]),
     ("get", "/projects/{p}/review/labels/?annotator=bob", None, [302, 404, 403, 403, 200, 200]),
     ("post", "/projects/{p}/review/labels/", {"annotator": "bob"}, [302, 404, 403, 403, 302, 302]),
+    ("get", "/projects/{p}/review/disputes/", None, [302, 404, 403, 403, 200, 200]),
+    ("post", "/projects/{p}/review/disputes/", {"item": "{i}", "label": "Cat"}, [302, 404, 403, 403, 302, 302]),
     ("get", "/projects/{p}/guidelines/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/guidelines/", {"guidelines": "# How"}, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200, 200]),
@@ -141,6 +144,8 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif "proposals/settings" in url:
             image_project.refresh_from_db()
             assert image_project.auto_label_precision == pytest.approx(0.9)
+        elif "review/disputes" in url:
+            assert not item.judgements.exists()  # the item is not disputed: an error message, nothing written
         elif "review/labels" in url:
             assert not item.judgements.exists()  # nothing chosen to review: an error message, nothing written
         elif "guidelines" in url:

@@ -11,7 +11,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from labeling.models import Judgement
-from projects.models import ItemStatus, Role
+from projects.models import ItemStatus, Project, Role
 from projects.services import do_add_member
 from tests.conftest import make_image_project
 
@@ -42,10 +42,13 @@ def _run_together(worker, tokens: list[str]) -> None:
 
 
 def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_server, tmp_path, django_user_model):
+    """With overlap on (half the items labelled by two people), 20 clients at once: nobody is ever handed
+    an item twice, every overlap item gets its two votes from two different people, nothing is lost."""
     users = [django_user_model.objects.create_user(f"client{i}", password="x") for i in range(20)]
     project = make_image_project(tmp_path, n=120, owner="client0")
     for user in users[1:]:
         do_add_member(project, user=user, role=Role.ANNOTATOR)
+    Project.objects.filter(pk=project.pk).update(overlap_share=0.5, overlap_k=2)
     tokens = [Token.objects.create(user=u).key for u in users]
     base = f"{live_server.url}/api/projects/{project.pk}"
 
@@ -77,12 +80,20 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
 
     _run_together(client, tokens)
     assert not failures, failures[:5]
+    for ids in leased.values():
+        assert len(ids) == len(set(ids))  # never the same item twice to one person
+    overlap = set(project.items.filter(labels_wanted=2).values_list("pk", flat=True))
+    assert 30 <= len(overlap) <= 90  # about half, drawn by the coin
     all_leases = [i for ids in leased.values() for i in ids]
-    assert len(all_leases) == len(set(all_leases)) == 120  # 0 duplicate leases
+    assert len(all_leases) == 120 + len(overlap)  # one lease per label: none shared, none wasted
+    assert set(all_leases) == set(project.items.values_list("pk", flat=True))
     judgement_ids = [j for ids in created.values() for j in ids]
-    assert Judgement.objects.filter(pk__in=judgement_ids).count() == 120  # 0 lost judgements
+    assert Judgement.objects.filter(pk__in=judgement_ids).count() == len(all_leases)  # 0 lost judgements
     assert Judgement.objects.filter(project=project, is_current=True).count() == 120
     assert project.items.filter(status=ItemStatus.LABELLED).count() == 120
+    for item_id in overlap:
+        voters = list(Judgement.objects.filter(item_id=item_id, is_vote=True).values_list("user_id", flat=True))
+        assert len(voters) == len(set(voters)) == 2
     assert sum(1 for ids in leased.values() if ids) > 1
 
 

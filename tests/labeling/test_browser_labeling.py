@@ -85,6 +85,9 @@ def test_it_labels_with_the_keyboard_and_undoes(page, live_server, image_project
 def test_two_annotators_side_by_side_never_see_the_same_item(browser, live_server, image_project, bob, charlie):
     do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
     do_add_member(image_project, user=charlie, role=Role.ANNOTATOR)
+    # One label per item (overlap items, given to two people on purpose: tests/labeling/test_overlap.py).
+    image_project.overlap_share = 0
+    image_project.save()
     pages = []
     for name in ("bob", "charlie"):
         context = browser.new_context(bypass_csp=True)  # wait_for_function evals: see tests/browser.py

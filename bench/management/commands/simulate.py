@@ -3,6 +3,8 @@
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \\
         [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all] \\
         [--reviewer-miss-rate 0.05] [--auto-label]
+    python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \
+        --annotators 3 --annotator-error 0.1 [--overlap-share 0.25] [--overlap-k 2] [--reviewer-error 0]
 
 It never touches your database or your data folders: the command runs itself again in a child process
 with a throwaway SQLite database and data folder (deleted afterwards), where the real services and
@@ -17,6 +19,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bench.simulation import SimulationError, run_in_throwaway_database, simulate_here
+from bench.team import team_here
 
 
 class Command(BaseCommand):
@@ -44,6 +47,16 @@ class Command(BaseCommand):
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
                             help="embedding cache kept between runs (by content), so repeated runs are fast")
         parser.add_argument("--no-progress", action="store_true")
+        team = parser.add_argument_group("a team (bench/team.py): overlap, agreement and adjudication")
+        team.add_argument("--annotators", type=int, default=1,
+                          help="simulated annotators taking turns (2 or more: a team run instead of the curve)")
+        team.add_argument("--annotator-error", type=float, default=0.1,
+                          help="with --annotators: each answer is wrong with this probability, independently")
+        team.add_argument("--overlap-share", type=float, default=0.25,
+                          help="with --annotators: the project's overlap share (0.25 puts every TEST item in it)")
+        team.add_argument("--overlap-k", type=int, default=2, help="with --annotators: people per overlap item")
+        team.add_argument("--reviewer-error", type=float, default=0.0,
+                          help="with --annotators: the reviewer who decides disagreements errs this often")
 
     def handle(self, *args, **options) -> None:
         if options["budget"] < 1 or options["step"] < 1:
@@ -52,11 +65,19 @@ class Command(BaseCommand):
             raise CommandError("--holdout must be at least 0 and below 1")
         if not 0 <= options["reviewer_miss_rate"] <= 1:
             raise CommandError("--reviewer-miss-rate must be between 0 and 1")
+        if options["annotators"] < 1:
+            raise CommandError("--annotators must be at least 1")
+        if options["annotators"] > 1 and (options["label_all"] or options["auto_label"] or options["reference"]):
+            raise CommandError("--label-all, --auto-label and --reference are single-annotator runs; "
+                               "a team run (--annotators 2 or more) measures agreement and TEST label accuracy")
         for name in ("config", "oracle"):
             if not Path(options[name]).is_file():
                 raise CommandError(f"--{name}: file not found: {options[name]}")
         if settings.LIGHTBULB_SIMULATE_INNER:
-            simulate_here(options, stdout=self.stdout, stderr=self.stderr)
+            if options["annotators"] > 1:
+                team_here(options, stdout=self.stdout, stderr=self.stderr)
+            else:
+                simulate_here(options, stdout=self.stdout, stderr=self.stderr)
             return
         try:
             run_in_throwaway_database(options, stdout=self.stdout, stderr=self.stderr)
