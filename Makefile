@@ -13,7 +13,7 @@ export TORCH_HOME     := $(CURDIR)/.cache/torch
 export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install weights migrate demo run test test-postgres services lint bench chromium clean
+.PHONY: help install weights migrate secret-key demo run test test-postgres services lint bench chromium clean
 
 help:
 	@echo "make run    set up (venv, weights, database, demo) and serve on http://$(HOST):$(PORT)"
@@ -35,8 +35,17 @@ install: $(VENV)/.installed
 weights: install
 	DEBUG=1 $(BIN)/python manage.py provision_weights
 
-migrate: install
+migrate: install secret-key
 	DEBUG=1 $(BIN)/python manage.py migrate --noinput
+
+# A random key only this user can read, for `.venv/bin/python manage.py ...` without DEBUG or SECRET_KEY
+# (the settings read it when SECRET_KEY is not set; servers set SECRET_KEY: docs/deploy.md).
+secret-key: var/secret_key
+
+var/secret_key:
+	@mkdir -p var
+	@$(PYTHON) -c 'import os, secrets; fd = os.open("$@", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); \
+	  os.write(fd, secrets.token_urlsafe(50).encode()); os.close(fd)'
 
 demo: migrate weights
 	DEBUG=1 $(BIN)/python manage.py setup_demo

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 BULK_BATCH = 2000
 EXPORT_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken", "source"]
+EXPORT_FORMATS = ("csv", "jsonl")
 
 
 class InterchangeError(ProjectError):
@@ -145,60 +147,103 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
     return len(to_create), problems
 
 
-def current_judgements(project: Project, *, history: bool = False, include_auto: bool = True):
-    qs = Judgement.objects.filter(project=project).select_related("item", "user", "auto_run")
+def current_judgements(
+    project: Project, *, history: bool = False, include_auto: bool = True, sources: Sequence[str] = (),
+    stages: Sequence[str] = (),
+):
+    """The judgements an export writes, oldest first: the current ones (with `history`, every one, votes and
+    undone rows too), optionally only of some sources and stages."""
+    qs = Judgement.objects.filter(project=project).select_related("item", "auto_run")
     if not history:
         qs = qs.filter(is_current=True)
     if not include_auto:
         qs = qs.exclude(source=JudgementSource.AUTO)
+    if sources:
+        qs = qs.filter(source__in=list(sources))
+    if stages:
+        qs = qs.filter(stage__in=list(stages))
     return qs.order_by("created_at", "id")
+
+
+def judgement_lines(
+    project: Project, *, fmt: str, history: bool = False, include_auto: bool = True, sources: Sequence[str] = (),
+    stages: Sequence[str] = (),
+) -> Iterator[str]:
+    """An export line by line (CSV with its header, or JSONL), read from the database in chunks, so that a
+    100,000-label project streams instead of being built in memory. InterchangeError for an unknown format.
+
+    Auto-labels are marked (source `auto`, stage AUTO, the model version) or, with include_auto=False,
+    left out, so that what is written is only what people labelled or looked at."""
+    if fmt not in EXPORT_FORMATS:
+        raise InterchangeError(f"unknown export format {fmt!r} (csv or jsonl)")
+    chosen = current_judgements(project, history=history, include_auto=include_auto, sources=sources, stages=stages)
+    return _csv_lines(chosen) if fmt == "csv" else _jsonl_lines(project, chosen)
+
+
+def _csv_lines(chosen) -> Iterator[str]:
+    line = _Line()
+    writer = csv.writer(line, lineterminator="\n")
+    writer.writerow(EXPORT_CSV_COLUMNS)
+    yield line.take()
+    for j in chosen.iterator(chunk_size=2000):
+        writer.writerow([j.item.key, j.label, j.labelled_by, j.stage, "" if j.time_taken is None else j.time_taken,
+                         j.source])
+        yield line.take()
+
+
+def _jsonl_lines(project: Project, chosen) -> Iterator[str]:
+    for j in chosen.iterator(chunk_size=2000):
+        yield json.dumps(
+            {
+                "path": j.item.key,
+                "label": j.label,
+                "labelled_by": j.labelled_by,
+                "user_id": j.user_id,
+                "stage": j.stage,
+                "source": j.source,
+                "seen_by_a_person": j.source != JudgementSource.AUTO,
+                "model_version": j.auto_run.version if j.auto_run is not None else None,
+                "confidence": j.confidence,
+                "time_taken": j.time_taken,
+                "created_at": j.created_at.isoformat(),
+                "is_current": j.is_current,
+                # Provenance a history needs: an overlap vote, an undone label, a reviewer's reason.
+                "is_vote": j.is_vote,
+                "undone_at": j.undone_at.isoformat() if j.undone_at else None,
+                "reason": j.reason,
+                "picked_by": j.picked_by,
+                "judgement_id": j.pk,
+                "item_id": j.item_id,
+                "content_hash": j.item.content_hash,
+                "project": project.slug,
+            },
+            ensure_ascii=False,
+        ) + "\n"
+
+
+class _Line:
+    """A file-like buffer for csv.writer that hands back what was written since the last take()."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def take(self) -> str:
+        text, self.parts = "".join(self.parts), []
+        return text
 
 
 def write_judgements(
     project: Project, *, fmt: str, out: SupportsWrite[str], history: bool = False, include_auto: bool = True
 ) -> int:
-    """Write judgements as Light Bulb CSV or provenance JSONL. Returns the number of rows.
-
-    Auto-labels are marked (source `auto`, stage AUTO, the model version) or, with include_auto=False,
-    left out, so that what is written is only what people labelled or looked at."""
+    """Write judgements as Light Bulb CSV or provenance JSONL (`judgement_lines`). Returns the number of rows."""
     rows = 0
-    chosen = current_judgements(project, history=history, include_auto=include_auto)
-    if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(EXPORT_CSV_COLUMNS)
-        for j in chosen.iterator(chunk_size=2000):
-            writer.writerow([j.item.key, j.label, j.labelled_by, j.stage, "" if j.time_taken is None else j.time_taken,
-                             j.source])
-            rows += 1
-    elif fmt == "jsonl":
-        for j in chosen.iterator(chunk_size=2000):
-            out.write(
-                json.dumps(
-                    {
-                        "path": j.item.key,
-                        "label": j.label,
-                        "labelled_by": j.labelled_by,
-                        "user_id": j.user_id,
-                        "stage": j.stage,
-                        "source": j.source,
-                        "seen_by_a_person": j.source != JudgementSource.AUTO,
-                        "model_version": j.auto_run.version if j.auto_run is not None else None,
-                        "confidence": j.confidence,
-                        "time_taken": j.time_taken,
-                        "created_at": j.created_at.isoformat(),
-                        "is_current": j.is_current,
-                        "judgement_id": j.pk,
-                        "item_id": j.item_id,
-                        "content_hash": j.item.content_hash,
-                        "project": project.slug,
-                    },
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
-            rows += 1
-    else:
-        raise InterchangeError(f"unknown export format {fmt!r} (csv or jsonl)")
+    for n, line in enumerate(judgement_lines(project, fmt=fmt, history=history, include_auto=include_auto)):
+        out.write(line)
+        rows += 0 if fmt == "csv" and n == 0 else 1
     return rows
 
 

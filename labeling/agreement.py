@@ -283,13 +283,14 @@ class OverlapAccuracy:
 
 def overlap_accuracy(project: Project) -> dict[int, OverlapAccuracy]:
     """Per user id: how often their vote was the final label of a settled overlap item."""
-    final = dict(
-        Judgement.objects.filter(project=project, is_current=True, item__labels_wanted__gt=1,
-                                 item__status=ItemStatus.LABELLED).values_list("item_id", "label")
-    )
+    settled = Judgement.objects.filter(project=project, is_current=True, item__labels_wanted__gt=1,
+                                       item__status=ItemStatus.LABELLED)
+    final = dict(settled.values_list("item_id", "label"))
     items: Counter[int] = Counter()
     correct: Counter[int] = Counter()
-    votes = Judgement.objects.filter(project=project, is_vote=True, undone_at__isnull=True, item_id__in=list(final))
+    # A subquery, not a list of ids: SQLite takes at most 32,766 parameters in a statement.
+    votes = Judgement.objects.filter(project=project, is_vote=True, undone_at__isnull=True,
+                                     item_id__in=settled.values("item_id"))
     for item_id, user_id, label in votes.exclude(user=None).values_list("item_id", "user_id", "label"):
         items[user_id] += 1
         correct[user_id] += label == final[item_id]

@@ -24,7 +24,7 @@ from .agreement import project_agreement
 from .blind import shows_prediction, visible_judgements, visible_prediction
 from .disputes import disputes
 from .models import Judgement
-from .overlap import is_overlap_item
+from .overlap import OVERLAP, first_vote_picks, is_overlap_item
 from .permissions import IsItemProjectMember
 from .presenters import batch_payload, item_payload
 from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
@@ -56,7 +56,10 @@ from .stats import project_stats
 
 
 def leased_payloads(project, leased) -> list[dict]:
-    # TEST items and audits are labelled blind (labeling.blind): their guesses are not even looked up.
+    # TEST items and audits are labelled blind (labeling.blind): their guesses are not even looked up. An
+    # overlap item's next label says how the item was first picked, never that it is checked (people would
+    # label checked items with more care than the rest, or skip them).
+    round_picks = first_vote_picks([li.item.pk for li in leased if li.picked_by == OVERLAP])
     shown = [
         li.item.pk for li in leased
         if shows_prediction(project, stage=li.stage, picked_by=li.picked_by, overlap=is_overlap_item(li.item))
@@ -64,7 +67,7 @@ def leased_payloads(project, leased) -> list[dict]:
     predictions = model_hooks().predictions(project, shown) if shown else {}
     return [
         item_payload(
-            project, li.item, stage=li.stage, picked_by=li.picked_by,
+            project, li.item, stage=li.stage, picked_by=round_picks.get(li.item.pk, li.picked_by),
             prediction=predictions.get(li.item.pk) if li.item.pk in shown else None,
         )
         for li in leased

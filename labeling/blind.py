@@ -6,8 +6,9 @@ Every page and API answer that shows an item, a guess or a label asks here first
 
 - The model's guess: never on a TEST item, never on an audit (a blind second look), and on TRAIN items
   only while the owner's setting `show_model_guesses` is on.
-- Overlap items (labeling.overlap): no model guess at all (TRAIN too), and while an item's round is
-  open nobody below reviewer sees another person's vote on it.
+- Overlap items (labeling.overlap): no model guess at all (TRAIN too); while an item's round is open
+  nobody, whatever their role, sees another person's label of it, and below reviewer not while it is
+  disputed either.
 - Other people's TEST labels: hidden from members below reviewer (annotators and viewers: anyone who
   labels, or may be made an annotator later); reviewers and owners see every label, with who gave it.
 """
@@ -21,7 +22,7 @@ from projects.models import ROLE_RANK, Item, Project, Role
 
 from .audits import AUDIT
 from .models import Judgement, Stage
-from .overlap import OVERLAP, hidden_votes
+from .overlap import OVERLAP, hidden_in_open_rounds, hidden_votes
 
 # The lowest role that sees other people's TEST labels.
 SEES_TEST_LABELS = Role.REVIEWER
@@ -58,5 +59,5 @@ def hidden_test_judgements(user: User) -> Q:
 
 def visible_judgements(judgements: QuerySet[Judgement], *, user: User, role: str | None) -> QuerySet[Judgement]:
     if sees_others_test_labels(role):
-        return judgements
+        return judgements.exclude(hidden_in_open_rounds(user))
     return judgements.exclude(hidden_test_judgements(user))

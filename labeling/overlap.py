@@ -39,16 +39,23 @@ OVERLAP = "overlap"
 BACKLOG_PER_LABELLER = 2
 
 
-def labellers(project: Project) -> int:
-    """Members who label: annotators and reviewers, and owners who have labelled something here (many
-    owners never label; counting them would open overlap items nobody is there to finish)."""
-    labelled = Exists(Judgement.objects.filter(project=project, user=OuterRef("user")))
-    return (
+def labeller_ids(project: Project) -> set[int]:
+    """Members who label from the queue: annotators, and reviewers and owners who have labelled from it
+    here (many never do: they decide, review or import; counting them would open rounds nobody finishes)."""
+    from .models import JudgementSource
+
+    from_queue = Exists(Judgement.objects.filter(project=project, user=OuterRef("user"), source=JudgementSource.HUMAN)
+                        .filter(Q(is_vote=True) | ~Q(picked_by="")))
+    return set(
         Membership.objects.filter(project=project)
-        .alias(has_labelled=labelled)
-        .filter(Q(role__in=[Role.ANNOTATOR, Role.REVIEWER]) | Q(role=Role.OWNER, has_labelled=True))
-        .count()
+        .alias(from_queue=from_queue)
+        .filter(Q(role=Role.ANNOTATOR) | Q(role__in=[Role.REVIEWER, Role.OWNER], from_queue=True))
+        .values_list("user_id", flat=True)
     )
+
+
+def labellers(project: Project) -> int:
+    return len(labeller_ids(project))
 
 
 def test_share(project: Project) -> float:
@@ -106,10 +113,27 @@ def second_label_pool(project: Project, *, user: User, now) -> QuerySet[Item]:
     return Item.objects.filter(free_lease(now), project=project, status=ItemStatus.PARTIAL).exclude(voted_by(user))
 
 
+def hidden_in_open_rounds(user: User) -> Q:
+    """Judgements nobody may see, whatever their role: other people's labels on an overlap item still being
+    labelled (votes, and votes replaced or undone in the round), so every vote stays independent."""
+    return Q(item__labels_wanted__gt=1, item__status__in=[ItemStatus.UNLABELLED, ItemStatus.PARTIAL]) & ~Q(user=user)
+
+
 def hidden_votes(user: User) -> Q:
-    """Judgements below reviewer may not see: other people's votes on items whose round is open."""
-    return Q(is_vote=True, item__status__in=OPEN_STATUSES) & ~Q(user=user)
+    """Judgements below reviewer may not see: other people's labels on an overlap item until it is decided
+    (its round open, or disputed: reviewers decide those and see every vote)."""
+    return Q(item__labels_wanted__gt=1, item__status__in=[ItemStatus.UNLABELLED, *OPEN_STATUSES]) & ~Q(user=user)
 
 
 def is_overlap_item(item: Item) -> bool:
     return item.labels_wanted > 1
+
+
+def first_vote_picks(item_ids: list[int]) -> dict[int, str]:
+    """How each item's round was picked (its earliest live vote's `picked_by`), for showing its next lease."""
+    picks: dict[int, str] = {}
+    rows = (Judgement.objects.filter(item_id__in=item_ids, is_vote=True, undone_at__isnull=True)
+            .order_by("created_at", "id").values_list("item_id", "picked_by"))
+    for item_id, picked_by in rows:
+        picks.setdefault(item_id, picked_by or "random")
+    return picks

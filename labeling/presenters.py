@@ -24,8 +24,6 @@ def item_payload(
         "prediction": prediction,
         # "active" (the model's most uncertain), "typical" (before a model), "random", or "audit"
         "picked_by": picked_by or None,
-        # More than 1: an overlap item, labelled by this many people independently (labeling.overlap).
-        "labels_wanted": item.labels_wanted,
     }
     if item.kind == ItemKind.FILE:
         payload["data"] = reverse("api:item-media", args=[item.pk])

@@ -64,10 +64,8 @@ class NextItemSerializer(serializers.Serializer):
     prediction = serializers.JSONField(allow_null=True)
     picked_by = serializers.CharField(
         allow_null=True,
-        help_text="active (most uncertain first), typical (before a model), random, audit, or overlap (the next "
-                  "independent label of an item several people label)",
+        help_text="active (most uncertain first), typical (before a model), random or audit",
     )
-    labels_wanted = serializers.IntegerField(help_text="more than 1: an overlap item labelled by this many people")
 
 
 class StatsSerializer(serializers.Serializer):

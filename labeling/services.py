@@ -34,7 +34,7 @@ from .errors import (
 )
 from .leases import LEASE_CLEARED, after_change, claim_item, free_lease, release_lease
 from .models import AuditStatus, Judgement, JudgementSource, Proposal, ProposalStatus, Skip, Stage
-from .overlap import OPEN_STATUSES, OVERLAP, coin_for, is_overlap_item, live_votes, second_label_pool
+from .overlap import OPEN_STATUSES, OVERLAP, coin_for, is_overlap_item, labeller_ids, live_votes, second_label_pool
 from .queue import Candidate, RandomOrdering, model_hooks
 
 MAX_BATCH = 50
@@ -144,7 +144,7 @@ def _claim(
     return claim_item(
         Item.objects.filter(free_lease(now), pk=candidate.item_id, status=ItemStatus.UNLABELLED),
         pk=candidate.item_id, leased_to=user, leased_until=until, lease_stage=stage, lease_picked_by=picked_by,
-        lease_probability=probability, labels_wanted=labels_wanted,
+        lease_probability=probability, labels_wanted=labels_wanted, overlap_stage="",
     )
 
 
@@ -453,8 +453,8 @@ def _record_vote(
     """
     votes = list(live_votes(item))
     mine = [v.pk for v in votes if v.user_id == user.pk]
-    if mine:
-        Judgement.objects.filter(pk__in=mine).update(is_vote=False)
+    if mine:  # replaced: kept in the history, withdrawn (never a label again, not even after an undo)
+        Judgement.objects.filter(pk__in=mine).update(is_vote=False, undone_at=now)
     if item.overlap_stage:
         stage = item.overlap_stage
     elif holds_lease:
@@ -520,20 +520,24 @@ def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None
     """
     now = now or timezone.now()
     with transaction.atomic():
-        # An overlap vote can be taken back while its round is open, or settled by the votes themselves
-        # (not once a reviewer decided the item).
-        settled_by_votes = Exists(Judgement.objects.filter(item=OuterRef("item"), is_current=True, is_vote=True))
         last = (
             Judgement.objects.select_for_update()
             # Undo takes back single labels; a confirmed batch is not undone one item at a time.
             .filter(project=project, user=user, undone_at__isnull=True, source=JudgementSource.HUMAN)
-            .filter(Q(is_current=True) | Q(is_vote=True, item__status__in=OPEN_STATUSES) | Q(Q(is_vote=True)
-                                                                                            & settled_by_votes))
+            .filter(Q(is_current=True) | Q(is_vote=True))
+            .select_related("item")
             .order_by("-created_at", "-id")
             .first()
         )
         if last is None:
             raise NothingToUndo("nothing to undo")
+        if last.is_vote and last.item.status != ItemStatus.PARTIAL:
+            # The round is finished: undoing now would let a person who learnt that the labels disagree
+            # (or agree) change theirs to match, and the check would measure nothing.
+            raise NothingToUndo(
+                f"your label of {last.item.key} completed its round of {last.item.labels_wanted} independent labels, "
+                "so it can no longer be undone; a reviewer or owner can change the item's label"
+            )
         Judgement.objects.filter(pk=last.pk).update(is_current=False, undone_at=now)
         if last.is_vote:
             _reopen_round(project, last=last, user=user, now=now)
@@ -574,7 +578,7 @@ def _reopen_round(project: Project, *, last: Judgement, user: User, now: datetim
             Item.objects.filter(pk=item.pk).update(status=ItemStatus.PARTIAL)
         else:  # their vote will open the round: it carries how the item was picked
             Item.objects.filter(pk=item.pk).update(status=ItemStatus.UNLABELLED, lease_picked_by=last.picked_by,
-                                                   lease_probability=last.picked_probability)
+                                                   lease_probability=last.picked_probability, overlap_stage="")
         if was_settled:
             after_change(project)
         return
@@ -600,3 +604,29 @@ def do_skip_item(project: Project, *, item: Item, user: User) -> None:
     with transaction.atomic():
         Skip.objects.get_or_create(item=item, user=user)
         release_lease(item, user=user)
+        if Item.objects.filter(pk=item.pk, status=ItemStatus.PARTIAL).exists():
+            _close_round_nobody_can_finish(project, item=Item.objects.select_for_update().get(pk=item.pk))
+
+
+def _close_round_nobody_can_finish(project: Project, *, item: Item) -> None:
+    """A partial item for which too few people are left who may still label it (the others voted or
+    skipped it): its round closes with the votes it has, rather than wait for ever. One vote: an ordinary
+    single label; several: they settle or dispute it as k votes would."""
+    votes = list(live_votes(item))
+    if not votes:
+        return
+    voters = {v.user_id for v in votes}
+    skipped = set(Skip.objects.filter(item=item).values_list("user_id", flat=True))
+    if len(labeller_ids(project) - voters - skipped) >= item.labels_wanted - len(voters):
+        return
+    if len(voters) <= 1:
+        Judgement.objects.filter(pk=votes[0].pk).update(is_current=True)
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, labels_wanted=1)
+        after_change(project)
+        return
+    if len({v.label for v in votes}) == 1:
+        Judgement.objects.filter(pk=votes[0].pk).update(is_current=True)
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, labels_wanted=len(voters))
+        after_change(project)
+    else:
+        Item.objects.filter(pk=item.pk).update(status=ItemStatus.DISPUTED, labels_wanted=len(voters))

@@ -162,7 +162,8 @@ def user_stats(project: Project, *, user: User, now: datetime | None = None) -> 
     recent = mine.filter(created_at__gte=now - timedelta(hours=1))
     times = [t for t in recent.values_list("time_taken", flat=True) if t is not None]
     return UserStats(
-        count=mine.filter(Q(is_current=True) | Q(is_vote=True)).count(),  # items labelled, overlap votes too
+        # Items labelled: current labels and overlap votes, each item once.
+        count=mine.filter(Q(is_current=True) | Q(is_vote=True)).values("item_id").distinct().count(),
         last_hour=recent.count(),
         median_seconds=round(statistics.median(times), 2) if times else None,
     )
@@ -172,18 +173,22 @@ def member_stats(project: Project) -> dict[int, MemberStats]:
     """Per user: items labelled (current judgements, and votes in overlap rounds) and median seconds per
     label (over all their judgements)."""
     rows = Judgement.objects.filter(project=project, undone_at__isnull=True).exclude(user=None)
-    counts: dict[int, int] = {}
+    items: dict[int, set[int]] = {}
     times: dict[int, list[float]] = {}
-    fields = ("user_id", "is_current", "is_vote", "time_taken")
-    for user_id, is_current, is_vote, time_taken in rows.values_list(*fields).iterator():
-        # Items they labelled: their current labels, and their votes on overlap items (current or not).
-        counts[user_id] = counts.get(user_id, 0) + int(is_current or is_vote)
+    fields = ("user_id", "item_id", "is_current", "is_vote", "time_taken")
+    for user_id, item_id, is_current, is_vote, time_taken in rows.values_list(*fields).iterator():
+        # Items they labelled: their current labels, and their votes on overlap items (current or not),
+        # each item once (a reviewer may have voted on an item and decided it).
+        mine_items = items.setdefault(user_id, set())
+        if is_current or is_vote:
+            mine_items.add(item_id)
         mine = times.setdefault(user_id, [])
         if time_taken is not None:
             mine.append(time_taken)
     return {
-        uid: MemberStats(count=n, median_seconds=round(statistics.median(times[uid]), 2) if times[uid] else None)
-        for uid, n in counts.items()
+        uid: MemberStats(count=len(labelled),
+                         median_seconds=round(statistics.median(times[uid]), 2) if times[uid] else None)
+        for uid, labelled in items.items()
     }
 
 

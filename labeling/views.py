@@ -123,6 +123,10 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
     # An overlap round: the item was drawn for one and has votes or waits for its first (an item drawn
     # for one whose lease lapsed and that a batch or an auto-label labelled since had no round).
     in_round = is_overlap_item(item) and (votes > 0 or item.status != ItemStatus.LABELLED)
+    if item.status in (ItemStatus.UNLABELLED, ItemStatus.PARTIAL) and not sees_others_test_labels(role) and not (
+        live_votes(item).filter(user=user).exists()
+    ):
+        in_round = False  # before they label it, nobody below reviewer learns that the item is checked
     stage = item_stage(item, current)
     prediction = visible_prediction(project, stage=stage, picked_by=item.lease_picked_by,
                                     prediction=model_hooks().predictions(project, [item.pk]).get(item.pk),

@@ -4,11 +4,12 @@ from django.urls import path
 from rest_framework.routers import DynamicRoute, Route, SimpleRouter
 from rest_framework.viewsets import ViewSetMixin
 
+from interchange import api as interchange_api
 from labeling import api as labeling_api
 from modeling import api as modeling_api
 from projects import api as projects_api
 
-from .schema import SchemaView
+from .schema import ApiDocsView, ApiIndexView, BrowsableSchemaView
 from .security import ObtainTokenView
 
 app_name = "api"
@@ -55,6 +56,7 @@ router.register("projects", labeling_api.DisputeViewSet, basename="dispute")
 router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
 router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")
+router.register("projects", interchange_api.ExportViewSet, basename="export")
 
 # The one URL without a trailing slash, as item payloads and pages have always linked it.
 media_router = ApiRouter(trailing_slash=False)
@@ -62,7 +64,9 @@ media_router.register("items", labeling_api.MediaViewSet, basename="media")
 
 urlpatterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="token"),
-    path("schema/", SchemaView.as_view(), name="schema"),
+    path("", ApiIndexView.as_view(), name="index"),
+    path("schema/", BrowsableSchemaView.as_view(), name="schema"),
+    path("docs/", ApiDocsView.as_view(), name="docs"),
     *router.urls,
     *media_router.urls,
 ]

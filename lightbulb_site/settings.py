@@ -117,14 +117,39 @@ def inference_secret(*, explicit: str, secret_key: str, debug: bool) -> str:
     return secret_key
 
 
+def local_secret_key(path: Path) -> str:
+    """The key `make run` wrote for this checkout (`make secret-key`), so that the README's
+    `.venv/bin/python manage.py ...` works locally without a SECRET_KEY: "" when there is none. A random key
+    only this user can read, never the public development key; one others can read is refused."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return ""
+    if mode & 0o077:
+        raise ImproperlyConfigured(f"{path} can be read by other users: chmod 600 it, or set SECRET_KEY")
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < 50:
+        raise ImproperlyConfigured(f"{path} holds no usable key (50 characters or more): delete it and run make run")
+    return key
+
+
 DEBUG = env_bool("DEBUG", False)
 INSECURE_DEV_KEY = "dev-only-insecure-key-do-not-use-in-production"
+# Where `make run` keeps this checkout's local key (in the data folder, beside the SQLite database).
+SECRET_KEY_FILE = env_path(
+    "LIGHTBULB_SECRET_KEY_FILE", env_path("LIGHTBULB_DATA_ROOT", BASE_DIR / "var") / "secret_key"
+)
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if DEBUG or env_bool("LIGHTBULB_INSECURE_DEV_KEY", False):
         SECRET_KEY = INSECURE_DEV_KEY
     else:
-        raise ImproperlyConfigured("SECRET_KEY must be set (or DEBUG=1 for local development)")
+        SECRET_KEY = local_secret_key(SECRET_KEY_FILE)
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be set (or DEBUG=1 for local development; `make run` writes {SECRET_KEY_FILE} for "
+            "local commands)"
+        )
 LIGHTBULB_INFERENCE_SECRET = inference_secret(
     explicit=env_str("LIGHTBULB_INFERENCE_SECRET"), secret_key=SECRET_KEY, debug=DEBUG
 )
@@ -148,6 +173,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "axes",
     "projects",
@@ -307,6 +333,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema lists every endpoint and field: signed-in users (session or token) read it, nobody else.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # /api/docs/ (Swagger UI) loads its files from the site itself (drf-spectacular-sidecar's static files).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2: the ORM broker keeps one machine self-contained; a Redis broker is one env var away.

@@ -37,6 +37,7 @@ urlpatterns = [
     path("projects/", include("projects.urls")),
     path("projects/", include("labeling.urls")),
     path("projects/", include("modeling.urls")),
+    path("projects/", include("interchange.urls")),
     path("api/", include("lightbulb_site.api_urls")),
     # Light Bulb's own endpoint, kept for its clients (with authentication and a "project" field).
     re_path(r"^score/?$", LegacyScoreAPI.as_view(), name="score"),

@@ -37,6 +37,7 @@ OPERATIONS = [
     ("get", "/api/projects/{project_id}/label-reviews/"),
     ("post", "/api/projects/{project_id}/label-reviews/"),
     ("get", "/api/projects/{project_id}/disputes/"),
+    ("get", "/api/projects/{project_id}/export/"),
     ("post", "/score/"),
 ]
 
@@ -46,6 +47,8 @@ HTTP_METHODS = {"get", "put", "patch", "post", "delete", "head", "options", "tra
 URL_NAMES = [
     ("api:token", [], "/api/auth/token/"),
     ("api:schema", [], "/api/schema/"),
+    ("api:index", [], "/api/"),
+    ("api:docs", [], "/api/docs/"),
     ("api:projects", [], "/api/projects/"),
     ("api:project", [7], "/api/projects/7/"),
     ("api:members", [7], "/api/projects/7/members/"),
@@ -59,6 +62,7 @@ URL_NAMES = [
     ("api:guidelines", [7], "/api/projects/7/guidelines/"),
     ("api:label-reviews", [7], "/api/projects/7/label-reviews/"),
     ("api:disputes", [7], "/api/projects/7/disputes/"),
+    ("api:export", [7], "/api/projects/7/export/"),
     ("api:proposals", [7], "/api/projects/7/proposals/"),
     ("api:proposals-confirm", [7], "/api/projects/7/proposals/confirm/"),
     ("api:auto-labels", [7], "/api/projects/7/auto-labels/"),

@@ -39,6 +39,8 @@ API = [
      [401, 404, 403, 403, 400, 400]),
     ("get", "/api/projects/{p}/agreement/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/disputes/", None, [401, 404, 403, 403, 200, 200]),
+    # An export holds every TEST label, which the blind stage hides below reviewer.
+    ("get", "/api/projects/{p}/export/?as=jsonl", None, [401, 404, 403, 403, 200, 200]),
     ("get", "/api/projects/{p}/stats/", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/items/{i}/media", None, [401, 404, 200, 200, 200, 200]),
     ("get", "/api/projects/{p}/model/", None, [401, 404, 200, 200, 200, 200]),
@@ -72,6 +74,8 @@ PAGES = [
     ("get", "/projects/{p}/review/labels/?annotator=bob", None, [302, 404, 403, 403, 200, 200]),
     ("post", "/projects/{p}/review/labels/", {"annotator": "bob"}, [302, 404, 403, 403, 302, 302]),
     ("get", "/projects/{p}/review/disputes/", None, [302, 404, 403, 403, 200, 200]),
+    ("get", "/projects/{p}/export/", None, [302, 404, 403, 403, 200, 200]),
+    ("get", "/projects/{p}/export/?as=csv&stage=TEST", None, [302, 404, 403, 403, 200, 200]),
     ("post", "/projects/{p}/review/disputes/", {"item": "{i}", "label": "Cat"}, [302, 404, 403, 403, 302, 302]),
     ("get", "/projects/{p}/guidelines/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/guidelines/", {"guidelines": "# How"}, [302, 404, 403, 403, 403, 302]),

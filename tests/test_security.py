@@ -246,3 +246,29 @@ def test_the_test_run_itself_does_not_key_the_worker_with_the_development_key(se
 
     assert settings.DEBUG is False and settings.SECRET_KEY == INSECURE_DEV_KEY
     assert inference_key() != derive_key(INSECURE_DEV_KEY)
+
+
+def _manage_check(extra: dict[str, str]) -> subprocess.CompletedProcess:
+    """`manage.py check` as a person runs the README's commands: no DEBUG, no SECRET_KEY."""
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+           "LIGHTBULB_DATA_ROOT": os.environ["LIGHTBULB_DATA_ROOT"], **extra}
+    return subprocess.run([sys.executable, str(REPO / "manage.py"), "check"], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_local_commands_run_on_the_key_make_writes_and_nothing_weaker(tmp_path):
+    made = subprocess.run(["make", "-s", "-C", str(tmp_path), "-f", str(REPO / "Makefile"), "var/secret_key"],
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    key_file = tmp_path / "var" / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and len(key_file.read_text()) >= 50
+    first = key_file.read_text()
+    subprocess.run(["make", "-s", "-C", str(tmp_path), "-f", str(REPO / "Makefile"), "var/secret_key"], check=True,
+                   timeout=60)
+    assert key_file.read_text() == first  # never replaced: sessions and reset links stay valid
+    assert _manage_check({"LIGHTBULB_SECRET_KEY_FILE": str(key_file)}).returncode == 0
+    key_file.chmod(0o644)
+    readable = _manage_check({"LIGHTBULB_SECRET_KEY_FILE": str(key_file)})
+    assert readable.returncode != 0 and "can be read by other users" in readable.stderr
+    missing = _manage_check({"LIGHTBULB_SECRET_KEY_FILE": str(tmp_path / "none")})
+    assert missing.returncode != 0 and "SECRET_KEY must be set" in missing.stderr and "make run" in missing.stderr

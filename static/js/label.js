@@ -78,11 +78,6 @@
       pred.textContent = "Audit: a random check of a confirmed batch · label what you see";
       pred.title = "Audits measure how precise batch confirmations are";
       pred.hidden = false;
-    } else if (item.labels_wanted > 1) {
-      // An overlap item: several people label it without seeing each other's label or a model guess.
-      pred.textContent = `Labelled by ${item.labels_wanted} people independently · ${item.stage === "TEST" ? "TEST item, " : ""}no model guess or other label is shown`;
-      pred.title = "Where the labels disagree, a reviewer decides; agreement between annotators is measured on these items";
-      pred.hidden = false;
     } else if (item.stage === "TEST") {
       // TEST is blind: the server sends no guess for it (labeling/blind.py); say why there is none.
       pred.textContent = "TEST item · label it blind: it measures the model, so no model guess is shown";

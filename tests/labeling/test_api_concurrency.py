@@ -6,12 +6,13 @@ import json
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 
 import pytest
 from rest_framework.authtoken.models import Token
 
 from labeling.models import Judgement
-from projects.models import ItemStatus, Project, Role
+from projects.models import Item, ItemStatus, Project, Role
 from projects.services import do_add_member
 from tests.conftest import make_image_project
 
@@ -58,25 +59,29 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
     barrier = threading.Barrier(len(tokens))
 
     def client(n: int, token: str) -> None:
-        mine, done = [], []
+        mine: list[int] = []
+        done: list[int] = []
+        leased[n], created[n] = mine, done  # kept as they grow: a client that fails still shows its work
         barrier.wait()
-        while True:
-            status, items = _call(f"{base}/items/next/?count=2", token)
-            if status != 200:
-                failures.append(f"next -> {status} {items}")
-                return
-            if not items:
-                break
-            for item in items:
-                mine.append(item["id"])
-                status, body = _call(
-                    f"{base}/judgements/", token, {"item": item["id"], "label": "YES", "time_taken": 0.5}
-                )
-                if status != 201:
-                    failures.append(f"judgement -> {status} {body}")
+        try:
+            while True:
+                status, items = _call(f"{base}/items/next/?count=2", token)
+                if status != 200:
+                    failures.append(f"next -> {status} {items}")
                     return
-                done.append(body["id"])
-        leased[n], created[n] = mine, done
+                if not items:
+                    break
+                for item in items:
+                    mine.append(item["id"])
+                    status, body = _call(
+                        f"{base}/judgements/", token, {"item": item["id"], "label": "YES", "time_taken": 0.5}
+                    )
+                    if status != 201:
+                        failures.append(f"judgement -> {status} {body}")
+                        return
+                    done.append(body["id"])
+        except Exception as exc:  # a timeout or a dropped connection: reported below, not lost with the thread
+            failures.append(f"client {n}: {exc!r}")
 
     _run_together(client, tokens)
     assert not failures, failures[:5]
@@ -85,7 +90,11 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
     overlap = set(project.items.filter(labels_wanted=2).values_list("pk", flat=True))
     assert 30 <= len(overlap) <= 90  # about half, drawn by the coin
     all_leases = [i for ids in leased.values() for i in ids]
-    assert len(all_leases) == 120 + len(overlap)  # one lease per label: none shared, none wasted
+    leases_per_item = Counter(all_leases)
+    odd = {i: (n, Item.objects.get(pk=i).labels_wanted, Item.objects.get(pk=i).status,
+               list(Judgement.objects.filter(item_id=i).values_list("labelled_by", "is_vote", "is_current")))
+           for i, n in leases_per_item.items() if n != (2 if i in overlap else 1)}
+    assert len(all_leases) == 120 + len(overlap), odd  # one lease per label: none shared, none wasted
     assert set(all_leases) == set(project.items.values_list("pk", flat=True))
     judgement_ids = [j for ids in created.values() for j in ids]
     assert Judgement.objects.filter(pk__in=judgement_ids).count() == len(all_leases)  # 0 lost judgements

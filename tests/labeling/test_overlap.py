@@ -12,10 +12,17 @@ from rest_framework.test import APIClient
 
 from labeling.agreement import overlap_accuracy, project_agreement
 from labeling.disputes import lease_dispute
-from labeling.errors import AwaitingReview, NotYourLabel
+from labeling.errors import AwaitingReview, NothingToUndo, NotYourLabel
 from labeling.models import Judgement, JudgementSource, Stage
-from labeling.overlap import OVERLAP, overlap_probability
-from labeling.services import choose_stage, do_record_judgement, do_undo_last_judgement, next_items, queue_counts
+from labeling.overlap import OVERLAP, labeller_ids, overlap_probability
+from labeling.services import (
+    choose_stage,
+    do_record_judgement,
+    do_skip_item,
+    do_undo_last_judgement,
+    next_items,
+    queue_counts,
+)
 from modeling.models import ItemPrediction
 from projects.models import Item, ItemStatus, Project, Role
 from projects.services import do_add_member
@@ -135,14 +142,20 @@ def test_it_hides_the_first_vote_and_the_model_guess_from_the_second_person(team
                              format="json").status_code == 201
     second = api_for(dave).get(f"/api/projects/{project.pk}/items/next/").json()[0]
     assert second["id"] == first["id"] and second["prediction"] is None
+    assert second["picked_by"] == first["picked_by"] and "labels_wanted" not in second  # nothing says "checked"
     listed = api_for(dave).get(f"/api/projects/{project.pk}/judgements/?item={first['id']}").json()
     assert listed["count"] == 0  # bob's vote is not shown while the round is open
     page = Client()
     page.force_login(dave)
     html = page.get(f"/projects/{project.pk}/items/{first['id']}/").content.decode()
-    assert "bob" not in html and "1 of 2 labels so far" in html and "prediction-scores" not in html
-    # Reviewers see every vote.
-    assert api_for(rita).get(f"/api/projects/{project.pk}/judgements/?item={first['id']}").json()["count"] == 1
+    assert "bob" not in html and "prediction-scores" not in html
+    assert "labels so far" not in html  # nor that it is checked: nobody labels the checked items differently
+    # While the round is open, nobody sees the votes, reviewers neither; once finished, reviewers see them all.
+    assert api_for(rita).get(f"/api/projects/{project.pk}/judgements/?item={first['id']}").json()["count"] == 0
+    assert api_for(dave).post(f"/api/projects/{project.pk}/judgements/", {"item": first["id"], "label": "Dog"},
+                              format="json").status_code == 201
+    assert api_for(rita).get(f"/api/projects/{project.pk}/judgements/?item={first['id']}").json()["count"] == 2
+    assert api_for(bob).get(f"/api/projects/{project.pk}/judgements/?item={first['id']}").json()["count"] == 1
 
 
 def test_it_lets_nobody_change_an_agreed_label_below_reviewer(team):
@@ -176,26 +189,28 @@ def test_a_relabel_in_the_round_replaces_the_persons_vote(team):
     assert Judgement.objects.get(item=item, is_current=True).label == "Dog"
 
 
-def test_undo_reopens_the_round_and_gives_the_item_back(team):
+def test_undo_takes_a_vote_back_only_while_the_round_is_open(team):
     project, bob, dave = team["project"], team["bob"], team["dave"]
     item = lease_one(project, bob).item
     vote(project, bob, item, "Cat")
     lease_one(project, dave)
-    vote(project, dave, item, "Cat")
-    back = do_undo_last_judgement(project, user=dave)
-    assert back.pk == item.pk and back.status == ItemStatus.PARTIAL and back.leased_to_id == dave.pk
-    assert not Judgement.objects.filter(item=item, is_current=True).exists()
-    project.refresh_from_db()
-    assert project.tally_test == 0
-    vote(project, dave, back, "Dog")
-    back.refresh_from_db()
-    assert back.status == ItemStatus.DISPUTED
-    # Bob's only vote undone: the item is unlabelled again, held for bob, still an overlap item.
+    vote(project, dave, item, "Dog")  # disputed: dave may not learn it and change his label to match
+    with pytest.raises(NothingToUndo, match="completed its round"):
+        do_undo_last_judgement(project, user=dave)
+    item.refresh_from_db()
+    assert item.status == ItemStatus.DISPUTED
+    assert Judgement.objects.filter(item=item, is_vote=True, undone_at__isnull=True).count() == 2
+    # While partial: bob's only vote undone, the item is unlabelled again, held for bob, still an overlap item.
     other = lease_one(project, bob).item
     vote(project, bob, other, "Cat")
     again = do_undo_last_judgement(project, user=bob)
     assert again.pk == other.pk and again.status == ItemStatus.UNLABELLED and again.labels_wanted == 2
     assert lease_one(project, bob).item.pk == other.pk  # held: a reload shows it
+    # A relabel withdraws the vote it replaces: an undo never brings it back.
+    vote(project, bob, other, "Dog")
+    vote(project, bob, Item.objects.get(pk=other.pk), "Cat")
+    do_undo_last_judgement(project, user=bob)
+    assert not Judgement.objects.filter(item=other, undone_at__isnull=True).exists()
 
 
 def test_it_never_opens_more_overlap_items_than_the_team_can_finish(team):
@@ -303,3 +318,17 @@ def test_undoing_a_first_vote_leaves_the_second_persons_lease_alone(team):
     item.refresh_from_db()
     assert item.status == ItemStatus.PARTIAL
     assert lease_one(project, bob).item.pk == item.pk
+
+
+def test_a_round_nobody_is_left_to_finish_closes_with_the_votes_it_has(team):
+    project, bob, dave = team["project"], team["bob"], team["dave"]
+    item = lease_one(project, bob).item
+    vote(project, bob, item, "Cat")
+    held = lease_one(project, dave)
+    assert held.item.pk == item.pk
+    do_skip_item(project, item=held.item, user=dave)  # the only other labeller passes on it
+    item.refresh_from_db()
+    assert item.status == ItemStatus.LABELLED and item.labels_wanted == 1  # bob's label, unchecked
+    assert Judgement.objects.get(item=item, is_current=True).labelled_by == "bob"
+    # The reviewer who never labels from the queue did not count: nobody waited for rita.
+    assert "rita" not in {m.user.username for m in project.memberships.all() if m.user_id in labeller_ids(project)}
