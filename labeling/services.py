@@ -608,6 +608,18 @@ def do_skip_item(project: Project, *, item: Item, user: User) -> None:
             _close_round_nobody_can_finish(project, item=Item.objects.select_for_update().get(pk=item.pk))
 
 
+def do_close_stuck_rounds(project: Project) -> int:
+    """After someone left the project (or stopped labelling): close the partial rounds that too few people
+    are left to finish (`_close_round_nobody_can_finish`). How many partial items were looked at."""
+    ids = list(Item.objects.filter(project=project, status=ItemStatus.PARTIAL).values_list("pk", flat=True))
+    for item_id in ids:
+        with transaction.atomic():
+            item = Item.objects.select_for_update().filter(pk=item_id, status=ItemStatus.PARTIAL).first()
+            if item is not None:
+                _close_round_nobody_can_finish(project, item=item)
+    return len(ids)
+
+
 def _close_round_nobody_can_finish(project: Project, *, item: Item) -> None:
     """A partial item for which too few people are left who may still label it (the others voted or
     skipped it): its round closes with the votes it has, rather than wait for ever. One vote: an ordinary

@@ -21,7 +21,7 @@ from lightbulb_site.errors import DomainError
 
 from .ingest import DatasetReader, ItemRecord
 from .models import Item, ItemStatus, Membership, Project, ProposalGuarantee, Role
-from .signals import announce_items_added, announce_settings_changed
+from .signals import announce_items_added, announce_members_changed, announce_settings_changed
 
 BULK_BATCH = 2000
 
@@ -140,6 +140,8 @@ def do_add_member(project: Project, *, user: User, role: str) -> Membership:
         membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
         if previous == Role.OWNER and role != Role.OWNER:
             _ensure_an_owner(project)
+        if previous is not None and previous != role:
+            announce_members_changed(project)
     return membership
 
 
@@ -151,6 +153,7 @@ def do_remove_member(project: Project, *, user: User) -> None:
         Membership.objects.filter(project=project, user=user).delete()
         if deleted == Role.OWNER:
             _ensure_an_owner(project)
+        announce_members_changed(project)
 
 
 def _ensure_an_owner(project: Project) -> None:

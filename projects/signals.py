@@ -18,11 +18,18 @@ from .models import Project
 items_added = Signal()
 # Project settings changed. kwargs: project_id, fields (the names of the changed model fields).
 settings_changed = Signal()
+# Someone left the project or changed role. kwargs: project_id.
+members_changed = Signal()
 
 
 def announce_items_added(project: Project) -> None:
     project_id = project.pk
     transaction.on_commit(lambda: items_added.send(sender=Project, project_id=project_id))
+
+
+def announce_members_changed(project: Project) -> None:
+    project_id = project.pk
+    transaction.on_commit(lambda: members_changed.send(sender=Project, project_id=project_id))
 
 
 def announce_settings_changed(project: Project, *, fields: Iterable[str]) -> None:

@@ -25,7 +25,7 @@ from labeling.services import (
 )
 from modeling.models import ItemPrediction
 from projects.models import Item, ItemStatus, Project, Role
-from projects.services import do_add_member
+from projects.services import do_add_member, do_remove_member
 from tests.conftest import make_image_project
 
 pytestmark = pytest.mark.django_db
@@ -332,3 +332,14 @@ def test_a_round_nobody_is_left_to_finish_closes_with_the_votes_it_has(team):
     assert Judgement.objects.get(item=item, is_current=True).labelled_by == "bob"
     # The reviewer who never labels from the queue did not count: nobody waited for rita.
     assert "rita" not in {m.user.username for m in project.memberships.all() if m.user_id in labeller_ids(project)}
+
+
+def test_a_labeller_leaving_closes_the_rounds_nobody_else_can_finish(team, django_capture_on_commit_callbacks):
+    project, bob, dave = team["project"], team["bob"], team["dave"]
+    item = lease_one(project, bob).item
+    vote(project, bob, item, "Cat")
+    with django_capture_on_commit_callbacks(execute=True):
+        do_remove_member(project, user=dave)  # the only other labeller
+    item.refresh_from_db()
+    assert item.status == ItemStatus.LABELLED and item.labels_wanted == 1
+    assert Judgement.objects.get(item=item, is_current=True).labelled_by == "bob"
