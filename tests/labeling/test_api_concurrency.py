@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -57,6 +58,7 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
     created: dict[int, list[int]] = {}
     failures: list[str] = []
     barrier = threading.Barrier(len(tokens))
+    deadline = time.monotonic() + 240
 
     def client(n: int, token: str) -> None:
         mine: list[int] = []
@@ -70,7 +72,17 @@ def test_twenty_api_clients_get_no_duplicate_leases_and_lose_no_judgements(live_
                     failures.append(f"next -> {status} {items}")
                     return
                 if not items:
-                    break
+                    # Nothing for this client now, but an item another client is labelling may become
+                    # partial a moment later and need this client's label: done only when nothing is
+                    # left to label at all (a person would come back later).
+                    status, stats = _call(f"{base}/stats/", token)
+                    if status != 200:
+                        failures.append(f"stats -> {status} {stats}")
+                        return
+                    if stats["unlabelled"] == 0 and stats["overlap"]["partial"] == 0 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                    continue
                 for item in items:
                     mine.append(item["id"])
                     status, body = _call(
