@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -36,6 +37,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project.pk,
         "dataType": project.data_type,
         "classes": class_hotkeys(project.classes),
+        "recheck_seconds": settings.LIGHTBULB_LABEL_RECHECK_SECONDS,
         "api": {
             "next": reverse("api:next-items", args=[project.pk]),
             "judgements": reverse("api:judgements", args=[project.pk]),

@@ -366,6 +366,9 @@ LIGHTBULB_MAX_TEXT_BYTES = env_int("LIGHTBULB_MAX_TEXT_BYTES", 5 * 1024 * 1024)
 # suite runs this way; the modeling tests and every real deployment keep it on).
 LIGHTBULB_MODEL_IN_THE_LOOP = env_bool("LIGHTBULB_MODEL_IN_THE_LOOP", True)
 LIGHTBULB_EMBED_TASK_SECONDS = env_float("LIGHTBULB_EMBED_TASK_SECONDS", 20.0)  # then the task yields the worker
+# The labelling page with nothing left looks again this often (a lapsed lease, an item that now needs
+# this person's independent label).
+LIGHTBULB_LABEL_RECHECK_SECONDS = env_int("LIGHTBULB_LABEL_RECHECK_SECONDS", 15)
 # torch.compile the image encoder when this many items wait to be embedded (0: never). At the small
 # batches the encoder now uses, compiling measured no faster than eager (115 vs 119 img/s on 2 cores)
 # and costs a one-off compile per worker process, so it is off unless measured to help elsewhere.

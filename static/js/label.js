@@ -102,9 +102,14 @@
     state.shownAt = performance.now();
   }
 
+  // With nothing to label, look again now and then: a lease someone let lapse, or an item labelled by
+  // one person that now needs this person's independent label, comes back without a reload.
+  const RECHECK_MS = (cfg.recheck_seconds || 15) * 1000;
   function showDone(done) {
     $("label-card").hidden = done;
     $("done").hidden = !done;
+    clearTimeout(state.recheck);
+    if (done) state.recheck = setTimeout(() => { if (!state.current) refill(); }, RECHECK_MS);
   }
 
   function advance() {

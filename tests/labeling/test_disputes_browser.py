@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -60,4 +61,33 @@ def test_a_reviewer_decides_each_disagreement_seeing_who_said_what(strict_page, 
     assert not image_project.items.filter(status=ItemStatus.DISPUTED).exists()
     assert sorted(Judgement.objects.filter(is_current=True, source=JudgementSource.ADJUDICATED)
                   .values_list("item_id", flat=True)) == sorted(disputed)
+    assert violations == []
+
+
+def test_the_labelling_page_with_nothing_left_picks_up_an_item_that_needs_this_persons_label(
+    strict_page, live_server, image_project, bob, settings, django_user_model
+):
+    page = strict_page
+    settings.LIGHTBULB_LABEL_RECHECK_SECONDS = 1
+    django_user_model.objects.create_user("dave", password="dave-pass-123")
+    dave = django_user_model.objects.get(username="dave")
+    do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
+    do_add_member(image_project, user=dave, role=Role.ANNOTATOR)
+    Project.objects.filter(pk=image_project.pk).update(overlap_share=1.0, overlap_k=2)
+    image_project.refresh_from_db()
+    held = next_items(image_project, user=bob, count=6, rng=random.Random(5))  # bob holds every item
+    assert len(held) == 6 and held[0].item.labels_wanted == 2
+    violations = _violations(page)
+    login(page, live_server, "dave", "dave-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    page.goto(f"{live_server.url}/projects/{image_project.pk}/label/")
+    page.wait_for_selector("#done:not([hidden])")  # nothing for dave now
+    do_record_judgement(image_project, item=held[0].item, user=bob, label="Cat", role=Role.ANNOTATOR)
+    page.wait_for_selector(f"#item-view[data-item-id='{held[0].item.pk}']", timeout=15_000)  # his turn now
+    page.keyboard.press("1")  # Cat, as bob said: the two agree
+    deadline = time.monotonic() + 15  # the label is sent in the background (no page script under this CSP)
+    while not Judgement.objects.filter(item=held[0].item, is_current=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    settled = Judgement.objects.get(item=held[0].item, is_current=True)
+    assert settled.labelled_by == "bob" and Judgement.objects.filter(item=held[0].item, is_vote=True).count() == 2
     assert violations == []
