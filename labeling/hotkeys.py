@@ -1,18 +1,31 @@
-"""Keyboard shortcuts for class buttons.
+"""Keyboard shortcuts for class buttons, and the labelling screen's commands.
 
 1. A class whose name is a single letter or digit gets that key (digits 0-9 press their own key).
 2. Otherwise classes get 1-9 by position, where that digit is not already some class's own key.
 3. Plus the first letter of the name, where no other class starts with it.
-`s` and `u` stay reserved for skip and undo; on the batch grid `x` and `a` too (untick, tick all).
+Classes choose first: on the labelling screen skip and undo then take the first of their keys no class
+uses (`command_keys`: `s` for skip unless a class is called Spam, then `k`...), shown on their buttons.
+On the batch grid `s`, `u`, `x` and `a` stay the grid's own (its commands are fixed).
 """
 
 from __future__ import annotations
 
-RESERVED = frozenset({"s", "u"})
-BATCH_RESERVED_KEYS = RESERVED | {"x", "a"}
+BATCH_RESERVED_KEYS = frozenset({"s", "u", "x", "a"})
+# Each command's keys, best first; arrows and Backspace work as well, whatever the classes are called.
+COMMAND_KEYS: dict[str, tuple[str, ...]] = {"skip": ("s", "k", "x", "q", "0"), "undo": ("u", "z", "b", "y")}
 
 
-def class_hotkeys(classes: list[str], *, reserved: frozenset[str] = RESERVED) -> list[dict]:
+def command_keys(class_keys: list[dict]) -> dict[str, str]:
+    """Skip's and undo's letters: the first of each command's keys that no class uses ("" if none is free)."""
+    taken = {k for c in class_keys for k in c["keys"]}
+    chosen: dict[str, str] = {}
+    for command, preferred in COMMAND_KEYS.items():
+        chosen[command] = next((k for k in preferred if k not in taken), "")
+        taken.add(chosen[command])
+    return chosen
+
+
+def class_hotkeys(classes: list[str], *, reserved: frozenset[str] = frozenset()) -> list[dict]:
     keys: list[list[str]] = [[] for _ in classes]
     taken: set[str] = set(reserved)
     for index, name in enumerate(classes):

@@ -20,7 +20,7 @@ from projects.permissions import get_project_for_user, has_role, signed_in
 from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
 from .disputes import dispute_counts, lease_dispute
 from .errors import LabelingError, NotDisputed
-from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys
+from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys, command_keys
 from .models import Judgement, Stage
 from .overlap import is_overlap_item, live_votes
 from .presenters import batch_payload, item_payload
@@ -37,6 +37,7 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project.pk,
         "dataType": project.data_type,
         "classes": class_hotkeys(project.classes),
+        "commands": command_keys(class_hotkeys(project.classes)),
         "recheck_seconds": settings.LIGHTBULB_LABEL_RECHECK_SECONDS,
         "api": {
             "next": reverse("api:next-items", args=[project.pk]),

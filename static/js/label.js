@@ -9,6 +9,8 @@
   const view = $("item-view");
   const keymap = new Map();
   cfg.classes.forEach((c) => c.keys.forEach((k) => keymap.set(k, c.label)));
+  // Skip's and undo's letters: the ones no class took (labeling/hotkeys.py), as their buttons show.
+  const commands = cfg.commands || { skip: "s", undo: "u" };
 
   // `finished` holds ids labelled or skipped here: a refill that raced with their judgement may still
   // list them as held, and they must not be shown twice.
@@ -271,10 +273,10 @@
     if (keymap.has(key)) {
       ev.preventDefault();
       label(keymap.get(key));
-    } else if (key === "s" || key === "ArrowRight") {
+    } else if ((commands.skip && key === commands.skip) || key === "ArrowRight") {
       ev.preventDefault();
       skip();
-    } else if (key === "u" || key === "Backspace" || key === "ArrowLeft") {
+    } else if ((commands.undo && key === commands.undo) || key === "Backspace" || key === "ArrowLeft") {
       ev.preventDefault();
       undo();
     }

@@ -188,3 +188,24 @@ def test_it_labels_test_items_blind_and_shows_the_guess_on_train_items(page, liv
     _shown_item(page)
     assert page.inner_text("#item-stage") == "TRAIN"
     assert page.inner_text("#prediction").startswith("Model: Cat (92%)")
+
+
+def test_a_class_named_spam_keeps_s_and_skip_moves_to_a_free_key(page, live_server, tmp_path, bob):
+    from tests.conftest import make_image_project
+
+    project = make_image_project(tmp_path, n=4, owner="bob", label="{type: classification, classes: [Spam, Ham]}")
+    login(page, live_server, "bob", "bob-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    _open_labeling(page, live_server, project)
+    assert page.inner_text("#skip-btn kbd") == "k" and page.inner_text("#undo-btn kbd") == "u"
+    assert page.locator(".class-btn", has_text="Spam").inner_text().startswith("1 · s")
+    first = _shown_item(page)
+    page.keyboard.press("s")  # Spam, not skip
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId != '{first}'")
+    second = _shown_item(page)
+    page.keyboard.press("k")  # skip
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId != '{second}'")
+    _wait_idle(page)
+    assert Judgement.objects.get(item_id=first, is_current=True).label == "Spam"
+    assert not Judgement.objects.filter(item_id=second).exists()
+    assert Item.objects.get(pk=second).leased_to is None

@@ -1,4 +1,4 @@
-from labeling.hotkeys import class_hotkeys
+from labeling.hotkeys import BATCH_RESERVED_KEYS, class_hotkeys, command_keys
 
 
 def keys(classes):
@@ -15,9 +15,20 @@ def test_single_character_classes_use_their_own_key():
     assert got == {str(d): [str(d)] for d in range(10)}
 
 
-def test_skip_and_undo_letters_stay_reserved():
-    assert keys(["Spam", "Unsure", "Ham"]) == {"Spam": ["1"], "Unsure": ["2"], "Ham": ["3", "h"]}
-    assert keys(["YES", "NO"]) == {"YES": ["1", "y"], "NO": ["2", "n"]}
+def test_classes_claim_their_first_letters_before_skip_and_undo():
+    classes = class_hotkeys(["Spam", "Unsure", "Ham"])
+    assert {c["label"]: c["keys"] for c in classes} == {"Spam": ["1", "s"], "Unsure": ["2", "u"], "Ham": ["3", "h"]}
+    assert command_keys(classes) == {"skip": "k", "undo": "z"}  # s is spam, u is unsure
+    assert command_keys(class_hotkeys(["YES", "NO"])) == {"skip": "s", "undo": "u"}
+    single = class_hotkeys(["s", "k", "x", "q", "0", "u", "z", "b", "y"])
+    assert command_keys(single) == {"skip": "", "undo": ""}  # every letter is a class: arrows only
+
+
+def test_the_batch_grid_keeps_its_own_keys():
+    assert keys(["Spam", "Ham"]) != {c["label"]: c["keys"] for c in
+                                     class_hotkeys(["Spam", "Ham"], reserved=BATCH_RESERVED_KEYS)}
+    assert {c["label"]: c["keys"] for c in class_hotkeys(["Spam", "Ham"], reserved=BATCH_RESERVED_KEYS)} == {
+        "Spam": ["1"], "Ham": ["2", "h"]}
 
 
 def test_only_the_first_nine_get_digits():
