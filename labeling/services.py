@@ -471,14 +471,8 @@ def _record_vote(
     round_votes = [v for v in votes if v.user_id != user.pk] + [vote]
     if len({v.user_id for v in round_votes}) < item.labels_wanted:
         status = ItemStatus.PARTIAL
-    elif len({v.label for v in round_votes}) == 1:
-        status = ItemStatus.LABELLED
-        earliest = round_votes[0]
-        Judgement.objects.filter(pk=earliest.pk).update(is_current=True)
-        if earliest.pk == vote.pk:
-            vote.is_current = True
     else:
-        status = ItemStatus.DISPUTED
+        status = _settle(round_votes)
     Item.objects.filter(pk=item.pk).update(status=status, overlap_stage=stage, **LEASE_CLEARED)
     # The item is being labelled: pending proposals for it are moot.
     Proposal.objects.filter(item=item, status=ProposalStatus.PENDING).update(
@@ -487,6 +481,16 @@ def _record_vote(
     if status == ItemStatus.LABELLED:  # only then does the item's label change (training, stats, files)
         after_change(project)
     return vote
+
+
+def _settle(votes: list[Judgement]) -> ItemStatus:
+    """The outcome of a round with all its votes (earliest first): if they agree, the earliest becomes the
+    item's label (its stage and pick probability are the round's) and the item is labelled; else disputed."""
+    if len({v.label for v in votes}) == 1:
+        Judgement.objects.filter(pk=votes[0].pk).update(is_current=True)
+        votes[0].is_current = True
+        return ItemStatus.LABELLED
+    return ItemStatus.DISPUTED
 
 
 def _decide_dispute(
@@ -631,14 +635,7 @@ def _close_round_nobody_can_finish(project: Project, *, item: Item) -> None:
     skipped = set(Skip.objects.filter(item=item).values_list("user_id", flat=True))
     if len(labeller_ids(project) - voters - skipped) >= item.labels_wanted - len(voters):
         return
-    if len(voters) <= 1:
-        Judgement.objects.filter(pk=votes[0].pk).update(is_current=True)
-        Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, labels_wanted=1)
+    status = _settle(votes)  # one vote agrees with itself: an ordinary single label
+    Item.objects.filter(pk=item.pk).update(status=status, labels_wanted=len(voters))
+    if status == ItemStatus.LABELLED:
         after_change(project)
-        return
-    if len({v.label for v in votes}) == 1:
-        Judgement.objects.filter(pk=votes[0].pk).update(is_current=True)
-        Item.objects.filter(pk=item.pk).update(status=ItemStatus.LABELLED, labels_wanted=len(voters))
-        after_change(project)
-    else:
-        Item.objects.filter(pk=item.pk).update(status=ItemStatus.DISPUTED, labels_wanted=len(voters))
