@@ -9,6 +9,7 @@ from django.db import transaction
 from projects.models import Project
 
 from .judgements_file import sync_judgements_file
+from .uploads import claim_import, do_run_import
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +39,15 @@ def sync_judgements_file_task(project_id: int) -> str:
             judgements_file_revision=revision
         )
     return f"wrote {rows} judgements"
+
+
+def run_import_task(job_id: int) -> str:
+    """Import an upload or a server folder (interchange.uploads). Idempotent: a job another worker holds, a
+    finished one or a deleted one is left alone; one whose worker died is taken over and starts clean."""
+    job = claim_import(job_id)
+    if job is None:
+        return "not queued (finished, taken by another worker, or deleted)"
+    job = do_run_import(job)
+    if job.state == "failed":
+        return f"failed: {job.error}"
+    return f"imported {job.items_added} item(s), {job.items_rejected} rejected, {job.duplicates_found} duplicate(s)"

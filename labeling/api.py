@@ -212,7 +212,8 @@ class MediaViewSet(ViewSet):
             return HttpResponse(item.text, content_type="text/plain; charset=utf-8")
         if item.kind == ItemKind.JSON:
             return Response(item.data)
-        if item.status == ItemStatus.REJECTED:
+        # A file that could not be read is never served; a duplicate dropped at import is a good image.
+        if item.status == ItemStatus.REJECTED and not item.rejection_reason.startswith("duplicate of "):
             raise Http404("This file was rejected at import")
         path = project.item_file_path(item)
         if path is None:  # only file items get here; a file item always has a path

@@ -12,4 +12,6 @@ urlpatterns = [
     path("<int:project_id>/review/disputes/", views.review_disputes, name="review-disputes"),
     path("<int:project_id>/items/<int:item_id>/", views.item_detail, name="item"),
     path("<int:project_id>/items/<int:item_id>/relabel/", views.relabel, name="relabel"),
+    path("<int:project_id>/items/<int:item_id>/keep/", views.keep_duplicate, name="keep-duplicate"),
+    path("<int:project_id>/items/duplicates/drop/", views.drop_duplicates, name="drop-duplicates"),
 ]

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from lightbulb_site.errors import sentence
 from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
+from projects.services import ProjectError, do_drop_duplicates, do_keep_duplicate, duplicate_hashes
 
 from .blind import item_stage, sees_others_test_labels, visible_judgements, visible_prediction
 from .disputes import dispute_counts, lease_dispute
@@ -69,7 +70,10 @@ def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
         stage=Subquery(shown.values("stage")[:1]),
         labelled_by=Subquery(shown.values("labelled_by")[:1]),
     ).order_by("id")
-    f = {k: request.GET.get(k, "").strip() for k in ("status", "label", "stage", "user", "q")}
+    f = {k: request.GET.get(k, "").strip() for k in ("status", "label", "stage", "user", "q", "duplicates")}
+    if f["duplicates"]:
+        # Every item whose content another item has too: the first of each, and the copies (kept or dropped).
+        items = items.filter(content_hash__in=duplicate_hashes(project)).order_by("content_hash", "id")
     if f["status"] in ItemStatus.values:
         items = items.filter(status=f["status"])
     if f["label"]:
@@ -100,8 +104,37 @@ def item_browser(request: HttpRequest, project_id: int) -> HttpResponse:
             "stages": Stage.choices,
             "annotators": list(annotators),
             "querystring": query.urlencode(),
+            "is_owner": has_role(role, Role.OWNER),
         },
     )
+
+
+@login_required
+@require_POST
+def drop_duplicates(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners drop the copies of identical items (the first of each stays; labelled copies stay too)."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    result = do_drop_duplicates(project)
+    kept = (f" {result.labelled_kept} already labelled cop{'y stays' if result.labelled_kept == 1 else 'ies stay'}."
+            if result.labelled_kept else "")
+    messages.success(request, f"Dropped {result.dropped} duplicate{'' if result.dropped == 1 else 's'}; they stay "
+                              f"as rejected items naming the one they repeat.{kept}")
+    return redirect(f"{reverse('labeling:browser', args=[project.pk])}?duplicates=1")
+
+
+@login_required
+@require_POST
+def keep_duplicate(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """Owners bring a dropped duplicate back to be labelled."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    item = get_item(project, item_id)
+    try:
+        do_keep_duplicate(project, item=item)
+    except ProjectError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, f"{item.key} is back among the items to label.")
+    return redirect("labeling:item", project.pk, item.pk)
 
 
 @login_required
@@ -153,6 +186,9 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "disputed": disputed,
             "round": {"wanted": item.labels_wanted, "votes": votes} if in_round else None,
             "back": same_site_path(request.GET.get("back", "")),
+            "is_owner": has_role(role, Role.OWNER),
+            "dropped_duplicate": (item.status == ItemStatus.REJECTED
+                                  and item.rejection_reason.startswith("duplicate of ")),
         },
     )
 

@@ -3,6 +3,8 @@ would crash the server (nested thousands deep, numbers no database column holds)
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -32,5 +34,14 @@ def exception_handler(exc, context):
         return Response({"detail": "the request is nested too deeply"}, status=400)
     if isinstance(exc, OverflowError):
         return Response({"detail": "a number in the request is too large"}, status=400)
+    # Django refuses these while parsing a body (an upload of too many files, a form too big): JSON, not its
+    # HTML error page, saying what the limit is.
+    if isinstance(exc, TooManyFilesSent):
+        return Response({"detail": f"at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files per request; send the "
+                                   "rest in further requests"}, status=413)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "the request's form fields are too large"}, status=413)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"detail": "the request was refused as malformed"}, status=400)
     return drf_exception_handler(exc, context)
 

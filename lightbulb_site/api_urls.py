@@ -47,6 +47,9 @@ router = ApiRouter()
 router.register("projects", projects_api.ProjectViewSet, basename="project")
 router.register("projects/<int:project_id>/members", projects_api.MemberViewSet, basename="member")
 router.register("projects/<int:project_id>/items", labeling_api.ItemViewSet, basename="item")
+# POST `projects/<project_id>/items/` (adding data) is the import app's; the labelling actions above are below it.
+router.register("projects/<int:project_id>/items", interchange_api.ItemUploadViewSet, basename="item-upload")
+router.register("projects/<int:project_id>/imports", interchange_api.ImportViewSet, basename="import")
 router.register("projects/<int:project_id>/judgements", labeling_api.JudgementViewSet, basename="judgement")
 # Actions on one project (`projects/<project_id>/<action>/`), each app's in its own viewset.
 router.register("projects", labeling_api.StatsViewSet, basename="stats")
@@ -57,6 +60,7 @@ router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
 router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")
 router.register("projects", interchange_api.ExportViewSet, basename="export")
+router.register("projects", interchange_api.ServerFolderViewSet, basename="server-folder")
 
 # The one URL without a trailing slash, as item payloads and pages have always linked it.
 media_router = ApiRouter(trailing_slash=False)

@@ -362,6 +362,24 @@ else:
 LIGHTBULB_MAX_IMAGE_PIXELS = env_int("LIGHTBULB_MAX_IMAGE_PIXELS", 89_478_485)  # Pillow's own default
 LIGHTBULB_MAX_TEXT_BYTES = env_int("LIGHTBULB_MAX_TEXT_BYTES", 5 * 1024 * 1024)
 
+# Projects made in the browser (interchange/uploads.py). Who may make one: users with the "Can add
+# project" permission (superusers; staff or groups an admin grants it to), or every signed-in user.
+LIGHTBULB_ANYONE_CREATES_PROJECTS = env_bool("LIGHTBULB_ANYONE_CREATES_PROJECTS", False)
+# Uploaded files live under here, one folder per project (its dataset directory).
+LIGHTBULB_UPLOAD_ROOT = env_path("LIGHTBULB_UPLOAD_ROOT", DATA_ROOT / "uploads")
+# One import (every file of it, zips counted unpacked): its bytes, its files, and any one file's bytes.
+LIGHTBULB_UPLOAD_MAX_BYTES = env_int("LIGHTBULB_UPLOAD_MAX_BYTES", 2 * 1024 * 1024 * 1024)
+LIGHTBULB_UPLOAD_MAX_FILES = env_int("LIGHTBULB_UPLOAD_MAX_FILES", 50_000)
+LIGHTBULB_UPLOAD_MAX_FILE_BYTES = env_int("LIGHTBULB_UPLOAD_MAX_FILE_BYTES", 200 * 1024 * 1024)
+# Files in one request: the browser sends a folder in requests of 50; Django's own default is 100.
+DATA_UPLOAD_MAX_NUMBER_FILES = env_int("LIGHTBULB_UPLOAD_FILES_PER_REQUEST", 200)
+# Server folders an owner may name as a project's data (typed in the wizard, checked as typed); a folder
+# outside every one of these is refused. Empty: server folders are off.
+LIGHTBULB_SERVER_FOLDER_ROOTS = [
+    Path(p).expanduser().resolve()
+    for p in env_list("LIGHTBULB_SERVER_FOLDER_ROOTS", [str(DATA_ROOT / "datasets")])
+]
+
 # The model loop. Off, judgements and imports enqueue no embedding or training (the labeling test
 # suite runs this way; the modeling tests and every real deployment keep it on).
 LIGHTBULB_MODEL_IN_THE_LOOP = env_bool("LIGHTBULB_MODEL_IN_THE_LOOP", True)

@@ -15,10 +15,16 @@ from rest_framework.viewsets import ViewSet
 from labeling.stats import member_stats
 
 from .models import Project, Role
-from .permissions import IsProjectMember, projects_for_user
+from .permissions import IsProjectMember, projects_for_user, signed_in
 from .rendering import render_guidelines
-from .serializers import GuidelinesSerializer, MemberSerializer, MemberWriteSerializer, ProjectSerializer
-from .services import do_add_member, do_remove_member, do_set_guidelines
+from .serializers import (
+    GuidelinesSerializer,
+    MemberSerializer,
+    MemberWriteSerializer,
+    ProjectCreateSerializer,
+    ProjectSerializer,
+)
+from .services import do_add_member, do_create_project, do_remove_member, do_set_guidelines, parse_classes
 
 
 def _roles(user) -> dict[int, str]:
@@ -37,7 +43,7 @@ class ProjectViewSet(ViewSet):
 
     def get_permissions(self) -> list[BasePermission]:
         # The list is the user's own projects (projects_for_user); one project goes through the door.
-        if self.action == "list":
+        if self.action in ("list", "create"):
             return [IsAuthenticated()]
         return [IsAuthenticated(), IsProjectMember()]
 
@@ -48,6 +54,21 @@ class ProjectViewSet(ViewSet):
         if request.user.is_superuser:
             roles = {p.pk: Role.OWNER for p in projects}
         return Response(ProjectSerializer(projects, many=True, context={"roles": roles}).data)
+
+    @extend_schema(request=ProjectCreateSerializer, responses={201: ProjectSerializer})
+    def create(self, request: Request) -> Response:
+        """A new project you own, its data to come: `POST projects/{id}/items/` (files, JSONL, or a server
+        folder). Needs the "Can add project" permission (or LIGHTBULB_ANYONE_CREATES_PROJECTS)."""
+        serializer = ProjectCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        project = do_create_project(
+            creator=signed_in(request), title=data["title"], data_type=data["data_type"],
+            label_type=data["label_type"], classes=parse_classes(data.get("classes", [])),
+            description=data["description"], template=data["template"],
+        )
+        body = ProjectSerializer(project, context={"roles": {project.pk: Role.OWNER}}).data
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=ProjectSerializer)
     def retrieve(self, request: Request, project_id: int) -> Response:

@@ -48,3 +48,18 @@ class GuidelinesSerializer(serializers.Serializer):
     )
     html = serializers.CharField(read_only=True, help_text="as the screens show them, sanitised")
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    data_type = serializers.ChoiceField(choices=["images", "text", "json"])
+    label_type = serializers.ChoiceField(choices=["classification", "binary"], default="classification")
+    classes = serializers.JSONField(
+        required=False,
+        help_text="a list of names, or text with one per line or comma-separated (binary: YES and NO, fixed)",
+    )
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=20_000)
+    template = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=100_000,
+        help_text="json items: an HTML template with {{field}} placeholders",
+    )

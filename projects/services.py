@@ -7,6 +7,7 @@ apps above care about are announced through `projects.signals`; this app imports
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,18 @@ from tqdm import tqdm
 from lightbulb_site.errors import DomainError
 
 from .ingest import DatasetReader, ItemRecord
-from .models import Item, ItemStatus, Membership, Project, ProposalGuarantee, Role
+from .models import (
+    BINARY_CLASSES,
+    SUPPORTED_LABEL_TYPES,
+    DataType,
+    Item,
+    ItemStatus,
+    LabelType,
+    Membership,
+    Project,
+    ProposalGuarantee,
+    Role,
+)
 from .signals import announce_items_added, announce_members_changed, announce_settings_changed
 
 BULK_BATCH = 2000
@@ -50,6 +62,121 @@ class DatasetScan:
     records: list[ItemRecord]
     skipped_existing: int
     warnings: list[str]
+
+
+# --------------------------------------------------------------------------------------------------
+# Projects
+# --------------------------------------------------------------------------------------------------
+
+TITLE_MAX = 300
+DESCRIPTION_MAX = 20_000
+CLASS_NAME_MAX = 200
+CLASSES_MAX = 1000
+
+
+def parse_classes(raw: object) -> list[str]:
+    """Class names as a person types or pastes them: a list, or text with one per line or separated by
+    commas (a line holding commas is split at them). Blank entries are dropped, spaces trimmed, order kept."""
+    if isinstance(raw, (list, tuple)):
+        parts = [str(entry) for entry in raw]
+    else:
+        parts = [piece for line in str(raw or "").splitlines() for piece in line.split(",")]
+    return [part.strip() for part in parts if part.strip()]
+
+
+def check_classes(classes: list[str], *, label_type: str) -> list[str]:
+    """The classes a project of this label type gets, or ProjectError saying what is wrong with them."""
+    if label_type == LabelType.BINARY:
+        return list(BINARY_CLASSES)
+    if len(classes) < 2:
+        raise ProjectError("a classification project needs at least two classes")
+    if len(classes) > CLASSES_MAX:
+        raise ProjectError(f"a project may have at most {CLASSES_MAX:,} classes, not {len(classes):,}")
+    long = [c for c in classes if len(c) > CLASS_NAME_MAX]
+    if long:
+        raise ProjectError(f"class names may be at most {CLASS_NAME_MAX} characters ({long[0][:40]}...)")
+    seen: dict[str, str] = {}
+    for name in classes:
+        # "Cat" and "cat" would be two buttons nobody can tell apart, and one key.
+        if name.casefold() in seen:
+            raise ProjectError(f"the class {name!r} is listed twice")
+        seen[name.casefold()] = name
+    return classes
+
+
+def unique_slug(title: str) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:80] or "project"
+    slug, n = base, 1
+    while Project.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def can_create_projects(user: User) -> bool:
+    """Who may start a project in the browser or the API: the "Can add project" permission (superusers, and
+    whoever an admin grants it to), or every signed-in user where LIGHTBULB_ANYONE_CREATES_PROJECTS is on."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    return settings.LIGHTBULB_ANYONE_CREATES_PROJECTS or user.has_perm("projects.add_project")
+
+
+class ProjectCreationRefused(ProjectError):
+    status_code = 403
+
+
+def do_create_project(
+    *,
+    creator: User,
+    title: str,
+    data_type: str,
+    label_type: str,
+    classes: list[str],
+    description: str = "",
+    template: str = "",
+    dataset_directory: Path | None = None,
+) -> Project:
+    """A new project owned by its creator, its data to come (an upload, or the server folder given here,
+    which the caller has checked is inside an allowed root). Without a server folder the project's data
+    folder is its own under LIGHTBULB_UPLOAD_ROOT, made now.
+
+    Preconditions: `can_create_projects(creator)`; otherwise ProjectCreationRefused (403)."""
+    if not can_create_projects(creator):
+        raise ProjectCreationRefused("you may not create projects here; an administrator can allow it")
+    title = str(title or "").strip()
+    if not title:
+        raise ProjectError("a project needs a title")
+    if len(title) > TITLE_MAX:
+        raise ProjectError(f"the title may be at most {TITLE_MAX} characters")
+    if data_type not in DataType.values:
+        raise ProjectError(f"the data type must be one of {', '.join(DataType.values)}, not {str(data_type)[:40]!r}")
+    if label_type not in SUPPORTED_LABEL_TYPES:
+        choices = ", ".join(sorted(str(t) for t in SUPPORTED_LABEL_TYPES))
+        raise ProjectError(f"the label type must be one of {choices}, not {str(label_type)[:40]!r}")
+    classes = check_classes(classes, label_type=label_type)
+    description = str(description or "").strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise ProjectError(f"the description may be at most {DESCRIPTION_MAX:,} characters")
+    with transaction.atomic():
+        slug = unique_slug(title)
+        folder = dataset_directory if dataset_directory is not None else settings.LIGHTBULB_UPLOAD_ROOT / slug
+        project = Project.objects.create(
+            slug=slug, title=title, description=description, template=str(template or ""), data_type=data_type,
+            label_type=label_type, classes=classes, dataset_directory=str(folder),
+        )
+        Membership.objects.create(project=project, user=creator, role=Role.OWNER)
+    if dataset_directory is None:
+        folder.mkdir(parents=True, exist_ok=True)
+    project.model_path.mkdir(parents=True, exist_ok=True)
+    return project
+
+
+def uploads_folder(project: Project) -> bool:
+    """Whether the project's data folder is one Light Bulb made for uploads (so uploads may be written there)."""
+    try:
+        return project.dataset_path.resolve().is_relative_to(Path(settings.LIGHTBULB_UPLOAD_ROOT).resolve())
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,6 +252,72 @@ def do_ingest_directory(project: Project, *, progress: bool = False) -> IngestRe
         if result.items_added:
             announce_items_added(project)
     return result
+
+
+def duplicate_hashes(project: Project):
+    """Content hashes that more than one of the project's items share (a queryset of hashes)."""
+    from django.db.models import Count
+
+    return (Item.objects.filter(project=project).exclude(content_hash="").values("content_hash")
+            .annotate(n=Count("id")).filter(n__gt=1).values("content_hash"))
+
+
+@dataclass
+class DuplicatesDropped:
+    dropped: int
+    labelled_kept: int
+
+
+def do_drop_duplicates(project: Project, *, now: datetime | None = None) -> DuplicatesDropped:
+    """Of items with identical content, the first (lowest id) stays and every other unlabelled one that nobody
+    is labelling becomes a rejected item saying which one it repeats (it is kept, so an owner can bring it back
+    with `do_keep_duplicate`). Duplicates that already have labels stay as they are: dropping them would throw
+    away a person's work."""
+    now = now or timezone.now()
+    dropped = labelled = 0
+    with transaction.atomic():
+        rows = (Item.objects.filter(project=project, content_hash__in=duplicate_hashes(project))
+                .order_by("content_hash", "id").values_list("id", "content_hash", "key", "status", "leased_until"))
+        first: dict[str, str] = {}
+        drop: dict[str, list[int]] = {}
+        for pk, digest, key, status, leased_until in rows:
+            if digest not in first:
+                if status != ItemStatus.REJECTED:
+                    first[digest] = key
+                continue
+            if status == ItemStatus.UNLABELLED and not (leased_until and leased_until > now):
+                drop.setdefault(first[digest], []).append(pk)
+            elif status in (ItemStatus.LABELLED, ItemStatus.PARTIAL, ItemStatus.DISPUTED):
+                labelled += 1
+        for twin, ids in drop.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                # Conditional: an item leased or labelled since it was read stays.
+                reason = f"duplicate of {twin}"[:500]
+                dropped += (Item.objects.filter(pk__in=chunk, status=ItemStatus.UNLABELLED)
+                            .exclude(leased_until__gt=now)
+                            .update(status=ItemStatus.REJECTED, rejection_reason=reason))
+                for item in Item.objects.filter(pk__in=chunk, rejection_reason=reason).only("meta"):
+                    if item.meta.get("duplicate_of") != twin:
+                        item.meta = {**item.meta, "duplicate_of": twin}
+                        item.save(update_fields=["meta"])
+    return DuplicatesDropped(dropped=dropped, labelled_kept=labelled)
+
+
+def do_keep_duplicate(project: Project, *, item: Item) -> Item:
+    """Bring a dropped duplicate back as an item to label. Preconditions: it was rejected as a duplicate (a
+    file that cannot be read stays rejected)."""
+    if item.project_id != project.pk:
+        raise ProjectError("that item belongs to another project")
+    with transaction.atomic():
+        changed = Item.objects.filter(
+            pk=item.pk, status=ItemStatus.REJECTED, rejection_reason__startswith="duplicate of "
+        ).update(status=ItemStatus.UNLABELLED, rejection_reason="")
+        if not changed:
+            raise ProjectError("only an item dropped as a duplicate can be kept; this one is not")
+        announce_items_added(project)
+    item.refresh_from_db()
+    return item
 
 
 # --------------------------------------------------------------------------------------------------

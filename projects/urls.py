@@ -6,6 +6,7 @@ app_name = "projects"
 
 urlpatterns = [
     path("", views.project_list, name="list"),
+    path("new/", views.project_new, name="new"),
     path("<int:project_id>/", views.project_detail, name="detail"),
     path("<int:project_id>/members/", views.members, name="members"),
     path("<int:project_id>/guidelines/", views.guidelines, name="guidelines"),

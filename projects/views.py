@@ -15,16 +15,20 @@ from labeling.reviews import reviewed_accuracy
 from labeling.stats import member_stats, project_counts
 from lightbulb_site.errors import sentence
 
-from .models import ItemStatus, Role
+from .models import DataType, ItemStatus, LabelType, Role
 from .permissions import get_project_for_user, has_role, projects_for_user, signed_in
 from .services import (
     MembershipError,
+    ProjectCreationRefused,
     ProjectError,
+    can_create_projects,
     do_add_member,
+    do_create_project,
     do_remove_member,
     do_set_guidelines,
     do_set_labelling_settings,
     do_set_proposal_settings,
+    parse_classes,
 )
 
 
@@ -41,7 +45,44 @@ def project_list(request: HttpRequest) -> HttpResponse:
     user = signed_in(request)
     roles = dict(user.memberships.values_list("project_id", "role"))
     rows = [(p, Role.OWNER if user.is_superuser else roles.get(p.pk)) for p in projects]
-    return render(request, "projects/project_list.html", {"rows": rows})
+    return render(request, "projects/project_list.html",
+                  {"rows": rows, "can_create": can_create_projects(user)})
+
+
+WIZARD_FIELDS = ("title", "data_type", "label_type", "classes", "description", "template")
+
+
+@login_required
+def project_new(request: HttpRequest) -> HttpResponse:
+    """The project wizard, step 1: what the project is (title, data type, label type, classes as chips,
+    description). Step 2 is adding its data (interchange:data)."""
+    user = signed_in(request)
+    if not can_create_projects(user):
+        raise PermissionDenied("You may not create projects here; an administrator can allow it.")
+    values = {"data_type": DataType.IMAGES, "label_type": LabelType.CLASSIFICATION, "title": "", "classes": "",
+              "description": "", "template": ""}
+    status = 200
+    if request.method == "POST":
+        values = {name: request.POST.get(name, "") for name in WIZARD_FIELDS}
+        try:
+            project = do_create_project(
+                creator=user, title=values["title"], data_type=values["data_type"], label_type=values["label_type"],
+                classes=parse_classes(values["classes"]), description=values["description"],
+                template=values["template"] if values["data_type"] == DataType.JSON else "",
+            )
+        except ProjectCreationRefused as exc:
+            raise PermissionDenied(sentence(str(exc))) from None
+        except ProjectError as exc:
+            messages.error(request, sentence(str(exc)))
+            status = 400
+        else:
+            messages.success(request, f"{project.title} is ready; now add its data.")
+            return redirect("interchange:data", project.pk)
+    return render(request, "projects/project_new.html", {
+        "values": values, "data_types": DataType.choices,
+        "label_types": [(LabelType.CLASSIFICATION, "Classification: one of several classes"),
+                        (LabelType.BINARY, "Binary: YES or NO")],
+    }, status=status)
 
 
 @login_required

@@ -59,6 +59,17 @@ API = [
      [401, 404, 409, 409, 409, 409]),
     ("post", "/score", {"project": "{p}", "type": "images", "urls": ["http://example.com/x.png"]},
      [401, 404, 409, 409, 409, 409]),
+    # Making projects needs the "Can add project" permission, which no role of a project gives.
+    ("post", "/api/projects/", {"title": "x", "data_type": "text", "classes": "a,b"}, [401, 403, 403, 403, 403, 403]),
+    # Adding data is the owners'; this project reads a server folder outside the allowed roots (400).
+    ("post", "/api/projects/{p}/items/", {"server_folder": "/nonexistent"}, [401, 404, 403, 403, 403, 400]),
+    ("get", "/api/projects/{p}/imports/", None, [401, 404, 403, 403, 403, 200]),
+    ("post", "/api/projects/{p}/imports/", {"duplicates": "drop"}, [401, 404, 403, 403, 403, 400]),
+    ("get", "/api/projects/{p}/imports/999/", None, [401, 404, 403, 403, 403, 404]),
+    ("post", "/api/projects/{p}/imports/999/files/", None, [401, 404, 403, 403, 403, 404]),
+    ("post", "/api/projects/{p}/imports/999/start/", None, [401, 404, 403, 403, 403, 404]),
+    ("post", "/api/projects/{p}/imports/999/cancel/", None, [401, 404, 403, 403, 403, 404]),
+    ("get", "/api/projects/{p}/server-folder/?path=/etc", None, [401, 404, 403, 403, 403, 200]),
 ]
 
 # Pages: anonymous users are redirected to log in (302).
@@ -95,6 +106,14 @@ PAGES = [
     ("post", "/projects/{p}/model/auto-label/withdraw/", {"version": "1"}, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/members/", {"action": "add", "username": "dave", "role": "annotator"},
      [302, 404, 403, 403, 403, 302]),
+    ("get", "/projects/new/", None, [302, 403, 403, 403, 403, 403]),
+    ("get", "/projects/{p}/data/", None, [302, 404, 403, 403, 403, 200]),
+    ("post", "/projects/{p}/data/", {}, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/data/server-folder/", {"path": "/etc"}, [302, 404, 403, 403, 403, 400]),
+    ("get", "/projects/{p}/imports/999/", None, [302, 404, 403, 403, 403, 404]),
+    ("get", "/projects/{p}/items/?duplicates=1", None, [302, 404, 200, 200, 200, 200]),
+    ("post", "/projects/{p}/items/duplicates/drop/", None, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/items/{i}/keep/", None, [302, 404, 403, 403, 403, 302]),
 ]
 
 
@@ -160,6 +179,10 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
             assert image_project.show_model_guesses is False  # the box was not ticked
         elif "proposals/review" in url:
             assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
+        elif "/data/" in url or "duplicates/drop" in url or url.endswith("/keep/"):
+            # No files sent / no duplicates here / not a dropped duplicate: said why, nothing changed.
+            assert image_project.items.filter(status="rejected").count() == 0
+            assert not image_project.import_jobs.exists()
         elif "auto-label" in url:
             assert item.judgements.count() == 0 and not image_project.auto_label_runs.exists()  # refused, said why
         else:
