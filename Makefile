@@ -57,12 +57,12 @@ run: demo
 	@echo ""
 	@# The worker runs in its own session, restarted if it dies (re-enqueueing first what it left
 	@# undone; processes a killed qcluster left behind are removed with its process group). Stopping
-	@# goes through the loop: TERM to the qcluster main process alone, which stops its own workers
-	@# cleanly (signalling them all at once leaves qcluster hanging).
+	@# goes through the loop: TERM to the worker's main process alone (`manage.py worker`, django-q2's
+	@# qcluster that asks the running task to stop at its next batch), which stops its own processes.
 	@setsid bash -c 'trap "kill -TERM \$$q 2>/dev/null; wait \$$q; exit 0" TERM; \
 	  while :; do \
 	    DEBUG=1 $(BIN)/python manage.py resume_model_work; \
-	    DEBUG=1 setsid $(BIN)/python manage.py qcluster & q=$$!; wait $$q; code=$$?; \
+	    DEBUG=1 setsid $(BIN)/python manage.py worker & q=$$!; wait $$q; code=$$?; \
 	    kill -9 -- -$$q 2>/dev/null; \
 	    echo "  worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
 	  done' & worker=$$!; \

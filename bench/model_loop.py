@@ -54,7 +54,7 @@ class ModelLoopBench(Bench):
         from modeling.ml.embeddings import raw_input
         from modeling.ml.encoders import load_encoder
         from modeling.models import ModelState, ModelVersion
-        from modeling.tasks import embed_project, train_project
+        from modeling.tasks import embed_until_done, train_project
 
         root.mkdir(parents=True)
         config, truth = self._dataset(name, datasets, root)
@@ -76,7 +76,7 @@ class ModelLoopBench(Bench):
         raw_rate = len(inputs) / (time.perf_counter() - t0)
 
         t0 = time.perf_counter()
-        embed_project(project.pk)
+        embed_until_done(project.pk)
         pipeline_seconds = time.perf_counter() - t0
 
         # Labels from the ground truth through the real queue: 10 TEST, then TRAIN up to 50.

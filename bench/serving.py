@@ -81,7 +81,7 @@ class ServingBench(Bench):
         from interchange.config import load_config
         from interchange.importer import do_import_config
         from labeling.services import do_record_judgement
-        from modeling.tasks import embed_project, train_project
+        from modeling.tasks import embed_until_done, train_project
 
         root.mkdir(parents=True)
         inputs: list[bytes] | list[str]  # image files or texts, as /score takes them
@@ -123,7 +123,7 @@ class ServingBench(Bench):
         for item in items:
             do_record_judgement(project, item=item, user=user, label=truth[item.key.split("/")[-1]])
         settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
-        embed_project(project.pk)
+        embed_until_done(project.pk)
         train_project(project.pk)
         return project, inputs
 

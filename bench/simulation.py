@@ -239,7 +239,7 @@ class Simulation:
         self.first_batch_at: int | None = None
 
     def run(self) -> Result:
-        from modeling.tasks import embed_project
+        from modeling.tasks import embed_until_done
 
         o = self.o
         if o.strategy not in ("active", "random"):
@@ -263,7 +263,7 @@ class Simulation:
 
         # Embed everything once (holdout included: its vectors are what accuracy is measured on).
         prefill_embeddings(project, o.cache)
-        embed_project(project.pk)
+        embed_until_done(project.pk)
         save_embeddings(project, o.cache)
 
         ids = sorted(truth)

@@ -1,5 +1,6 @@
 """Keyboard shortcuts for class buttons, and the labelling screen's commands.
 
+0. A key an owner chose for a class (Project.class_keys) comes first, where this screen does not reserve it.
 1. A class whose name is a single letter or digit gets that key (digits 0-9 press their own key).
 2. Otherwise classes get 1-9 by position, where that digit is not already some class's own key.
 3. Plus the first letter of the name, where no other class starts with it.
@@ -25,10 +26,21 @@ def command_keys(class_keys: list[dict]) -> dict[str, str]:
     return chosen
 
 
-def class_hotkeys(classes: list[str], *, reserved: frozenset[str] = frozenset()) -> list[dict]:
+def class_hotkeys(
+    classes: list[str], *, reserved: frozenset[str] = frozenset(), chosen: dict[str, str] | None = None
+) -> list[dict]:
     keys: list[list[str]] = [[] for _ in classes]
     taken: set[str] = set(reserved)
+    owned: set[int] = set()  # classes with an owner's key get that key alone
     for index, name in enumerate(classes):
+        key = str((chosen or {}).get(name, "")).lower()
+        if key and key not in taken:
+            keys[index].append(key)
+            taken.add(key)
+            owned.add(index)
+    for index, name in enumerate(classes):
+        if keys[index]:
+            continue
         own = name.strip().lower()
         if len(own) == 1 and own.isalnum() and own not in taken:
             keys[index].append(own)
@@ -40,7 +52,9 @@ def class_hotkeys(classes: list[str], *, reserved: frozenset[str] = frozenset())
             taken.add(digit)
     firsts = [c.strip()[:1].lower() for c in classes]
     for index, letter in enumerate(firsts):
-        if letter.isalpha() and letter not in taken and firsts.count(letter) == 1 and len(classes[index].strip()) > 1:
+        if (index not in owned and letter.isalpha() and letter not in taken and firsts.count(letter) == 1
+                and len(classes[index].strip()) > 1):
             keys[index].append(letter)
             taken.add(letter)
     return [{"label": name, "keys": k} for name, k in zip(classes, keys, strict=True)]
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from projects.models import Item, ItemKind, Project
-from projects.rendering import render_json_item
+from projects.rendering import render_json_item, split_email
 
 
 def item_payload(
@@ -33,6 +33,8 @@ def item_payload(
         payload["html"] = render_json_item(project.template, item.data)
     else:
         payload["data"] = item.text
+        # E-mails show their body first, the headers folded (the model still reads the whole text).
+        payload["email"] = split_email(item.text)
     return payload
 
 

@@ -60,6 +60,11 @@ class NextItemSerializer(serializers.Serializer):
     data = serializers.JSONField()  # type: ignore[assignment]
     html = serializers.CharField(required=False)
     media_url = serializers.CharField(required=False)
+    email = serializers.JSONField(
+        required=False, allow_null=True,
+        help_text="texts that are e-mails: subject, from, to, date, headers and body, for display (data is the "
+        "whole text, as the model reads it)",
+    )
     stage = serializers.CharField()
     prediction = serializers.JSONField(allow_null=True)
     picked_by = serializers.CharField(

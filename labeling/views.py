@@ -37,8 +37,8 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     config = {
         "project": project.pk,
         "dataType": project.data_type,
-        "classes": class_hotkeys(project.classes),
-        "commands": command_keys(class_hotkeys(project.classes)),
+        "classes": class_hotkeys(project.classes, chosen=project.class_keys),
+        "commands": command_keys(class_hotkeys(project.classes, chosen=project.class_keys)),
         "recheck_seconds": settings.LIGHTBULB_LABEL_RECHECK_SECONDS,
         "api": {
             "next": reverse("api:next-items", args=[project.pk]),
@@ -186,6 +186,7 @@ def item_detail(request: HttpRequest, project_id: int, item_id: int) -> HttpResp
             "disputed": disputed,
             "round": {"wanted": item.labels_wanted, "votes": votes} if in_round else None,
             "back": same_site_path(request.GET.get("back", "")),
+            "query": " ".join(request.GET.get("q", "").split())[:200],
             "is_owner": has_role(role, Role.OWNER),
             "dropped_duplicate": (item.status == ItemStatus.REJECTED
                                   and item.rejection_reason.startswith("duplicate of ")),
@@ -247,7 +248,7 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
         error = str(exc)
     payload = batch_payload(project, leased, ready=available_by_class(project))
     # Class keys on the batch grid: the labeling page's, less x and a (untick, tick all) used here.
-    keys = class_hotkeys(list(project.classes), reserved=BATCH_RESERVED_KEYS)
+    keys = class_hotkeys(list(project.classes), reserved=BATCH_RESERVED_KEYS, chosen=project.class_keys)
     return render(
         request,
         "labeling/review.html",
@@ -387,6 +388,6 @@ def review_disputes(request: HttpRequest, project_id: int) -> HttpResponse:
             "dispute": dispute,
             "payload": item_payload(project, dispute.item) if dispute else None,
             "counts": dispute_counts(project),
-            "hotkeys": class_hotkeys(project.classes),
+            "hotkeys": class_hotkeys(project.classes, chosen=project.class_keys),
         },
     )

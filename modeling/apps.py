@@ -15,3 +15,10 @@ class ModelingConfig(AppConfig):
         from .hooks import ModelInTheLoop
 
         set_model_hooks(ModelInTheLoop())
+
+        # Worker processes of `manage.py worker` stop their task at its next batch when asked.
+        from django_q.signals import post_spawn
+
+        from .stopping import arm
+
+        post_spawn.connect(arm, dispatch_uid="modeling.stopping.arm")

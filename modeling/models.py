@@ -60,6 +60,9 @@ class ModelState(models.Model):
     # Judgement revision the newest training request saw, and the one the last finished run used.
     requested_revision = models.PositiveBigIntegerField(default=0)
     requested_at = models.DateTimeField(null=True, blank=True)
+    # A training task is in the queue (set when one is enqueued, cleared when it starts): a burst of labels
+    # enqueues one task, not one per label. Older than the claim timeout, it is taken for lost.
+    train_queued_at = models.DateTimeField(null=True, blank=True)
     trained_revision = models.PositiveBigIntegerField(default=0)
     # Which version's scores the queue's ranking holds (the ranking lags a new version by one task).
     ranked_version = models.PositiveIntegerField(null=True, blank=True)

@@ -60,10 +60,17 @@ def request_training(project_id: int, *, force: bool = False) -> None:
     if revision is None:
         return
     ModelState.objects.get_or_create(project_id=project_id)
+    now = timezone.now()
     ModelState.objects.filter(project_id=project_id, requested_revision__lt=revision).update(
-        requested_revision=revision, requested_at=timezone.now()
+        requested_revision=revision, requested_at=now
     )
-    _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
+    # One queued task per burst: a conditional UPDATE claims the right to enqueue it (cleared when it starts).
+    lost = now - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+    queued = ModelState.objects.filter(project_id=project_id).filter(
+        Q(train_queued_at__isnull=True) | Q(train_queued_at__lt=lost)
+    ).update(train_queued_at=now)
+    if queued or force:
+        _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
 
 
 def request_proposals(project_id: int) -> None:
@@ -84,6 +91,9 @@ def resume_pending_work() -> list[str]:
     enqueued = []
     if loop_enabled():
         async_task("modeling.tasks.warm_up", group="warm-up")  # first, so the first label trains at once
+    # A queue that lost its tasks (the worker was killed, Redis flushed) would leave "a training task is
+    # queued" set: clear it, and re-request below what the database says is due.
+    ModelState.objects.exclude(train_queued_at=None).update(train_queued_at=None)
     for project in Project.objects.all():
         if not project.labeling_supported:
             continue

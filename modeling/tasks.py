@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from projects.models import ItemStatus, Project
 
+from . import stopping
 from .ml.embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .ml.head import Head, lsh_buckets, normalised_entropy, uncertainty
 from .ml.semisupervised import sample_rows
@@ -71,6 +72,20 @@ def warm_up() -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def _should_yield() -> bool:
+    """Embedding gives the worker up between chunks when a stop was asked or another task waits in the queue
+    (it re-enqueues itself behind it): a label's training runs between two chunks, not after the backlog."""
+    if stopping.requested():
+        return True
+    from django_q.brokers import get_broker
+
+    try:
+        return get_broker().queue_size() > 0
+    except Exception as exc:  # noqa: BLE001 - a broker hiccup must not stop embedding; keep going
+        logger.warning("cannot read the task queue's size: %s", exc)
+        return False
+
+
 def embed_project(project_id: int) -> str:
     """Embed the project's items the cache lacks, in chunks, for at most LIGHTBULB_EMBED_TASK_SECONDS.
 
@@ -104,6 +119,9 @@ def embed_project(project_id: int) -> str:
         if not pending:
             store.consolidate()
             return "up to date"
+        if stopping.requested():
+            more = True  # the worker is stopping: the next start resumes (resume_model_work)
+            return "stop requested before embedding; resumes at the next start"
         budget = settings.LIGHTBULB_EMBED_TASK_SECONDS
         deadline = time.monotonic() + budget if budget > 0 else None
         progress = {"embedded": done, "failed": failed}
@@ -118,7 +136,11 @@ def embed_project(project_id: int) -> str:
 
         embedded, n_failed = embed_pending(
             project, store=store, encoder_loader=_encoder_loader(project, pending=len(pending)), item_ids=pending,
-            chunk_size=settings.LIGHTBULB_EMBED_CHUNK, deadline=deadline, on_chunk=on_chunk,
+            chunk_size=settings.LIGHTBULB_EMBED_CHUNK, deadline=deadline,
+            # Chunks of about a quarter of the budget: the budget holds inside them, and a task that waits
+            # (a training request, an import) or a stop request gets the worker within seconds.
+            chunk_seconds=budget / 4 if budget > 0 else None, should_yield=_should_yield, on_chunk=on_chunk,
+            rate_key=f"{spec.name}:{spec.version}",
         )
         embedded_now = embedded
         more = embedded + n_failed < len(pending)
@@ -139,6 +161,15 @@ def embed_project(project_id: int) -> str:
             transaction.on_commit(lambda: request_ranking(project_id))
 
 
+def embed_until_done(project_id: int) -> str:
+    """Run `embed_project` until nothing is left, in this process (benchmarks, tests, commands that want the
+    whole pool embedded now); the worker instead re-enqueues a run that stopped at its budget."""
+    while True:
+        result = embed_project(project_id)
+        if not result.endswith("more to do"):
+            return result
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
@@ -157,6 +188,8 @@ def train_project(project_id: int) -> str:
     if not project.labeling_supported:
         return "no model for this label type"
     state, _ = ModelState.objects.get_or_create(project=project)
+    # From here on a new label enqueues a new task (services.request_training); until here it needed none.
+    ModelState.objects.filter(pk=project.pk).update(train_queued_at=None)
     if not needs_training(project, state):
         return "up to date"
     debounce = settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS

@@ -22,6 +22,7 @@ from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user, signed_in
 
 from .autolabels import AutoLabelPlan, auto_label_plan, do_auto_label
+from .models import ModelState
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -85,6 +86,7 @@ class ModelCardContext(TypedDict):
     is_owner: bool
     can_label: bool
     auto_labels: AutoLabelPlan
+    first_model_status: str
 
 
 def _adjustment(review: dict[str, Any]) -> str:
@@ -93,6 +95,39 @@ def _adjustment(review: dict[str, Any]) -> str:
     if abs(offset) < 0.0005:
         return ""
     return f"{'−' if offset > 0 else '+'}{abs(offset) * 100:.1f} points from reviews"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def first_model_status(project: Project, summary: ModelSummary) -> str:
+    """Why there is no model yet, in the words of what actually blocks it (issue 21: the card said "trains once
+    10 TEST and 10 TRAIN labels exist" while 59 existed and the worker was busy embedding)."""
+    if summary["current_version"]:
+        return ""
+    training, embedding = summary["training"], summary["embedding"]
+    test, train = project.tally_test, project.tally_train
+    need_test, need_train = project.test_min_judgements, project.min_train_judgements
+    if test < need_test or train < need_train:
+        return (f"it trains once {need_test} TEST and {need_train} TRAIN labels of two classes exist "
+                f"(now {test:,} TEST, {train:,} TRAIN)")
+    if training["running"]:
+        return "the first version is training now"
+    trained_revision = ModelState.objects.filter(project=project).values_list("trained_revision", flat=True).first()
+    if training["waiting_for"] and trained_revision == project.judgement_revision:
+        return training["waiting_for"]  # what the last run found missing (two classes, ...), still true
+    if embedding["total"] and not embedding["complete"]:
+        done = embedding["embedded"] + embedding["failed"]
+        rate = embedding["items_per_second"]
+        left = f", about {_duration((embedding['total'] - done) / rate)} left" if rate else ""
+        return (f"waiting for embeddings ({done:,} of {embedding['total']:,}{left}); the first version trains "
+                "between two chunks")
+    return "waiting for the worker to train the first version"
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
@@ -166,6 +201,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         "is_owner": role is not None and has_role(role, Role.OWNER),
         "can_label": role is not None and has_role(role, Role.ANNOTATOR) and project.labeling_supported,
         "auto_labels": auto,
+        "first_model_status": first_model_status(project, summary),
     }
 
 

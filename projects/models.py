@@ -99,6 +99,11 @@ class Project(models.Model):
     label_type = models.CharField(max_length=32, choices=LabelType.choices, default=LabelType.CLASSIFICATION)
     classes = models.JSONField(default=list, help_text="Ordered list of class names")
     default_class = models.CharField(max_length=200, blank=True)
+    class_keys = models.JSONField(
+        default=dict, blank=True,
+        help_text="Keys owners chose for classes ({class: key}, one letter or digit each); the others get theirs "
+        "automatically",
+    )
 
     dataset_directory = models.CharField(max_length=1024, help_text="Absolute path of the dataset (directory or file)")
     judgements_file = models.CharField(

@@ -385,6 +385,28 @@ def do_set_guidelines(project: Project, *, text: str, now: datetime | None = Non
     return project
 
 
+def do_set_class_keys(project: Project, *, keys: dict[str, str]) -> Project:
+    """Owners choose a class's key ({class: key}: one letter or digit; empty gives the class its automatic keys
+    back). A class with a chosen key has that key alone on every screen that does not reserve it (the batch
+    grid keeps s, u, x and a). Bad input raises ProjectError and changes nothing."""
+    cleaned: dict[str, str] = {}
+    for name, raw in keys.items():
+        if name not in project.classes:
+            raise ProjectError(f"{str(name)[:40]!r} is not a class of this project")
+        key = str(raw or "").strip().lower()
+        if not key:
+            continue
+        if len(key) != 1 or not key.isalnum():
+            raise ProjectError(f"the key for {name!r} must be one letter or digit, not {str(raw)[:10]!r}")
+        twin = next((other for other, k in cleaned.items() if k == key), None)
+        if twin is not None:
+            raise ProjectError(f"{key!r} is chosen for both {twin!r} and {name!r}")
+        cleaned[name] = key
+    Project.objects.filter(pk=project.pk).update(class_keys=cleaned)
+    project.class_keys = cleaned
+    return project
+
+
 def do_set_labelling_settings(
     project: Project, *, show_model_guesses: bool, overlap_share: float | None = None, overlap_k: int | None = None
 ) -> Project:

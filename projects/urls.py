@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:project_id>/guidelines/", views.guidelines, name="guidelines"),
     path("<int:project_id>/labelling/settings/", views.labelling_settings, name="labelling-settings"),
     path("<int:project_id>/proposals/settings/", views.proposal_settings, name="proposal-settings"),
+    path("<int:project_id>/keys/", views.class_keys, name="class-keys"),
 ]

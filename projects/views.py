@@ -25,6 +25,7 @@ from .services import (
     do_add_member,
     do_create_project,
     do_remove_member,
+    do_set_class_keys,
     do_set_guidelines,
     do_set_labelling_settings,
     do_set_proposal_settings,
@@ -98,7 +99,14 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         "members": members,
     }
     if project.labeling_supported:
+        from labeling.hotkeys import class_hotkeys  # the keys are labeling's; their rule is plain Python
         from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
+
+        automatic = {c["label"]: c["keys"] for c in class_hotkeys(project.classes)}
+        context["class_key_rows"] = [
+            {"label": name, "chosen": project.class_keys.get(name, ""), "auto": " ".join(automatic.get(name, []))}
+            for name in project.classes
+        ]
 
         context.update(model_card_context(project, role=role))
     return render(request, "projects/project_detail.html", context)
@@ -204,6 +212,25 @@ def labelling_settings(request: HttpRequest, project_id: int) -> HttpResponse:
         + f"; {overlap}.",
     )
     return redirect(f"{project.get_absolute_url()}#configuration")
+
+
+@login_required
+@require_POST
+def class_keys(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Owners choose each class's key (one `key` field per class, in the classes' order; empty: automatic)."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    typed = request.POST.getlist("key")
+    if len(typed) != len(project.classes):
+        messages.error(request, "The classes changed since the page was opened; nothing changed. Try again.")
+        return redirect(f"{project.get_absolute_url()}#class-keys")
+    try:
+        do_set_class_keys(project, keys=dict(zip(project.classes, typed, strict=True)))
+    except ProjectError as exc:
+        messages.error(request, f"{sentence(str(exc))} Nothing changed.")
+    else:
+        chosen = ", ".join(f"{k} for {name}" for name, k in project.class_keys.items()) or "the automatic keys"
+        messages.success(request, f"Keys saved: {chosen}.")
+    return redirect(f"{project.get_absolute_url()}#class-keys")
 
 
 @login_required

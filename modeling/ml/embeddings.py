@@ -262,6 +262,12 @@ def pending_item_ids(embeddings: Embeddings, candidate_ids: np.ndarray) -> list[
     return np.setdiff1d(candidate_ids, done).tolist()
 
 
+# Adaptive chunks (embed_pending): the first of a run, and the smallest.
+FIRST_CHUNK = 32
+MIN_CHUNK = 16
+_RATES: dict[str, float] = {}
+
+
 def embed_pending(
     project: Project,
     *,
@@ -271,22 +277,50 @@ def embed_pending(
     chunk_size: int = 256,
     batch_size: int | None = None,  # None: the encoder's own best size
     deadline: float | None = None,
+    chunk_seconds: float | None = None,
+    should_yield: Callable[[], bool] | None = None,
     on_chunk: Callable[[int, int, float], None] | None = None,
+    rate_key: str | None = None,
 ) -> tuple[int, int]:
-    """Embed `item_ids` in chunks, one file per chunk, stopping early at `deadline` (time.monotonic)."""
+    """Embed `item_ids` in chunks, one file per chunk, stopping early at `deadline` (time.monotonic) or when
+    `should_yield()` says so (another task waits, a stop was asked); at least one chunk is always done.
+
+    With `chunk_seconds`, chunks are sized from the speed measured so far to take about that long (the first
+    is small), so the deadline holds inside what would have been one big chunk on a slow or busy machine: a
+    chunk that would end past the deadline waits for the next run."""
     embedded = failed = 0
     encoder = None
-    for start in range(0, len(item_ids), chunk_size):
-        if deadline is not None and time.monotonic() > deadline and start > 0:
-            break
-        chunk_ids = item_ids[start : start + chunk_size]
+    # Items per second, measured: by an earlier run of this process for the same encoder (`rate_key`), so that
+    # a run after a yield starts at full size, or by this run's first (small) chunk.
+    rate: float | None = _RATES.get(rate_key) if rate_key else None
+    size = chunk_size
+    if chunk_seconds:
+        size = min(chunk_size, max(MIN_CHUNK, int(rate * chunk_seconds))) if rate else min(chunk_size, FIRST_CHUNK)
+    start = 0
+    while start < len(item_ids):
+        if start > 0:
+            if should_yield is not None and should_yield():
+                break
+            if deadline is not None:
+                expected = size / rate if rate else 0.0
+                if time.monotonic() + expected > deadline:
+                    break
+        chunk_ids = item_ids[start : start + size]
+        start += len(chunk_ids)
         items = list(Item.objects.filter(pk__in=chunk_ids).exclude(status=ItemStatus.REJECTED).order_by("id"))
         if not items:
             continue
         encoder = encoder or encoder_loader()
         t0 = time.perf_counter()
         e, f = embed_items(project, items, store=store, encoder=encoder, batch_size=batch_size)
+        seconds = time.perf_counter() - t0
         embedded, failed = embedded + e, failed + f
         if on_chunk is not None:
-            on_chunk(e, f, time.perf_counter() - t0)
+            on_chunk(e, f, seconds)
+        if chunk_seconds and seconds > 0:
+            # The first chunk of a process includes loading the encoder; later ones measure the encoder alone.
+            rate = len(items) / seconds
+            if rate_key:
+                _RATES[rate_key] = rate
+            size = min(chunk_size, max(MIN_CHUNK, int(rate * chunk_seconds)))
     return embedded, failed

@@ -45,3 +45,13 @@ def percent_value(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value * 100:.1f}".rstrip("0").rstrip(".")
+
+
+@register.filter
+def highlight_words(value: str, query: str) -> str:
+    """The text, escaped, with the search's words marked (search batches, the item page from a search)."""
+    from django.utils.safestring import mark_safe
+
+    from projects.rendering import highlight
+
+    return mark_safe(highlight(str(value or ""), str(query or "")))  # noqa: S308 - highlight() escapes all

@@ -64,6 +64,28 @@
       box.className = "item-json";
       box.innerHTML = item.html; // sanitised on the server (nh3), values HTML-escaped
       view.append(box);
+    } else if (item.email) {
+      // An e-mail: subject and sender on top, the body in the reading box, the headers folded below.
+      const mail = document.createElement("div");
+      mail.className = "item-email";
+      const subject = document.createElement("h2");
+      subject.className = "email-subject";
+      subject.textContent = item.email.subject || "(no subject)";
+      const meta = document.createElement("p");
+      meta.className = "muted email-meta";
+      meta.textContent = [item.email.from && "From " + item.email.from, item.email.date].filter(Boolean).join(" · ");
+      const body = document.createElement("div");
+      body.className = "item-text";
+      body.textContent = item.email.body;
+      const headers = document.createElement("details");
+      headers.className = "email-headers";
+      const summary = document.createElement("summary");
+      summary.textContent = "Headers";
+      const pre = document.createElement("pre");
+      pre.textContent = item.email.headers;
+      headers.append(summary, pre);
+      mail.append(subject, meta, body, headers);
+      view.append(mail);
     } else {
       const box = document.createElement("div");
       box.className = "item-text";
@@ -269,6 +291,7 @@
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    if (document.querySelector("dialog[open]")) return;  // the key list (?) is open: keys are for it
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
     if (keymap.has(key)) {
       ev.preventDefault();

@@ -15,6 +15,21 @@
   (config.keys || []).forEach((entry) => entry.keys.forEach((k) => keyToClass.set(k, entry.label)));
   const started = performance.now();
   let submitted = false;
+  // An Enter held or pressed twice for the previous batch must not confirm this one unseen: Enter counts once
+  // the grid has been on screen a moment and the person has moved (mouse, wheel, touch or a key other than
+  // Enter). A click on Confirm always counts.
+  const ARM_MS = Number(config.enter_arm_ms || 1200);
+  let looked = false;
+  const hint = document.getElementById("enter-hint");
+  function enterArmed() {
+    const armed = looked && performance.now() - started >= ARM_MS;
+    if (armed) grid.dataset.enterArmed = "true";  // for styles and tests
+    return armed;
+  }
+  function look() { looked = true; enterArmed(); }
+  ["pointermove", "wheel", "touchstart"].forEach((type) =>
+    document.addEventListener(type, look, { passive: true, once: true }));
+  setTimeout(enterArmed, ARM_MS + 10);
 
   function refresh() {
     let accepted = 0;
@@ -79,7 +94,9 @@
 
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input[type=search], select, textarea")) return;
+    if (document.querySelector("dialog[open]")) return;  // the key list (?) is open: keys are for it
     if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key !== "Enter") look();
     const current = tiles.indexOf(document.activeElement);
     const at = current === -1 ? 0 : current;
     switch (event.key) {
@@ -96,6 +113,10 @@
         break;
       case "Enter":
         event.preventDefault();
+        if (event.repeat || !enterArmed()) {
+          if (hint) hint.hidden = false;
+          break;
+        }
         if (!submitted) form.requestSubmit();
         break;
       default:
@@ -116,6 +137,7 @@
     document.getElementById("confirm-batch").disabled = true;
   });
 
+  if (hint) grid.addEventListener("pointermove", () => { hint.hidden = true; }, { once: true });
   refresh();
   // Tests and styles can tell a grid whose keys work from one still waiting for this script.
   grid.dataset.ready = "true";

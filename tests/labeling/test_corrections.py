@@ -3,6 +3,8 @@ goes to the item's next-likeliest class when that class's threshold admits it, e
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -163,6 +165,7 @@ def test_in_the_browser_a_class_key_or_the_picker_corrects_a_tile_and_space_unti
     page.keyboard.press("Space")
     assert page.inner_text("#n-corrected") == "1"
     page.keyboard.press("2")
+    page.wait_for_selector('#batch-grid[data-enter-armed="true"]')  # looked at it a moment
     page.keyboard.press("Enter")
     page.wait_for_selector(".msg-success")
     assert "Confirmed 3 as sport, rejected 1, corrected 2." in page.inner_text(".msg-success")
@@ -172,3 +175,30 @@ def test_in_the_browser_a_class_key_or_the_picker_corrects_a_tile_and_space_unti
     sources = dict(Judgement.objects.filter(project=project).values_list("item_id", "source"))
     assert sources[by_key] == sources[by_picker] == JudgementSource.CORRECTED_PROPOSAL
     assert Proposal.objects.get(item_id=unticked, label="sport").status == ProposalStatus.REJECTED
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_the_browser_a_new_batch_does_not_take_an_enter_meant_for_the_last_one(page, live_server, tmp_path,
+                                                                                  alice):
+    project, items = make_three_topic_project(tmp_path)
+    keys = sorted(items)[:4]
+    do_sync_proposals(project, version=1, desired={items[k].pk: ("sport", 0.9) for k in keys})
+    login(page, live_server, "alice", "alice-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    page.goto(f"{live_server.url}/projects/{project.pk}/proposals/review/?label=sport")
+    page.wait_for_selector("#batch-grid[data-ready=true]")
+    # Enter at once (held, or pressed twice for the batch before): nothing is confirmed; the page says why.
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#enter-hint:not([hidden])")
+    time.sleep(1.5)  # past the moment, still without moving: Enter still waits for a look
+    page.keyboard.press("Enter")
+    assert not Judgement.objects.filter(project=project).exists()
+    assert page.locator("#batch-grid").get_attribute("data-enter-armed") is None
+    page.mouse.move(200, 300)
+    page.mouse.move(260, 340)
+    page.wait_for_selector('#batch-grid[data-enter-armed="true"]')
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg-success")
+    assert Judgement.objects.filter(project=project, label="sport").count() == 4

@@ -95,7 +95,7 @@ def make_proposing_project(
     labels; the real embedding and training tasks then run once, as the worker would run them.
     """
     from labeling.services import do_record_judgement
-    from modeling.tasks import embed_project, train_project
+    from modeling.tasks import embed_until_done, train_project
 
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # label first, train once (a run per label is slow here)
     project, truth = make_text_project(root, n=n)
@@ -107,7 +107,7 @@ def make_proposing_project(
         do_record_judgement(project, item=items[key], user=user, label=truth[key], time_taken=2.0)
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
     settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = 0
-    embed_project(project.pk)
+    embed_until_done(project.pk)
     train_project(project.pk)
     project.refresh_from_db()
     return project, truth
@@ -229,7 +229,7 @@ def colours(tmp_path, alice, settings, scoring):
     """Red vs blue PNGs, labelled, embedded by MobileNetV2 and trained once."""
     from labeling.services import do_record_judgement
     from modeling.models import ModelState
-    from modeling.tasks import embed_project, train_project
+    from modeling.tasks import embed_until_done, train_project
 
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
     project, truth = make_colour_project(tmp_path / "c", n=24)
@@ -239,7 +239,7 @@ def colours(tmp_path, alice, settings, scoring):
     for item in project.items.order_by("key"):
         do_record_judgement(project, item=item, user=alice, label=truth[item.key.split("/")[-1]], time_taken=1.0)
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
-    embed_project(project.pk)
+    embed_until_done(project.pk)
     train_project(project.pk)
     assert ModelState.objects.get(project=project).current_version is not None
     return project

@@ -29,9 +29,9 @@ def test_the_project_page_shows_progress_then_the_curve_and_confusion_matrix(
     assert 'id="model-card"' in page and "0</span> / 0 items" in page and "waiting for the worker" in page
 
     loop_on.LIGHTBULB_MODEL_IN_THE_LOOP = True
-    from modeling.tasks import embed_project
+    from modeling.tasks import embed_until_done
 
-    embed_project(project.pk)
+    embed_until_done(project.pk)
     label_from_queue(project, alice, truth, 22, django_capture_on_commit_callbacks)
     versions = ModelVersion.objects.filter(project=project).count()
     page = client.get(f"/projects/{project.pk}/").content.decode()

@@ -170,6 +170,7 @@ def test_in_the_browser_proposals_are_ready_and_a_reviewed_batch_records_the_rig
     rejected = set(untick + [by_mouse, by_key])
     assert page.inner_text("#n-rejected") == str(len(rejected))
     assert page.locator(".batch-tile.rejected").count() == len(rejected)
+    page.wait_for_selector('#batch-grid[data-enter-armed="true"]')  # looked at it a moment
     page.keyboard.press("Enter")
     page.wait_for_selector(".msg-success")
     assert f"Confirmed {20 - len(rejected)} as {label}, rejected {len(rejected)}." in page.inner_text(".msg-success")

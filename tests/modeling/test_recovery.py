@@ -15,7 +15,7 @@ import pytest
 from modeling.ml.embeddings import store_for
 from modeling.ml.head import Head
 from modeling.models import EmbeddingJob, ModelState, ModelVersion
-from modeling.tasks import embed_project
+from modeling.tasks import embed_project, embed_until_done
 from tests.conftest import REPO, database_url
 from tests.modeling.conftest import make_colour_project, make_text_project
 from tests.modeling.test_training import label_from_queue
@@ -79,7 +79,7 @@ def test_it_resumes_embedding_after_the_worker_is_killed(tmp_path, alice, loop_o
 def test_a_worker_killed_while_training_leaves_the_last_good_version(tmp_path, alice, loop_on,
                                                                      django_capture_on_commit_callbacks):
     project, truth = make_text_project(tmp_path, n=40)
-    embed_project(project.pk)
+    embed_until_done(project.pk)
     label_from_queue(project, alice, truth, 20, django_capture_on_commit_callbacks)
     good = ModelState.objects.get(project=project).current_version
     assert good is not None
