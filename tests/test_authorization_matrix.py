@@ -114,6 +114,7 @@ PAGES = [
     ("get", "/projects/{p}/items/?duplicates=1", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/items/duplicates/drop/", None, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/items/{i}/keep/", None, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/keys/", {"key": ["c", ""]}, [302, 404, 403, 403, 403, 302]),
 ]
 
 
@@ -179,6 +180,9 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
             assert image_project.show_model_guesses is False  # the box was not ticked
         elif "proposals/review" in url:
             assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
+        elif url.endswith("/keys/"):
+            image_project.refresh_from_db()
+            assert image_project.class_keys == {"Cat": "c"}
         elif "/data/" in url or "duplicates/drop" in url or url.endswith("/keep/"):
             # No files sent / no duplicates here / not a dropped duplicate: said why, nothing changed.
             assert image_project.items.filter(status="rejected").count() == 0
