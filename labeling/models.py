@@ -163,6 +163,7 @@ class BatchStatus(models.TextChoices):
     OPEN = "open", "Open"  # leased to a reviewer
     SUBMITTED = "submitted", "Submitted"
     RELEASED = "released", "Released"  # given up (a new batch of another class was asked for)
+    UNDONE = "undone", "Undone"  # confirmed, then taken back by its reviewer a moment later
 
 
 class ProposalBatch(models.Model):

@@ -24,7 +24,7 @@ from django.utils import timezone
 from projects.models import DataType, Item, ItemStatus, Project
 
 from .audits import active_pauses, human_label_count, pause_if_below_floor
-from .errors import BatchConflict, BatchError, InvalidLabel, LabelingError
+from .errors import BatchConflict, BatchError, InvalidLabel, LabelingError, NothingToUndo
 from .leases import LEASE_CLEARED, after_change, claim_rows, free_lease
 from .models import (
     AuditStatus,
@@ -469,3 +469,68 @@ def do_confirm_batch(
         batch=batch, accepted=done_accepted, rejected=rejected_ids, corrected=done_corrected, skipped=skipped,
         audit=audit, paused=paused,
     )
+
+
+@dataclass
+class UndoneBatch:
+    batch: ProposalBatch
+    undone: int
+
+
+def undo_window() -> timedelta:
+    return timedelta(seconds=settings.LIGHTBULB_BATCH_UNDO_SECONDS)
+
+
+def last_batch_to_undo(project: Project, *, user: User, now: datetime | None = None) -> ProposalBatch | None:
+    """The user's last confirmed batch, while it may still be undone (its summary shows with an undo)."""
+    now = now or timezone.now()
+    return (ProposalBatch.objects.filter(project=project, user=user, status=BatchStatus.SUBMITTED,
+                                         submitted_at__gte=now - undo_window())
+            .filter(Q(accepted__gt=0) | Q(corrected__gt=0)).order_by("-submitted_at", "-id").first())
+
+
+def do_undo_batch(project: Project, *, user: User, batch_id: int, now: datetime | None = None) -> UndoneBatch:
+    """Take back a batch the user confirmed a moment ago (an Enter meant for the batch before, a slip): its
+    accepted and corrected items become unlabelled again and their labels stay in the history, undone; the
+    tiles the person unticked stay rejected (that was a decision). The model proposes the items again after
+    it retrains.
+
+    Preconditions: the user's own confirmed batch, within LIGHTBULB_BATCH_UNDO_SECONDS, and nobody has changed
+    one of its labels since (then it is a relabel on the item's page, not an undo). Else NothingToUndo."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        batch = ProposalBatch.objects.select_for_update().filter(pk=batch_id, project=project, user=user).first()
+        if batch is None or batch.status != BatchStatus.SUBMITTED:
+            raise NothingToUndo("that is not a batch you confirmed")
+        if batch.submitted_at is None or batch.submitted_at < now - undo_window():
+            minutes = settings.LIGHTBULB_BATCH_UNDO_SECONDS // 60 or 1
+            raise NothingToUndo(f"a batch can be undone for {minutes} minute(s) after it was confirmed; change "
+                                "single labels on their item pages instead")
+        accepted = list(Proposal.objects.filter(batch=batch, status=ProposalStatus.ACCEPTED)
+                        .values_list("item_id", flat=True))
+        corrected = list(Proposal.objects.filter(batch=batch, status=ProposalStatus.REJECTED)
+                         .exclude(corrected_label="").values_list("item_id", flat=True))
+        ids = accepted + corrected
+        sources = [JudgementSource.CONFIRMED_PROPOSAL, JudgementSource.SEARCH_BATCH, JudgementSource.CORRECTED_PROPOSAL]
+        judgements = list(Judgement.objects.select_for_update().filter(
+            project=project, item_id__in=ids, user=user, source__in=sources, undone_at__isnull=True,
+            created_at__gte=batch.created_at,
+        ))
+        current = {j.item_id for j in judgements if j.is_current}
+        if len(current) != len(ids):
+            raise NothingToUndo("some of this batch's labels were changed since; change them on their item pages")
+        Judgement.objects.filter(pk__in=[j.pk for j in judgements]).update(is_current=False, undone_at=now)
+        Item.objects.filter(pk__in=ids, status=ItemStatus.LABELLED).update(
+            status=ItemStatus.UNLABELLED, **LEASE_CLEARED
+        )
+        # Out of the measured precision and any audit; the next model proposes the items afresh.
+        Proposal.objects.filter(batch=batch, item_id__in=accepted).update(
+            status=ProposalStatus.WITHDRAWN, audit_status=AuditStatus.NONE
+        )
+        Proposal.objects.filter(batch=batch, item_id__in=corrected).update(corrected_label="")
+        ProposalBatch.objects.filter(pk=batch.pk).update(
+            status=BatchStatus.UNDONE, accepted=0, corrected=0, audit=False
+        )
+        after_change(project)
+    batch.refresh_from_db()
+    return UndoneBatch(batch=batch, undone=len(ids))

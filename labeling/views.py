@@ -25,7 +25,14 @@ from .hotkeys import BATCH_RESERVED_KEYS, class_hotkeys, command_keys
 from .models import Judgement, Stage
 from .overlap import is_overlap_item, live_votes
 from .presenters import batch_payload, item_payload
-from .proposals import available_by_class, do_confirm_batch, lease_batch, lease_search_batch
+from .proposals import (
+    available_by_class,
+    do_confirm_batch,
+    do_undo_batch,
+    last_batch_to_undo,
+    lease_batch,
+    lease_search_batch,
+)
 from .queue import model_hooks
 from .reviews import do_review_labels, labels_to_review, reviewed_accuracy
 from .services import do_record_judgement, get_item, overrules
@@ -264,8 +271,28 @@ def review_batch(request: HttpRequest, project_id: int) -> HttpResponse:
             "config": {"project": project.pk, "size": len(payload["items"]), "label": payload["label"],
                        "keys": keys},
             "correction_keys": [k for k in keys if k["keys"] and k["label"] != payload["label"]],
+            # The summary of the last confirmed batch stays, with an undo, for a few minutes.
+            "last_batch": last_batch_to_undo(project, user=signed_in(request)),
+            "undo_minutes": max(1, settings.LIGHTBULB_BATCH_UNDO_SECONDS // 60),
         },
     )
+
+
+@login_required
+@require_POST
+def undo_batch(request: HttpRequest, project_id: int) -> HttpResponse:
+    """A reviewer takes back the batch they just confirmed (within LIGHTBULB_BATCH_UNDO_SECONDS)."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    try:
+        undone = do_undo_batch(project, user=signed_in(request), batch_id=int(request.POST.get("batch", "0")))
+    except ValueError:
+        messages.error(request, "No batch was named; nothing changed.")
+    except LabelingError as exc:
+        messages.error(request, f"{sentence(str(exc))} Nothing changed.")
+    else:
+        messages.success(request, f"Undone: the {undone.undone} item(s) of that {undone.batch.label} batch are "
+                                  "unlabelled again (their labels stay in the history).")
+    return redirect("labeling:review", project.pk)
 
 
 def _submit_batch(request: HttpRequest, project) -> HttpResponse:

@@ -399,6 +399,8 @@ LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  #
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)
 LIGHTBULB_BATCH_SIZE_TEXT = env_int("LIGHTBULB_BATCH_SIZE_TEXT", 20)
+# A confirmed batch can be undone by its reviewer for this long (its summary shows with an undo button).
+LIGHTBULB_BATCH_UNDO_SECONDS = env_int("LIGHTBULB_BATCH_UNDO_SECONDS", 300)
 # /score's image URLs (modeling/fetch.py): size cap, one deadline per URL, redirects followed (each
 # checked). ALLOW_NETWORKS lets private networks through and exists for tests only (a local server).
 LIGHTBULB_FETCH_MAX_BYTES = env_int("LIGHTBULB_FETCH_MAX_BYTES", 10 * 1024 * 1024)

@@ -115,6 +115,8 @@ PAGES = [
     ("post", "/projects/{p}/items/duplicates/drop/", None, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/items/{i}/keep/", None, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/keys/", {"key": ["c", ""]}, [302, 404, 403, 403, 403, 302]),
+    # Members who review batches get past authorization; there is no batch of theirs to undo (said why).
+    ("post", "/projects/{p}/proposals/review/undo/", {"batch": "1"}, [302, 404, 403, 302, 302, 302]),
 ]
 
 
@@ -180,6 +182,8 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
             assert image_project.show_model_guesses is False  # the box was not ticked
         elif "proposals/review" in url:
             assert item.judgements.count() == 0  # no batch was leased: an error message, nothing written
+        elif "review/undo" in url:
+            assert item.judgements.count() == 0  # nothing to undo: an error message, nothing written
         elif url.endswith("/keys/"):
             image_project.refresh_from_db()
             assert image_project.class_keys == {"Cat": "c"}
