@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from projects.models import Project
 
@@ -15,9 +19,18 @@ logger = logging.getLogger(__name__)
 
 
 def enqueue_judgements_file_sync(project_id: int) -> None:
+    """One queued sync per burst of labels: a conditional UPDATE claims the right to enqueue it; a mark older
+    than the claim timeout is a lost task and is claimed again."""
     from django_q.tasks import async_task
 
-    if Project.objects.filter(pk=project_id).exclude(judgements_file="").exists():
+    now = timezone.now()
+    lost = now - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+    claimed = (
+        Project.objects.filter(pk=project_id).exclude(judgements_file="")
+        .filter(Q(judgements_file_queued_at__isnull=True) | Q(judgements_file_queued_at__lt=lost))
+        .update(judgements_file_queued_at=now)
+    )
+    if claimed:
         async_task("interchange.tasks.sync_judgements_file_task", project_id, group=f"judgements-file-{project_id}")
 
 
@@ -27,6 +40,8 @@ def sync_judgements_file_task(project_id: int) -> str:
     Many judgements arriving together enqueue many of these; all but the first find the file already
     current and return at once.
     """
+    # From here on a new label enqueues a new sync (enqueue_judgements_file_sync); until here it needed none.
+    Project.objects.filter(pk=project_id).update(judgements_file_queued_at=None)
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"

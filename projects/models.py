@@ -80,6 +80,8 @@ class ProjectQuerySet(models.QuerySet["Project"]):
 
 
 TALLY_FIELDS = frozenset({"tally_unlabelled", "tally_test", "tally_train"})
+# Written only by conditional UPDATEs, never by `save()` (a stale instance would write an old value back).
+UPDATE_ONLY_FIELDS = TALLY_FIELDS | {"judgements_file_queued_at"}
 
 
 class Project(models.Model):
@@ -194,6 +196,9 @@ class Project(models.Model):
     # reflect, so background tasks can skip work that is already up to date.
     judgement_revision = models.PositiveBigIntegerField(default=0, editable=False)
     judgements_file_revision = models.PositiveBigIntegerField(default=0, editable=False)
+    # A judgements-file sync task is queued (set when one is enqueued, cleared when it starts): a burst of
+    # labels enqueues one, not one per label.
+    judgements_file_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Kept by database triggers (lightbulb_site/tallies.py), never written by Python: unlabelled items,
     # and the current TEST / TRAIN judgements, which every lease would otherwise count. `save()` leaves
@@ -217,7 +222,7 @@ class Project(models.Model):
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
             kwargs["update_fields"] = [
-                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in TALLY_FIELDS
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in UPDATE_ONLY_FIELDS
             ]
         super().save(*args, **kwargs)
 

@@ -82,3 +82,18 @@ def test_the_judgements_file_is_written_atomically_from_the_database(image_proje
     ]
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
     assert Project.objects.get(pk=image_project.pk).judgements_file == str(path)
+
+
+def test_it_enqueues_one_judgements_file_sync_per_burst_of_labels(image_project, monkeypatch):
+    from interchange.tasks import enqueue_judgements_file_sync, sync_judgements_file_task
+
+    sent = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kwargs: sent.append(func))
+    for _ in range(4):
+        enqueue_judgements_file_sync(image_project.pk)
+    assert sent == ["interchange.tasks.sync_judgements_file_task"]
+    sync_judgements_file_task(image_project.pk)  # the task starts: the next label needs a task of its own
+    enqueue_judgements_file_sync(image_project.pk)
+    assert len(sent) == 2
+    image_project.refresh_from_db()
+    assert image_project.judgements_file_queued_at is not None
