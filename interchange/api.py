@@ -109,6 +109,10 @@ class JsonLinesAliasParser(JsonLinesParser):
     media_type = "application/jsonl"
 
 
+class JsonLinesOtherAliasParser(JsonLinesParser):
+    media_type = "application/jsonlines"
+
+
 def _files_from(request: Request) -> list[tuple[str, UploadedFile]]:
     """(name, file) pairs of a multipart request: `files` repeated, and optionally `paths` repeated in the same
     order with each file's path inside the folder it came from (browsers send only the file's own name)."""
@@ -198,7 +202,7 @@ class ItemUploadViewSet(ViewSet):
 
     def get_parsers(self) -> list[parsers.BaseParser]:
         # The site's parsers (its JSON parser for server folders; multipart) and JSONL bodies.
-        return [*super().get_parsers(), JsonLinesParser(), JsonLinesAliasParser()]
+        return [*super().get_parsers(), JsonLinesParser(), JsonLinesAliasParser(), JsonLinesOtherAliasParser()]
 
     @extend_schema(
         request={

@@ -103,14 +103,15 @@ def clean_name(raw: str) -> str:
             raise UploadError(f"{raw!r}: hidden files and folders are not imported")
         for bad in '<>:"|?*':
             part = part.replace(bad, "_")
-        if len(part) > NAME_PART_MAX:
-            raise UploadError(f"{raw!r}: a file or folder name may be at most {NAME_PART_MAX} characters")
+        if len(part.encode("utf-8")) > NAME_PART_MAX:
+            # Filesystems count bytes (255 on Linux), not characters.
+            raise UploadError(f"{raw!r}: a file or folder name may be at most {NAME_PART_MAX} bytes long")
         parts.append(part)
     if not parts:
         raise UploadError(f"{raw!r}: not a usable file name")
     name = "/".join(parts)
-    if len(name) > NAME_MAX:
-        raise UploadError(f"{raw!r}: the path may be at most {NAME_MAX} characters")
+    if len(name.encode("utf-8")) > NAME_MAX:
+        raise UploadError(f"{raw!r}: the path may be at most {NAME_MAX} bytes long")
     return name
 
 
@@ -242,6 +243,11 @@ def do_receive_files(job: ImportJob, *, files: list[tuple[str, UploadedFile]]) -
         )
         reason = exc.strerror or exc
         raise UploadError(f"the server could not store the files ({reason}); nothing of them was kept") from exc
+    if written and not ImportJob.objects.filter(pk=job.pk, state=ImportState.OPEN).exists():
+        # Cancelled or started while these were being written: they are not part of it.
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise ImportStateError("this import was cancelled or started while the files arrived; they were not kept")
     if result.refused:
         _add_problems(job, result.refused)
     job.refresh_from_db(fields=["files_received", "bytes_received", "problems", "problems_more"])
@@ -296,6 +302,8 @@ def _add_problems(job: ImportJob, messages: list[str]) -> None:
 
 def do_queue_import(job: ImportJob) -> ImportJob:
     """Hand a received upload to the worker. Preconditions: open, with at least one file."""
+    if not uploads_folder(Project.objects.get(pk=job.project_id)):
+        raise UploadError("this project now reads a server folder; uploads cannot go there (cancel this one)")
     with transaction.atomic():
         claimed = ImportJob.objects.filter(pk=job.pk, state=ImportState.OPEN, files_received__gt=0).update(
             state=ImportState.QUEUED
@@ -311,15 +319,27 @@ def do_queue_import(job: ImportJob) -> ImportJob:
 
 
 def do_cancel_import(job: ImportJob) -> ImportJob:
-    """Throw away an upload the worker has not started. Preconditions: open or queued."""
-    claimed = ImportJob.objects.filter(pk=job.pk, state__in=[ImportState.OPEN, ImportState.QUEUED]).update(
-        state=ImportState.CANCELLED, finished_at=timezone.now()
-    )
+    """Throw away an import the worker has not started, or one whose worker went silent (killed mid-import:
+    its files are taken back). Preconditions: open, queued, or running without a heartbeat for the claim
+    timeout."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+    claimed = ImportJob.objects.filter(
+        Q(state__in=[ImportState.OPEN, ImportState.QUEUED]) | Q(state=ImportState.RUNNING, heartbeat_at__lt=stale),
+        pk=job.pk,
+    ).update(state=ImportState.CANCELLED, finished_at=now)
     job.refresh_from_db()
     if not claimed:
         raise ImportStateError(f"this import is {job.get_state_display().lower()}; it can no longer be cancelled")
+    _take_back(job)
     shutil.rmtree(staging_dir(job), ignore_errors=True)
     return job
+
+
+def is_stalled(job: ImportJob) -> bool:
+    """Running, but its worker has not been heard of for the claim timeout (it was killed or timed out)."""
+    stale = timezone.now() - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+    return job.state == ImportState.RUNNING and job.heartbeat_at is not None and job.heartbeat_at < stale
 
 
 def _enqueue(job: ImportJob) -> None:
@@ -371,6 +391,12 @@ def check_server_folder(raw: str, *, data_type: str) -> FolderCheck:
     if not any(path == root or path.is_relative_to(root) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
         raise UploadError(f"{text} is outside the folders this site allows ({allowed})")
+    uploads = Path(settings.LIGHTBULB_UPLOAD_ROOT).resolve()
+    if path == uploads or path.is_relative_to(uploads) or uploads.is_relative_to(path):
+        # Other projects' uploads and the staging folders are never a project's server folder.
+        raise UploadError(f"{text} holds uploaded files of projects; name a folder of your own data")
+    if any(part.startswith(".") for part in path.parts):
+        raise UploadError(f"{text}: hidden folders are not imported")
     if not path.exists():
         raise UploadError(f"{text} does not exist")
     if not path.is_dir():
@@ -404,6 +430,11 @@ def do_use_server_folder(
             raise UploadError(
                 f"this project already has items from {locked.dataset_directory}; its data folder cannot change"
             )
+        busy = ImportJob.objects.filter(project=locked, kind=ImportKind.UPLOAD, state__in=[
+            ImportState.OPEN, ImportState.QUEUED, ImportState.RUNNING])
+        if not same and busy.exists():
+            # Its files would land in the server folder: finish or cancel the upload first.
+            raise UploadError("an upload into this project is not finished; wait for it or cancel it first")
         if not same:
             Project.objects.filter(pk=project.pk).update(dataset_directory=str(checked.path))
             project.dataset_directory = str(checked.path)
@@ -441,6 +472,11 @@ class _Progress:
             phase=name, progress_done=0, progress_total=total, heartbeat_at=timezone.now()
         )
         self.last = time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self.last >= PROGRESS_EVERY_SECONDS:
+            ImportJob.objects.filter(pk=self.job.pk).update(heartbeat_at=timezone.now())
+            self.last = time.monotonic()
 
     def tick(self, done: int) -> None:
         if time.monotonic() - self.last >= PROGRESS_EVERY_SECONDS:
@@ -483,13 +519,19 @@ def do_run_import(job: ImportJob) -> ImportJob:
             _finish(job, problems)
             if result.items_added:
                 announce_items_added(project)
-    except Exception as exc:
-        # Anything, including the database refusing the insert: the import is reported failed with its reason
-        # and its files go back, so that a retry (or a new upload) starts clean. Re-raised for the worker's log.
+    except BaseException as exc:
+        # Anything, including the database refusing the insert and django-q2's timeout (a SystemExit): the
+        # import is reported failed with its reason and its files go back, so that a retry (or a new upload)
+        # starts clean. Re-raised for the worker's log.
         for path in placed:
             path.unlink(missing_ok=True)
         job.state = ImportState.FAILED
-        job.error = str(exc)[:2000] if isinstance(exc, UploadError) else f"{type(exc).__name__}: {str(exc)[:2000]}"
+        if isinstance(exc, UploadError):
+            job.error = str(exc)[:2000]
+        elif isinstance(exc, Exception):
+            job.error = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        else:
+            job.error = "the worker stopped the import (it ran past its time limit, or the worker was stopped)"
         job.placed = []
         _finish(job, problems)
         if not isinstance(exc, UploadError):
@@ -527,6 +569,8 @@ def _import_upload(
     job: ImportJob, problems: list[str]
 ) -> tuple[list[ItemRecord], int, list[str], list[Path]]:
     project = job.project
+    if not uploads_folder(project):
+        raise UploadError("this project now reads a server folder; an upload cannot be written there")
     staging = staging_dir(job)
     if not staging.is_dir():
         raise UploadError("the uploaded files are gone from the server (was the upload folder cleaned?)")
@@ -540,7 +584,7 @@ def _import_upload(
     if zips:
         progress.phase("unpacking", total=len(zips))
         for n, archive in enumerate(zips, start=1):
-            _unpack(archive, staging, project.data_type, limits, problems)
+            _unpack(archive, staging, project.data_type, limits, problems, progress)
             progress.tick(n)
     _rename_taken(project, staging)
     records, existing, warnings = _read_folder(job, staging, problems, progress=progress)
@@ -565,14 +609,17 @@ def _import_upload(
                     shutil.copyfileobj(src, out, COPY_CHUNK)
             placed.append(target)
             progress.tick(n)
-    except Exception:
+    except BaseException:
         for path in placed:
             path.unlink(missing_ok=True)
         raise
     return records, existing, warnings, placed
 
 
-def _unpack(archive: Path, staging: Path, data_type: str, limits: _Limits, problems: list[str]) -> None:
+def _unpack(
+    archive: Path, staging: Path, data_type: str, limits: _Limits, problems: list[str],
+    progress: _Progress | None = None,
+) -> None:
     """Unpack a zip next to where it was uploaded, then remove it. Bad members are reported and skipped; going
     past the import's limits fails the import (UploadTooLarge), since half of a zip is not what was asked."""
     label = archive.relative_to(staging).as_posix()
@@ -586,7 +633,13 @@ def _unpack(archive: Path, staging: Path, data_type: str, limits: _Limits, probl
         archive.unlink(missing_ok=True)
         return
     with zf:
-        for info in zf.infolist():
+        entries = zf.infolist()
+        if len(entries) > limits.max_files:
+            raise UploadTooLarge(f"{label} holds {len(entries):,} entries, more than one import may "
+                                 f"({limits.max_files:,}); nothing was imported")
+        for info in entries:
+            if progress is not None:
+                progress.beat()  # a heartbeat per member: a big zip is not a silent worker
             if info.is_dir() or _is_litter(info.filename):
                 continue
             where = f"{label}: {info.filename}"
@@ -618,6 +671,10 @@ def _unpack(archive: Path, staging: Path, data_type: str, limits: _Limits, probl
                 continue
             try:
                 _place_new(written, archive.parent, name)
+            except OSError as exc:
+                # A name the filesystem refuses, a file where the member wants a folder: that member only.
+                problems.append(f"{where}: cannot be stored ({exc.strerror or exc})")
+                continue
             finally:
                 written.unlink(missing_ok=True)
             limits.files += 1
@@ -633,12 +690,15 @@ def _extract(
         with zf.open(info) as src, open(tmp, "wb") as out:
             while chunk := src.read(COPY_CHUNK):
                 size += len(chunk)
-                if size > limits.max_file:
-                    problems.append(f"{where}: larger than the {_size(limits.max_file)} limit for one file")
-                    break
                 if limits.bytes + size > limits.max_bytes:
                     raise UploadTooLarge(f"unpacked, this import would hold more than {_size(limits.max_bytes)}; "
                                          "nothing was imported")
+                if size > limits.max_file:
+                    # What was inflated counts against the import all the same (zipfile never reads past a
+                    # member's stated size, but overlapping members could each state a large one).
+                    limits.bytes += size
+                    problems.append(f"{where}: larger than the {_size(limits.max_file)} limit for one file")
+                    break
                 out.write(chunk)
             else:
                 if size == 0:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("<int:project_id>/data/", views.data, name="data"),
     path("<int:project_id>/data/server-folder/", views.server_folder, name="server-folder"),
     path("<int:project_id>/imports/<int:job_id>/", views.import_detail, name="import"),
+    path("<int:project_id>/imports/<int:job_id>/cancel/", views.import_cancel, name="import-cancel"),
 ]

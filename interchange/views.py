@@ -27,6 +27,7 @@ from .uploads import (
     do_queue_import,
     do_receive_files,
     do_use_server_folder,
+    is_stalled,
     upload_limits,
 )
 
@@ -82,14 +83,16 @@ def data(request: HttpRequest, project_id: int) -> HttpResponse:
     if not files:
         messages.error(request, "Choose some files first.")
         return redirect("interchange:data", project.pk)
+    job = None
     try:
         job = do_open_upload(project, user=signed_in(request), duplicates=request.POST.get("duplicates", "drop"))
         received = do_receive_files(job, files=files)
         if not received.stored:
-            do_cancel_import(job)
             raise UploadError("none of the files can be imported: " + "; ".join(received.refused[:10]))
         do_queue_import(job)
     except UploadError as exc:
+        if job is not None and job.state == "open":
+            do_cancel_import(job)  # nothing of it is kept; the page says why
         messages.error(request, sentence(str(exc)))
         return render(request, "interchange/data.html", _data_context(project, role), status=exc.status_code)
     return redirect("interchange:import", project.pk, job.pk)
@@ -117,4 +120,22 @@ def import_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRes
     if not is_row_id(job_id):
         return redirect("interchange:data", project.pk)
     job = get_object_or_404(ImportJob.objects.select_related("created_by"), project=project, pk=job_id)
-    return render(request, "interchange/import.html", {"project": project, "role": role, "job": job})
+    return render(request, "interchange/import.html",
+                  {"project": project, "role": role, "job": job, "stalled": is_stalled(job)})
+
+
+@login_required
+@require_POST
+def import_cancel(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """Owners throw away an import that has not started, or whose worker went silent."""
+    project, _ = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    job = get_object_or_404(ImportJob, project=project, pk=job_id) if is_row_id(job_id) else None
+    if job is None:
+        return redirect("interchange:data", project.pk)
+    try:
+        do_cancel_import(job)
+    except UploadError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, "The import was cancelled; nothing of it was kept.")
+    return redirect("interchange:import", project.pk, job.pk)

@@ -285,6 +285,10 @@ class DatasetReader:
             if not text.strip():
                 self.report.warn(f"{source}:{line_no}: empty text; skipped")
                 continue
+            if len(text.encode("utf-8")) > self.max_text_bytes:
+                self.report.warn(f"{source}:{line_no}: the text exceeds the {self.max_text_bytes:,}-byte text limit; "
+                                 "skipped")
+                continue
             if not self._new_key(key, source):
                 continue
             yield ItemRecord(

@@ -280,12 +280,14 @@ def do_drop_duplicates(project: Project, *, now: datetime | None = None) -> Dupl
                 .order_by("content_hash", "id").values_list("id", "content_hash", "key", "status", "leased_until"))
         first: dict[str, str] = {}
         drop: dict[str, list[int]] = {}
+        # Copies an owner chose to keep stay kept.
+        kept = set(Item.objects.filter(project=project, meta__duplicate_kept=True).values_list("id", flat=True))
         for pk, digest, key, status, leased_until in rows:
             if digest not in first:
                 if status != ItemStatus.REJECTED:
                     first[digest] = key
                 continue
-            if status == ItemStatus.UNLABELLED and not (leased_until and leased_until > now):
+            if status == ItemStatus.UNLABELLED and not (leased_until and leased_until > now) and pk not in kept:
                 drop.setdefault(first[digest], []).append(pk)
             elif status in (ItemStatus.LABELLED, ItemStatus.PARTIAL, ItemStatus.DISPUTED):
                 labelled += 1
@@ -315,6 +317,9 @@ def do_keep_duplicate(project: Project, *, item: Item) -> Item:
         ).update(status=ItemStatus.UNLABELLED, rejection_reason="")
         if not changed:
             raise ProjectError("only an item dropped as a duplicate can be kept; this one is not")
+        item.refresh_from_db()
+        item.meta = {**item.meta, "duplicate_kept": True}  # "drop duplicates" leaves it alone from now on
+        item.save(update_fields=["meta"])
         announce_items_added(project)
     item.refresh_from_db()
     return item

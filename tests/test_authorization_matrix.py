@@ -111,6 +111,7 @@ PAGES = [
     ("post", "/projects/{p}/data/", {}, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/data/server-folder/", {"path": "/etc"}, [302, 404, 403, 403, 403, 400]),
     ("get", "/projects/{p}/imports/999/", None, [302, 404, 403, 403, 403, 404]),
+    ("post", "/projects/{p}/imports/999/cancel/", None, [302, 404, 403, 403, 403, 404]),
     ("get", "/projects/{p}/items/?duplicates=1", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/items/duplicates/drop/", None, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/items/{i}/keep/", None, [302, 404, 403, 403, 403, 302]),

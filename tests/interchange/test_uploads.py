@@ -357,5 +357,86 @@ def test_it_drops_unlabelled_copies_from_the_item_list_and_keeps_labelled_ones(a
     do_keep_duplicate(project, item=b)
     b.refresh_from_db()
     assert b.status == ItemStatus.UNLABELLED and b.rejection_reason == ""
+    assert do_drop_duplicates(project).dropped == 0  # kept by an owner: not dropped again
+    b.refresh_from_db()
+    assert b.status == ItemStatus.UNLABELLED
     with pytest.raises(ProjectError, match="only an item dropped as a duplicate"):
         do_keep_duplicate(project, item=project.items.get(key="d.png"))
+
+
+def test_it_keeps_an_open_upload_out_of_a_server_folder(api, creator, tmp_path, django_capture_on_commit_callbacks):
+    project = Project.objects.get(pk=new_project(api)["id"])
+    job = do_open_upload(project, user=creator)
+    do_receive_files(job, files=[("x.png", SimpleUploadedFile("x.png", png_bytes((3, 3, 3))))])
+    folder = tmp_path / "datasets" / "team-b"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes((1, 1, 1)))
+    response = api.post(f"/api/projects/{project.pk}/items/", {"server_folder": str(folder)}, format="json")
+    assert response.status_code == 400 and "not finished" in response.json()["detail"]
+    # Were the folder switched anyway (an older server), starting the upload refuses to write there.
+    Project.objects.filter(pk=project.pk).update(dataset_directory=str(folder))
+    with pytest.raises(UploadError, match="server folder"):
+        do_queue_import(job)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png"]
+
+
+def test_it_fails_an_import_the_worker_stops_and_takes_its_files_back(api, monkeypatch,
+                                                                        django_capture_on_commit_callbacks):
+    project_id = new_project(api)["id"]
+
+    def timeout(*args, **kwargs):
+        raise SystemExit("django-q2's timeout")
+
+    monkeypatch.setattr("interchange.uploads.do_add_items", timeout)
+    with pytest.raises(SystemExit):
+        upload(api, project_id, [("a.png", png_bytes((5, 5, 5)))], django_capture_on_commit_callbacks)
+    job = ImportJob.objects.get(project_id=project_id)
+    assert job.state == ImportState.FAILED and "stopped the import" in job.error
+    assert not list(Project.objects.get(pk=project_id).dataset_root.rglob("*.png"))
+
+
+def test_it_lets_an_owner_cancel_an_import_whose_worker_went_silent(api, creator, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from interchange.uploads import do_cancel_import
+
+    project = Project.objects.get(pk=new_project(api)["id"])
+    job = do_open_upload(project, user=creator)
+    ImportJob.objects.filter(pk=job.pk).update(state=ImportState.RUNNING, heartbeat_at=timezone.now())
+    job.refresh_from_db()
+    with pytest.raises(UploadError, match="can no longer be cancelled"):
+        do_cancel_import(job)  # a live worker has it
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=2))
+    assert do_cancel_import(job).state == ImportState.CANCELLED
+
+
+def test_it_skips_zip_members_over_the_file_limit_without_unpacking_them(api, settings,
+                                                                           django_capture_on_commit_callbacks):
+    project_id = new_project(api)["id"]
+    settings.LIGHTBULB_UPLOAD_MAX_FILE_BYTES = 1_000_000
+    settings.LIGHTBULB_UPLOAD_MAX_BYTES = 5_000_000
+    # Eight members of 3 MB each would be 24 MB unpacked; each says so and none is unpacked.
+    archive = zip_bytes({**{f"m{i}.png": b"\0" * 3_000_000 for i in range(8)}, "ok.png": png_bytes((4, 5, 6))})
+    response = upload(api, project_id, [("many.zip", archive)], django_capture_on_commit_callbacks)
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.state == ImportState.DONE and job.items_added == 1, job.error
+    assert sum("exceeds the 976.6 KB limit for one file" in p for p in job.problems) == 8, job.problems
+
+
+def test_it_never_takes_the_upload_root_as_a_server_folder(api, settings, tmp_path):
+    project_id = new_project(api)["id"]
+    settings.LIGHTBULB_SERVER_FOLDER_ROOTS = [tmp_path.resolve()]  # a root that holds the uploads too
+    for path in (settings.LIGHTBULB_UPLOAD_ROOT, settings.LIGHTBULB_UPLOAD_ROOT / "pets"):
+        check = api.get(f"/api/projects/{project_id}/server-folder/", {"path": str(path)}).json()
+        assert not check["ok"] and "uploaded files of projects" in check["message"], check
+
+
+def test_it_skips_a_csv_row_longer_than_the_text_limit(api, settings, django_capture_on_commit_callbacks):
+    project_id = new_project(api, data_type="text", classes="a, b")["id"]
+    settings.LIGHTBULB_MAX_TEXT_BYTES = 50
+    body = ("id,text\n1,short\n2," + "x" * 60 + "\n").encode()
+    response = upload(api, project_id, [("rows.csv", body)], django_capture_on_commit_callbacks)
+    job = ImportJob.objects.get(pk=response.json()["id"])
+    assert job.items_added == 1 and any("rows.csv:3: the text exceeds" in p for p in job.problems)
