@@ -144,7 +144,7 @@ def test_browse_filter_and_relabel_keeps_history(page, live_server, image_projec
     page.click("form.relabel button[value='Not Cat']")
     page.wait_for_selector(".msg-success")
     assert page.inner_text("#current-label") == "Not Cat"
-    assert page.locator("table tbody tr").count() == 2
+    assert page.locator("#history tbody tr").count() == 2
     history = list(Judgement.objects.filter(item=item).order_by("id").values_list("label", "is_current"))
     assert history == [("Cat", False), ("Not Cat", True)]
 
