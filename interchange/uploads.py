@@ -141,6 +141,18 @@ def staging_dir(job: ImportJob) -> Path:
     return Path(settings.LIGHTBULB_UPLOAD_ROOT) / ".incoming" / str(job.pk)
 
 
+def _link_exclusive(source: Path, target: Path) -> None:
+    """Hard-link `source` at `target`, or copy it where links are impossible (another disk); either way
+    FileExistsError if `target` is taken, never an overwrite."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(target, "xb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, COPY_CHUNK)
+
+
 def _place_new(source: Path, folder: Path, name: str) -> Path:
     """Link (or copy) `source` to folder/name, or to "name (2)" and so on when that name is taken; the
     link fails instead of overwriting, so two writers never take the same name."""
@@ -150,16 +162,9 @@ def _place_new(source: Path, folder: Path, name: str) -> Path:
         target = folder / candidate
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target)
+            _link_exclusive(source, target)
         except FileExistsError:
             continue
-        except OSError:
-            # Another disk or a filesystem without hard links: an exclusive create, then a copy.
-            try:
-                with open(target, "xb") as out, open(source, "rb") as src:
-                    shutil.copyfileobj(src, out, COPY_CHUNK)
-            except FileExistsError:
-                continue
         return target
     raise UploadError(f"{name}: too many files of this name")
 
@@ -601,12 +606,9 @@ def _import_upload(
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(staging / rel, target)
+                _link_exclusive(staging / rel, target)
             except FileExistsError:
                 raise UploadError(f"{rel}: another import placed a file of this name at the same time") from None
-            except OSError:
-                with open(target, "xb") as out, open(staging / rel, "rb") as src:
-                    shutil.copyfileobj(src, out, COPY_CHUNK)
             placed.append(target)
             progress.tick(n)
     except BaseException:
