@@ -78,6 +78,9 @@ class Options:
     # The simulated owner takes "label the rest automatically" whenever the current version can (0 s each);
     # people go on with what is left, so every item ends with a label and the trade is visible.
     auto_label: bool = False
+    # The annotator gives another class (uniformly among the others) to this share of the curve's labels, and
+    # the run ends with a label check (modeling.tasks.check_labels): how many of these planted errors it finds.
+    label_noise: float = 0.0
     cache: Path | None = None  # embedding cache kept between runs (content hash -> vector)
     progress: Callable[[str, int, int], None] | None = None
 
@@ -108,10 +111,13 @@ class Result:
     curve: list[dict] = field(default_factory=list)
     label_all: dict | None = None
     reference: dict | None = None
+    label_check: dict | None = None
 
     def as_json(self) -> dict:
         out = {"strategy": self.strategy, "seed": self.seed, "items": self.items, "holdout": self.holdout,
                "curve": self.curve}
+        if self.label_check is not None:
+            out["label_check"] = self.label_check
         if self.label_all is not None:
             out["label_all"] = self.label_all
         if self.reference is not None:
@@ -236,6 +242,8 @@ class Simulation:
         self.rng = random.Random(options.seed)
         # The reviewer's slips draw from their own stream, so a miss rate changes nothing else's draws.
         self.slips = random.Random(options.seed + 1_000_003)
+        self.noise = random.Random(options.seed + 2_000_003)  # and the annotator's planted errors theirs
+        self.planted: set[int] = set()
         self.first_batch_at: int | None = None
 
     def run(self) -> Result:
@@ -248,6 +256,8 @@ class Simulation:
             raise SimulationError("--holdout must be at least 0 and below 1")
         if not 0 <= o.reviewer_miss_rate <= 1:
             raise SimulationError("--reviewer-miss-rate must be between 0 and 1")
+        if not 0 <= o.label_noise < 1:
+            raise SimulationError("--label-noise must be at least 0 and below 1")
         settings.LIGHTBULB_MODEL_IN_THE_LOOP = False  # import and prepare without triggering tasks
         # Never write into the user's folders: models go to the throwaway area, no judgements CSV.
         config = dataclasses.replace(load_config(o.config), model_directory=self.work / "models", judgements_file=None)
@@ -295,6 +305,8 @@ class Simulation:
             self._progress("curve", labels, min(o.budget, pool))
         if labels % o.step:
             result.curve.append({"labels": labels, "accuracy": self.holdout_accuracy()})
+        if o.label_noise > 0:
+            result.label_check = self.label_check()
         if o.label_all:
             result.label_all = self._label_all(labels)
         return result
@@ -307,9 +319,34 @@ class Simulation:
         if not leased:
             return None
         item = leased[0].item
-        do_record_judgement(self.project, item=item, user=self.user, label=self.truth[item.pk],
-                            time_taken=SECONDS_PER_LABEL)
+        label = self.truth[item.pk]
+        if self.o.label_noise and self.noise.random() < self.o.label_noise:
+            label = self.noise.choice([c for c in self.project.classes if c != label])
+            self.planted.add(item.pk)
+        do_record_judgement(self.project, item=item, user=self.user, label=label, time_taken=SECONDS_PER_LABEL)
         return leased[0]
+
+    def label_check(self) -> dict:
+        """The product's label check on the labels given so far: precision and recall of its top N label-error
+        candidates (and of the top N losses) for the planted errors, N = 2 x planted."""
+        from modeling.models import LabelCheck
+        from modeling.tasks import check_labels
+
+        started = time.monotonic()
+        check_labels(self.project.pk)
+        seconds = time.monotonic() - started
+        check = LabelCheck.objects.get(project=self.project)
+        n = 2 * len(self.planted)
+
+        def scored(findings: list[dict]) -> dict:
+            top = [int(f["item"]) for f in findings[:n]]
+            found = len(set(top) & self.planted)
+            return {"taken": len(top), "found": found, "precision": round(found / len(top), 4) if top else None,
+                    "recall": round(found / len(self.planted), 4) if self.planted else None}
+
+        return {"labels": check.labels, "planted": len(self.planted), "n": n, "flagged": len(check.candidates),
+                "candidates": scored(check.candidates), "top_losses": scored(check.top_losses),
+                "seconds": round(seconds, 2)}
 
     def _note_first_batch(self, labels: int) -> None:
         """Remember how many human labels there were when a review batch first existed."""
@@ -517,6 +554,7 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             "--holdout", str(options["holdout"]), "--seed", str(options["seed"]),
             "--cache", str(Path(options["cache"]).resolve()),
             "--reviewer-miss-rate", str(options["reviewer_miss_rate"]),
+            "--label-noise", str(options.get("label_noise", 0.0)),
         ]
         argv += ["--annotators", str(options.get("annotators", 1)),
                  "--annotator-error", str(options.get("annotator_error", 0.1)),
@@ -551,7 +589,7 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],
         label_all=options["label_all"] or bool(options.get("auto_label")), reference=options["reference"],
-        auto_label=bool(options.get("auto_label")),
+        auto_label=bool(options.get("auto_label")), label_noise=float(options.get("label_noise") or 0.0),
         cache=Path(options["cache"]) if options["cache"] else None, reviewer_miss_rate=options["reviewer_miss_rate"],
         progress=None if options["no_progress"] else text_progress(),
     )
@@ -563,6 +601,11 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
                f"holdout accuracy {last.get('accuracy')}")
     if result.reference:
         summary += f" (all {result.reference['labels']} labels: {result.reference['accuracy']})"
+    if result.label_check:
+        lc = result.label_check
+        summary += (f"; label check: {lc['planted']} planted errors, top {lc['n']} candidates found "
+                    f"{lc['candidates']['found']} (precision {lc['candidates']['precision']}, "
+                    f"recall {lc['candidates']['recall']})")
     if result.label_all:
         la = result.label_all
         summary += (f"; label-all: {la['single_labels']} single labels, {la['batch_items_seen']} batch items "

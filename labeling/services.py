@@ -639,3 +639,39 @@ def _close_round_nobody_can_finish(project: Project, *, item: Item) -> None:
     Item.objects.filter(pk=item.pk).update(status=status, labels_wanted=len(voters))
     if status == ItemStatus.LABELLED:
         after_change(project)
+
+
+EXCLUDED_PREFIX = "excluded by "
+
+
+def do_exclude_item(project: Project, *, item: Item, user: User, reason: str = "", now: datetime | None = None) -> Item:
+    """Take an item out of the project: it becomes a rejected item saying who excluded it and why, its label
+    stops counting (kept in the history, no longer current), so the model neither learns from it nor is
+    measured by it, and no queue, batch or export shows it again.
+
+    Preconditions (else the domain error): the item is this project's and not rejected already; nobody else
+    holds a lease on it (LeaseConflict). The caller checked the role (owners)."""
+    if item.project_id != project.pk:
+        raise ItemUnavailable("no such item in this project")
+    reason = " ".join(str(reason or "").split())
+    now = now or timezone.now()
+    with transaction.atomic():
+        item = Item.objects.select_for_update().get(pk=item.pk)
+        if item.status == ItemStatus.REJECTED:
+            raise ItemRejected(f"item {item.key} is already out of the project: {item.rejection_reason}")
+        if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
+            raise LeaseConflict(f"item {item.key} is being labelled by someone else")
+        why = f"{EXCLUDED_PREFIX}{user.get_username()}" + (f": {reason}" if reason else "")
+        had_label = Judgement.objects.filter(item=item, is_current=True).update(is_current=False)
+        Item.objects.filter(pk=item.pk).update(
+            status=ItemStatus.REJECTED, rejection_reason=why[:500], **LEASE_CLEARED
+        )
+        item.meta = {**item.meta, "excluded": True}
+        item.save(update_fields=["meta"])
+        Proposal.objects.filter(item=item, status=ProposalStatus.PENDING).update(
+            status=ProposalStatus.SUPERSEDED, closed_at=now
+        )
+        if had_label:
+            after_change(project)
+    item.refresh_from_db()
+    return item

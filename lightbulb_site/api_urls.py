@@ -59,6 +59,7 @@ router.register("projects", labeling_api.DisputeViewSet, basename="dispute")
 router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
 router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")
+router.register("projects", modeling_api.LabelCheckViewSet, basename="label-check")
 router.register("projects", interchange_api.ExportViewSet, basename="export")
 router.register("projects", interchange_api.ServerFolderViewSet, basename="server-folder")
 

@@ -9,7 +9,8 @@ from labeling.errors import AutoLabelError
 from projects.models import Project
 
 from .autolabels import do_auto_label
-from .models import EmbeddingJob, ModelState, ModelVersion
+from .label_check import request_label_check
+from .models import EmbeddingJob, LabelCheck, LabelCheckKept, ModelState, ModelVersion
 from .services import request_embedding, request_training
 
 
@@ -99,3 +100,30 @@ class ModelStateAdmin(WrittenByTheWorkerAdmin):
     list_display = ["project", "current_version", "requested_revision", "trained_revision", "ranked_version",
                     "waiting_for", "claimed_by", "last_error"]
     list_select_related = ["project", "current_version"]
+
+
+@admin.action(description="Check the labels now (top losses and likely label errors)")
+def check_labels_now(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[LabelCheck]) -> None:
+    for check in queryset:
+        request_label_check(check.project_id)
+    modeladmin.message_user(request, f"A label check was requested for {queryset.count()} project(s).")
+
+
+@admin.register(LabelCheck)
+class LabelCheckAdmin(WrittenByTheWorkerAdmin):
+    list_display = ["project", "version", "labels", "estimated_errors", "checked_at", "seconds", "last_error"]
+    list_select_related = ["project"]
+    actions = [check_labels_now]
+
+
+@admin.register(LabelCheckKept)
+class LabelCheckKeptAdmin(admin.ModelAdmin):
+    """Labels a reviewer or owner kept as they are; deleting a row lets the check question that label again."""
+
+    list_display = ["project", "item", "judgement", "kept_by", "created_at"]
+    list_filter = ["project"]
+    list_select_related = ["project", "item", "judgement"]
+    readonly_fields = ["project", "item", "judgement", "user", "kept_by", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -18,14 +18,21 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import ViewSet, ViewSetMixin
 
 from labeling.autolabels import do_withdraw_auto_labels
+from labeling.services import do_exclude_item, get_item
 from lightbulb_site.api import JSONParser
 from projects.models import Project, Role
 from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user, signed_in
 
 from .autolabels import auto_label_plan, do_auto_label
+from .label_check import Show, confusion_items, do_keep_label, is_stale, open_findings, request_label_check
+from .models import LabelCheck
 from .serializers import (
     AutoLabelPlanSerializer,
     AutoLabelRunSerializer,
+    LabelCheckDoneSerializer,
+    LabelCheckItemSerializer,
+    LabelCheckQuerySerializer,
+    LabelCheckSerializer,
     ModelSummarySerializer,
     PredictResponseSerializer,
     ScoreRequestSerializer,
@@ -92,6 +99,66 @@ class AutoLabelViewSet(ViewSet):
         version = body.validated_data["version"]
         withdrawn = do_withdraw_auto_labels(self.project, user=signed_in(request), version=version)
         return Response({"version": version, "withdrawn": withdrawn})
+
+
+# `projects/<project_id>/label-check/` (GET: the labels the model questions) and `.../label-check/keep/`,
+# `.../label-check/exclude/`; relabelling is a judgement (`POST .../judgements/` with a reason).
+class LabelCheckViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"findings": Role.REVIEWER, "keep": Role.REVIEWER, "exclude": Role.OWNER}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
+    @extend_schema(parameters=[LabelCheckQuerySerializer], responses=LabelCheckSerializer)
+    @action(detail=True, url_path="label-check", url_name="label-check")
+    def findings(self, request: Request, project_id: int) -> Response:
+        """Reviewers and owners: the human labels the model, fitted without them, finds unlikely (likely label
+        errors by confident learning, or the top losses), or the TEST items of one confusion-matrix cell. A
+        check older than the labels or the model is requested again (`stale`)."""
+        query = LabelCheckQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        project = self.project
+        check = LabelCheck.objects.filter(project=project).first()
+        stale = is_stale(project, check)
+        if stale:
+            request_label_check(project.pk)
+        if q.get("actual") or q.get("predicted"):
+            for key in ("actual", "predicted"):
+                if q.get(key) not in project.classes:
+                    raise ParseError(f"{key}: {q.get(key)!r} is not one of the project's classes")
+            found = confusion_items(project, actual=q["actual"], predicted=q["predicted"])
+        else:
+            found = open_findings(project, check, show=Show.LOSSES if q["show"] == "losses" else Show.CANDIDATES)
+        return Response(LabelCheckSerializer({
+            "checked_at": check.checked_at if check else None, "version": check.version if check else None,
+            "labels": check.labels if check else 0, "flagged": check.estimated_errors if check else 0, "stale": stale,
+            "findings": [{"item": f.item.pk, "key": f.item.key, "judgement": f.judgement.pk, "stage": f.judgement.stage,
+                          "labelled_by": f.judgement.labelled_by, "given": f.given, "suggested": f.suggested,
+                          "p_given": f.p_given, "p_suggested": f.p_suggested} for f in found],
+        }).data)
+
+    @extend_schema(request=LabelCheckItemSerializer, responses=LabelCheckDoneSerializer)
+    @action(detail=True, methods=["post"], url_path="label-check/keep", url_name="label-check-keep")
+    def keep(self, request: Request, project_id: int) -> Response:
+        """Reviewers and owners: keep the item's current label; it is not questioned again unless it changes."""
+        body = LabelCheckItemSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        item = get_item(self.project, body.validated_data["item"])
+        do_keep_label(self.project, item=item, user=signed_in(request))
+        return Response({"item": item.pk, "status": "kept"})
+
+    @extend_schema(request=LabelCheckItemSerializer, responses=LabelCheckDoneSerializer)
+    @action(detail=True, methods=["post"], url_path="label-check/exclude", url_name="label-check-exclude")
+    def exclude(self, request: Request, project_id: int) -> Response:
+        """Owners: take the item out of the project (rejected, with who and why); its label stops counting."""
+        body = LabelCheckItemSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        item = get_item(self.project, body.validated_data["item"])
+        do_exclude_item(self.project, item=item, user=signed_in(request),
+                        reason=body.validated_data.get("reason", "") or "label check")
+        return Response({"item": item.pk, "status": "excluded"})
 
 
 class ScoreRateThrottle(UserRateThrottle):

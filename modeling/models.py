@@ -6,6 +6,7 @@ directory; these rows say which files are current, how far background work has g
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -153,3 +154,51 @@ class ItemPrediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: {self.label} ({self.confidence:.2f})"
+
+
+class LabelCheck(models.Model):
+    """The latest search for a team's own labelling mistakes (modeling/ml/label_errors.py): one row per project,
+    replaced whole by each check.
+
+    Each finding is {"item", "judgement", "given", "suggested", "p_given", "p_suggested", "loss", "stage"}: the
+    judgement it questions (a finding whose judgement is no longer the item's current one is moot), the human
+    label, the out-of-fold model's likeliest class and both probabilities.
+    """
+
+    project = models.OneToOneField(
+        "projects.Project", on_delete=models.CASCADE, primary_key=True, related_name="label_check"
+    )
+    version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Model version whose features and L2 it used"
+    )
+    judgement_revision = models.PositiveBigIntegerField(default=0, help_text="The labels as of this revision")
+    labels = models.PositiveIntegerField(default=0, help_text="Human labels checked (TRAIN and TEST)")
+    estimated_errors = models.PositiveIntegerField(default=0, help_text="Confident learning's estimate of wrong labels")
+    candidates = models.JSONField(default=list, blank=True, help_text="Label-error candidates, most likely first")
+    top_losses = models.JSONField(default=list, blank=True, help_text="Labels the out-of-fold model finds least likely")
+    thresholds = models.JSONField(default=dict, blank=True, help_text="Per class: confident learning's threshold")
+    seconds = models.FloatField(default=0.0)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # A check is in the queue (set when one is enqueued, cleared when it starts): requests coalesce.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"label check of {self.project}: {len(self.candidates)} candidates over {self.labels} labels"
+
+
+class LabelCheckKept(models.Model):
+    """"Keep as is": a reviewer or owner looked at a questioned label and kept it. The label is not shown as a
+    candidate again while it is the item's current one (a new label is a new question)."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey("projects.Item", on_delete=models.CASCADE, related_name="+")
+    judgement = models.OneToOneField("labeling.Judgement", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    kept_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: label {self.judgement_id} kept by {self.kept_by}"

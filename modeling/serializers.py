@@ -116,3 +116,42 @@ class WithdrawAutoLabelsSerializer(serializers.Serializer):
 class WithdrawnSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     withdrawn = serializers.IntegerField(help_text="auto-labels taken back; their items are unlabelled again")
+
+
+class LabelCheckQuerySerializer(serializers.Serializer):
+    show = serializers.ChoiceField(choices=["candidates", "losses"], required=False, default="candidates",
+                                   help_text="candidates: confident learning's likely label errors; losses: top losses")
+    actual = serializers.CharField(required=False, help_text="with `predicted`: the TEST items of one confusion cell")
+    predicted = serializers.CharField(required=False)
+
+
+class FindingSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    key = serializers.CharField()
+    judgement = serializers.IntegerField(help_text="the label questioned (still the item's current one)")
+    stage = serializers.CharField()
+    labelled_by = serializers.CharField()
+    given = serializers.CharField(help_text="the human label")
+    suggested = serializers.CharField(help_text="the out-of-fold model's likeliest class")
+    p_given = serializers.FloatField()
+    p_suggested = serializers.FloatField()
+
+
+class LabelCheckSerializer(serializers.Serializer):
+    checked_at = serializers.DateTimeField(allow_null=True)
+    version = serializers.IntegerField(allow_null=True, help_text="the model version whose features it used")
+    labels = serializers.IntegerField(help_text="human labels checked")
+    flagged = serializers.IntegerField(help_text="labels confident learning flagged in that check")
+    stale = serializers.BooleanField(help_text="labels or model changed since; a new check was requested")
+    findings = FindingSerializer(many=True)
+
+
+class LabelCheckItemSerializer(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
+                                   help_text="exclude: why (kept with the item)")
+
+
+class LabelCheckDoneSerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    status = serializers.CharField(help_text="kept, or excluded")

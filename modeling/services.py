@@ -21,7 +21,7 @@ from lightbulb_site.errors import DomainError
 from projects.encoders import EncoderSpec, spec_for
 from projects.models import Project
 
-from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
+from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
 
 
 def loop_enabled() -> bool:
@@ -155,7 +155,7 @@ def stale_after() -> timedelta:
 
 
 # The models that carry a claim (`claimed_by`, `heartbeat_at`).
-Claimable = TypeVar("Claimable", EmbeddingJob, ModelState)
+Claimable = TypeVar("Claimable", EmbeddingJob, ModelState, LabelCheck)
 
 
 def claim(model: type[Claimable], *, filters: dict, token: str) -> bool:

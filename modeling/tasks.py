@@ -23,7 +23,7 @@ from . import stopping
 from .ml.embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
 from .ml.head import Head, lsh_buckets, normalised_entropy, uncertainty
 from .ml.semisupervised import sample_rows
-from .models import EmbeddingJob, ItemPrediction, ModelState, ModelVersion
+from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
 from .services import (
     TrainingData,
     claim,
@@ -537,3 +537,78 @@ def next_likeliest(
                 out[item_id] = (classes[k], float(scores[k]))
             break  # only the likeliest class left: a less likely one would ask the reviewer to guess
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Checking the labels (top losses, label-error candidates)
+# --------------------------------------------------------------------------------------------------
+
+TOP_LOSSES = 200
+MAX_CANDIDATES = 2000
+
+
+def check_labels(project_id: int) -> str:
+    """Score every human label (TRAIN and TEST) out of fold with the current version's features and L2, and
+    store the top losses and confident learning's label-error candidates (modeling/ml/label_errors.py).
+
+    One check per project at a time (a claim on its LabelCheck row); the result replaces the last one whole.
+    """
+    from .ml.label_errors import label_error_candidates, out_of_fold_probs, per_class_thresholds, top_losses
+
+    found = _current_model(project_id)
+    if isinstance(found, str):
+        LabelCheck.objects.filter(project_id=project_id).update(queued_at=None)
+        return found
+    project, _state, version = found
+    check, _ = LabelCheck.objects.get_or_create(project=project)
+    LabelCheck.objects.filter(pk=project.pk).update(queued_at=None)  # from here a request enqueues a new check
+    token = claim_token()
+    filters = {"pk": project.pk}
+    if not claim(LabelCheck, filters=filters, token=token):
+        return "another worker is checking this project's labels"
+    try:
+        started = time.perf_counter()
+        revision = Project.objects.filter(pk=project.pk).values_list("judgement_revision", flat=True).first() or 0
+        head = Head.load(project.model_path / version.file)
+        classes = list(head.classes)
+        index = {name: i for i, name in enumerate(classes)}
+        from labeling.models import Judgement, Stage
+
+        rows = list(
+            Judgement.objects.filter(project=project, is_current=True, stage__in=[Stage.TRAIN, Stage.TEST],
+                                     label__in=classes)
+            .exclude(item__status=ItemStatus.REJECTED).order_by("item_id")
+            .values_list("pk", "item_id", "label", "stage")
+        )
+        _, store = store_for(project)
+        vectors, present = store.load().take([item_id for _, item_id, _, _ in rows])
+        kept_rows = {int(i) for i in present.tolist()}
+        rows = [r for r in rows if r[1] in kept_rows]
+        y = np.asarray([index[label] for _, _, label, _ in rows], dtype=np.int64)
+        x = (vectors - head.mean) / head.scale
+        l2 = float(head.info.get("l2", version.metrics.get("l2", 1e-2)))
+        probs = out_of_fold_probs(x, y, len(classes), l2=l2)
+        heartbeat(LabelCheck, filters=filters, token=token)
+
+        def finding(f) -> dict:
+            judgement_id, item_id, _label, stage = rows[f.row]
+            return {"item": item_id, "judgement": judgement_id, "stage": stage, "given": classes[f.given],
+                    "suggested": classes[f.suggested], "p_given": round(f.p_given, 5),
+                    "p_suggested": round(f.p_suggested, 5), "loss": round(f.loss, 5)}
+
+        candidates = label_error_candidates(probs, y, len(classes))
+        thresholds = per_class_thresholds(probs, y, len(classes))
+        LabelCheck.objects.filter(pk=project.pk).update(
+            version=version.number, judgement_revision=revision, labels=len(rows),
+            estimated_errors=len(candidates), candidates=[finding(f) for f in candidates[:MAX_CANDIDATES]],
+            top_losses=[finding(f) for f in top_losses(probs, y, limit=TOP_LOSSES)],
+            thresholds={classes[j]: (None if not np.isfinite(t) else round(float(t), 5))
+                        for j, t in enumerate(thresholds)},
+            seconds=time.perf_counter() - started, checked_at=timezone.now(), last_error="",
+        )
+        return f"checked {len(rows)} labels with v{version.number}: {len(candidates)} candidates"
+    except Exception as exc:
+        LabelCheck.objects.filter(pk=project.pk).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    finally:
+        release(LabelCheck, filters=filters, token=token)

@@ -10,4 +10,8 @@ urlpatterns = [
     path("<int:project_id>/model/auto-label/", views.auto_label, name="auto-label"),
     path("<int:project_id>/model/auto-label/withdraw/", views.withdraw_auto_labels, name="auto-label-withdraw"),
     path("<int:project_id>/classify/", views.classify, name="classify"),
+    path("<int:project_id>/model/labels/", views.label_check, name="label-check"),
+    path("<int:project_id>/model/labels/<int:item_id>/relabel/", views.label_check_relabel, name="label-check-relabel"),
+    path("<int:project_id>/model/labels/<int:item_id>/keep/", views.label_check_keep, name="label-check-keep"),
+    path("<int:project_id>/model/labels/<int:item_id>/exclude/", views.label_check_exclude, name="label-check-exclude"),
 ]

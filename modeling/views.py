@@ -13,16 +13,29 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from labeling.autolabels import do_withdraw_auto_labels
-from labeling.errors import AutoLabelError
+from labeling.errors import AutoLabelError, LabelingError
+from labeling.services import do_exclude_item, do_record_judgement, get_item
 from lightbulb_site.errors import sentence
 from projects.models import Project, ProposalGuarantee, Role
-from projects.permissions import get_project_for_user, signed_in
+from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .autolabels import AutoLabelPlan, auto_label_plan, do_auto_label
-from .models import ModelState
+from .label_check import (
+    LabelCheckError,
+    OpenFinding,
+    Show,
+    confusion_items,
+    do_keep_label,
+    is_stale,
+    open_findings,
+    request_label_check,
+)
+from .models import LabelCheck, ModelState
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -38,6 +51,7 @@ if TYPE_CHECKING:
 class ConfusionCell(TypedDict):
     n: int
     diagonal: bool
+    predicted: str
 
 
 class ConfusionRow(TypedDict):
@@ -85,6 +99,7 @@ class ModelCardContext(TypedDict):
     proposal_version: bool
     is_owner: bool
     can_label: bool
+    can_check_labels: bool  # reviewers and owners: the label check, and the items behind the confusion cells
     auto_labels: AutoLabelPlan
     first_model_status: str
 
@@ -132,7 +147,6 @@ def first_model_status(project: Project, summary: ModelSummary) -> str:
 
 def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
     from labeling.stats import proposal_stats
-    from projects.permissions import has_role
 
     summary = model_summary(project)
     proposals = proposal_stats(project)
@@ -142,7 +156,10 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
     if current:
         classes = current["classes"]
         for i, (name, row) in enumerate(zip(classes, current["confusion"], strict=False)):
-            cells: list[ConfusionCell] = [{"n": n, "diagonal": i == j} for j, n in enumerate(row)]
+            cells: list[ConfusionCell] = [
+                {"n": n, "diagonal": i == j, "predicted": classes[j] if j < len(classes) else ""}
+                for j, n in enumerate(row)
+            ]
             per_class = current["per_class"].get(name, {})
             confusion_rows.append({"name": name, "cells": cells, "total": sum(row), "metrics": per_class})
     embedding, training = summary["embedding"], summary["training"]
@@ -200,6 +217,8 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         "proposal_version": bool(current and current["thresholds_target"] is not None),
         "is_owner": role is not None and has_role(role, Role.OWNER),
         "can_label": role is not None and has_role(role, Role.ANNOTATOR) and project.labeling_supported,
+        # TEST labels are blind below reviewer (labeling.blind): the cells' items are for reviewers and owners.
+        "can_check_labels": role is not None and has_role(role, Role.REVIEWER),
         "auto_labels": auto,
         "first_model_status": first_model_status(project, summary),
     }
@@ -327,3 +346,108 @@ def _preview(upload) -> str:
     upload.seek(0)
     kind = (upload.content_type or "image/png") if (upload.content_type or "").startswith("image/") else "image/png"
     return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Checking the labels: top losses, label-error candidates, the items behind a confusion cell
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_back(request: HttpRequest, project: Project) -> str:
+    """Where an action on the label-check page returns: the same view of it (candidates, losses or a cell)."""
+    query = {k: request.POST.get(k, "") for k in ("show", "actual", "predicted") if request.POST.get(k)}
+    url = reverse("modeling:label-check", args=[project.pk])
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _finding_rows(project: Project, findings: list[OpenFinding]) -> list[dict[str, Any]]:
+    from labeling.presenters import item_payload
+
+    return [{"finding": f, "payload": item_payload(project, f.item)} for f in findings]
+
+
+@login_required
+def label_check(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Reviewers and owners: the labels the model, fitted without them, finds least likely, with actions in place
+    (relabel, keep as is, and for owners exclude the item). A check older than the labels or the model is
+    redone in the background; the page says so and shows the last one meanwhile."""
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.REVIEWER)
+    state = ModelState.objects.select_related("current_version").filter(project=project).first()
+    has_model = state is not None and state.current_version is not None
+    check = LabelCheck.objects.filter(project=project).first()
+    stale = has_model and is_stale(project, check)
+    queued = False
+    if stale:
+        request_label_check(project.pk)
+        queued = True
+    actual, predicted = request.GET.get("actual", ""), request.GET.get("predicted", "")
+    cell = actual in project.classes and predicted in project.classes
+    show = Show.LOSSES if request.GET.get("show") == Show.LOSSES else Show.CANDIDATES
+    if cell:
+        findings = confusion_items(project, actual=actual, predicted=predicted)
+    else:
+        findings = open_findings(project, check, show=show)
+    return render(request, "modeling/label_check.html", {
+        "project": project, "role": role, "has_model": has_model, "check": check, "stale": stale, "queued": queued,
+        "show": "cell" if cell else show, "actual": actual if cell else "", "predicted": predicted if cell else "",
+        "rows": _finding_rows(project, findings), "is_owner": has_role(role, Role.OWNER),
+        "open_candidates": len(open_findings(project, check, show=Show.CANDIDATES, limit=MAX_SHOWN)),
+    })
+
+
+MAX_SHOWN = 200
+
+
+@login_required
+@require_POST
+def label_check_relabel(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """A new judgement for a questioned label (history kept; someone else's label is adjudicated, with the
+    reason the page gives or the person wrote)."""
+    project, role = get_project_for_user(request.user, project_id, min_role=Role.REVIEWER)
+    back = _check_back(request, project)
+    label = request.POST.get("label", "")
+    reason = request.POST.get("reason", "").strip() or LABEL_CHECK_REASON
+    try:
+        item = get_item(project, item_id)
+        do_record_judgement(project, item=item, user=signed_in(request), label=label, role=role, reason=reason)
+    except LabelingError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, f"{item.key} is now labelled {label}.")
+    return redirect(back)
+
+
+LABEL_CHECK_REASON = "label check: the model, fitted without this label, found it unlikely"
+
+
+@login_required
+@require_POST
+def label_check_keep(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.REVIEWER)
+    back = _check_back(request, project)
+    try:
+        item = get_item(project, item_id)
+        do_keep_label(project, item=item, user=signed_in(request))
+    except (LabelingError, LabelCheckError) as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, f"Kept {item.key}'s label; it is not questioned again.")
+    return redirect(back)
+
+
+@login_required
+@require_POST
+def label_check_exclude(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """Owners take an item out of the project (its label stops counting; the item stays, rejected, with why)."""
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    back = _check_back(request, project)
+    try:
+        item = get_item(project, item_id)
+        do_exclude_item(project, item=item, user=signed_in(request),
+                        reason=request.POST.get("reason", "").strip() or "label check")
+    except LabelingError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, f"{item.key} is out of the project: the model no longer learns from it or is "
+                                  "measured by it.")
+    return redirect(back)

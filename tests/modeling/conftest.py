@@ -113,6 +113,34 @@ def make_proposing_project(
     return project, truth
 
 
+WRONG = 4  # labels make_checked_project gives the other topic on purpose
+
+
+def make_checked_project(root: Path, user, settings):
+    """A real two-topic project: 44 labels of which WRONG are the other topic, a real model and a real label
+    check (modeling.tasks.check_labels). Returns (project, truth, {item id: the wrong label given})."""
+    from labeling.services import do_record_judgement
+    from modeling.tasks import check_labels, embed_until_done, train_project
+
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
+    project, truth = make_text_project(root, n=60)
+    items = sorted(project.items.all(), key=lambda i: i.key)
+    wrong = {}
+    for n, item in enumerate(items[:44]):
+        label = truth[item.key]
+        if n in (3, 11, 26, 37):
+            label = "food" if label == "sport" else "sport"
+            wrong[item.pk] = label
+        do_record_judgement(project, item=item, user=user, label=label)
+    settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
+    settings.LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = 0
+    embed_until_done(project.pk)
+    train_project(project.pk)
+    assert check_labels(project.pk).startswith("checked 44 labels with v1")
+    project.refresh_from_db()
+    return project, truth, wrong
+
+
 # A local image server for /score URL tests: the SSRF guard lets it through only because the tests
 # name its address in LIGHTBULB_FETCH_ALLOW_NETWORKS.
 IMAGE = png_bytes((200, 30, 30))

@@ -42,6 +42,9 @@ class Command(BaseCommand):
                                  "version can (0 s per item), people label what is left")
         parser.add_argument("--reviewer-miss-rate", type=float, default=0.0,
                             help="chance that the reviewer misses a wrong proposal in a batch (it stays ticked)")
+        parser.add_argument("--label-noise", type=float, default=0.0,
+                            help="the annotator gives another class to this share of the curve's labels; the run "
+                                 "ends with a label check that looks for them")
         parser.add_argument("--reference", action="store_true",
                             help="also report the holdout accuracy of the same head trained on every pool label")
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
