@@ -58,7 +58,8 @@ class LabelCheckBench(Bench):
                     results.setdefault(name, []).append(result)
         from .benchdoc import torch_machine
 
-        report = {"results": results, "budget": options["budget"], "noise": options["noise"], "machine": torch_machine()}
+        report = {"results": results, "budget": options["budget"], "noise": options["noise"],
+                  "machine": torch_machine()}
         (out.parent / "label-check.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
         if options["doc"]:
             write_block(Path(options["doc"]), "label-check", markdown(report, command=options["command"]),
