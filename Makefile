@@ -53,12 +53,15 @@ demo: migrate weights
 run: demo
 	@echo ""
 	@echo "  Light Bulb is starting on http://$(HOST):$(PORT)/  (log in as admin / lightbulb)"
-	@echo "  Web server, django-q2 worker and inference worker (/score) run together; Ctrl-C stops all three."
+	@echo "  Web server, django-q2 workers (the model loop, and fine-tuning at a low CPU priority) and inference"
+	@echo "  worker (/score) run together; Ctrl-C stops them all."
 	@echo ""
 	@# The worker runs in its own session, restarted if it dies (re-enqueueing first what it left
 	@# undone; processes a killed qcluster left behind are removed with its process group). Stopping
 	@# goes through the loop: TERM to the worker's main process alone (`manage.py worker`, django-q2's
 	@# qcluster that asks the running task to stop at its next batch), which stops its own processes.
+	@# The deep worker serves the fine-tuning queue (LIGHTBULB_DEEP_CLUSTER) at nice 19, so the model loop's
+	@# training after each label gets the cores first.
 	@setsid bash -c 'trap "kill -TERM \$$q 2>/dev/null; wait \$$q; exit 0" TERM; \
 	  while :; do \
 	    DEBUG=1 $(BIN)/python manage.py resume_model_work; \
@@ -66,14 +69,20 @@ run: demo
 	    kill -9 -- -$$q 2>/dev/null; \
 	    echo "  worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
 	  done' & worker=$$!; \
+	setsid bash -c 'trap "kill -TERM \$$d 2>/dev/null; wait \$$d; exit 0" TERM; \
+	  while :; do \
+	    DEBUG=1 Q_CLUSTER_NAME=lightbulb-deep setsid nice -n 19 $(BIN)/python manage.py worker & d=$$!; wait $$d; \
+	    code=$$?; kill -9 -- -$$d 2>/dev/null; \
+	    echo "  deep worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
+	  done' & deep=$$!; \
 	setsid bash -c 'trap "kill -TERM \$$i 2>/dev/null; wait \$$i; exit 0" TERM; \
 	  while :; do \
 	    DEBUG=1 $(BIN)/python manage.py inference_worker & i=$$!; wait $$i; code=$$?; \
 	    echo "  inference worker stopped (exit $$code); restarting it in 2 s"; sleep 2; \
 	  done' & inference=$$!; \
 	DEBUG=1 $(BIN)/python manage.py runserver --noreload $(HOST):$(PORT) & web=$$!; \
-	trap 'kill $$worker $$inference $$web 2>/dev/null; wait' INT TERM; \
-	wait $$web; kill $$worker $$inference 2>/dev/null; wait
+	trap 'kill $$worker $$deep $$inference $$web 2>/dev/null; wait' INT TERM; \
+	wait $$web; kill $$worker $$deep $$inference 2>/dev/null; wait
 
 # Debian's Chromium for the browser tests (never `playwright install`: no browser downloads here).
 chromium:
@@ -135,7 +144,8 @@ $(VENV)/.bench-installed: requirements-bench.txt $(VENV)/.installed
 
 bench: install weights services $(VENV)/.bench-installed
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1; \
+	export DEBUG=1 DATABASE_URL="sqlite:///$$tmp/bench.sqlite3" LIGHTBULB_DATA_ROOT="$$tmp" LIGHTBULB_Q_SYNC=1 \
+	  LIGHTBULB_FINETUNE_AUTO=0; \
 	$(BIN)/python manage.py migrate --noinput -v 0 && \
 	mkdir -p docs/bench && $(BIN)/python manage.py bench_model --out docs/bench/model.json --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_score --out docs/bench/score.json --doc docs/benchmarks.md && \

@@ -536,6 +536,9 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             "LIGHTBULB_MODEL_IN_THE_LOOP": "0",  # the simulation switches it on once it is set up
             "LIGHTBULB_TRAIN_DEBOUNCE_SECONDS": "0",
             "LIGHTBULB_EMBED_TASK_SECONDS": "0",
+            # Tasks run inline here: a fine-tune would stop the simulated annotator for minutes. The deep tier
+            # is measured on its own (bench_finetune).
+            "LIGHTBULB_FINETUNE_AUTO": "0",
             "LOG_LEVEL": "WARNING",  # a line per task would drown the progress bar
         }
         if not env.get("SECRET_KEY"):

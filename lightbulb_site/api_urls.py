@@ -60,6 +60,7 @@ router.register("projects", modeling_api.ModelSummaryViewSet, basename="model")
 router.register("projects", modeling_api.ScoringViewSet, basename="scoring")
 router.register("projects", modeling_api.AutoLabelViewSet, basename="auto-labels")
 router.register("projects", modeling_api.LabelCheckViewSet, basename="label-check")
+router.register("projects", modeling_api.FineTuneViewSet, basename="finetune")
 router.register("projects", interchange_api.ExportViewSet, basename="export")
 router.register("projects", interchange_api.ServerFolderViewSet, basename="server-folder")
 

@@ -353,6 +353,17 @@ Q_CLUSTER = {
     "sync": env_bool("LIGHTBULB_Q_SYNC", False),
     "ack_failures": True,
 }
+# The deep tier (fine-tuning, modeling/ml/finetune.py) has a queue of its own, served by a second worker
+# (`Q_CLUSTER_NAME=lightbulb-deep manage.py worker`, at a lower CPU priority), so the fast head keeps retraining
+# on every label while a fine-tune runs. A killed fine-tune is not retried by django-q2: the next run starts clean.
+LIGHTBULB_DEEP_CLUSTER = env_str("LIGHTBULB_DEEP_CLUSTER", "lightbulb-deep")
+LIGHTBULB_FINETUNE_TIMEOUT = env_int("LIGHTBULB_FINETUNE_TIMEOUT", 6 * 3600)
+Q_CLUSTER["ALT_CLUSTERS"] = {
+    LIGHTBULB_DEEP_CLUSTER: {
+        "workers": 1, "timeout": LIGHTBULB_FINETUNE_TIMEOUT, "retry": LIGHTBULB_FINETUNE_TIMEOUT + 60,
+        "max_attempts": 1,
+    },
+}
 if env_str("REDIS_URL"):
     Q_CLUSTER["redis"] = env_str("REDIS_URL")
 else:
@@ -395,6 +406,12 @@ LIGHTBULB_EMBED_CHUNK = env_int("LIGHTBULB_EMBED_CHUNK", 256)  # items per cache
 LIGHTBULB_TRAIN_DEBOUNCE_SECONDS = env_float("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", 1.0)
 # Set by `manage.py simulate` for the child process it runs in a throwaway database (bench/simulation.py).
 LIGHTBULB_SIMULATE_INNER = env_bool("LIGHTBULB_SIMULATE_INNER", False)
+# Fine-tuning: a run starts by itself once TRAIN has this many labels and has grown by this factor since the
+# last run (owners can also press "Fine-tune now"); image networks train this many epochs after one frozen.
+LIGHTBULB_FINETUNE_AUTO = env_bool("LIGHTBULB_FINETUNE_AUTO", True)
+LIGHTBULB_FINETUNE_MIN_TRAIN = env_int("LIGHTBULB_FINETUNE_MIN_TRAIN", 100)
+LIGHTBULB_FINETUNE_GROWTH = env_float("LIGHTBULB_FINETUNE_GROWTH", 1.5)
+LIGHTBULB_FINETUNE_EPOCHS = env_int("LIGHTBULB_FINETUNE_EPOCHS", 8)
 LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)

@@ -24,11 +24,15 @@ from projects.models import Project, Role
 from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user, signed_in
 
 from .autolabels import auto_label_plan, do_auto_label
+from .deep import do_cancel_finetune, do_request_finetune, finetune_summary
 from .label_check import Show, confusion_items, do_keep_label, is_stale, open_findings, request_label_check
-from .models import LabelCheck
+from .models import FineTuneRun, LabelCheck
 from .serializers import (
     AutoLabelPlanSerializer,
     AutoLabelRunSerializer,
+    FineTuneCancelSerializer,
+    FineTuneListSerializer,
+    FineTuneRunSerializer,
     LabelCheckDoneSerializer,
     LabelCheckItemSerializer,
     LabelCheckQuerySerializer,
@@ -159,6 +163,44 @@ class LabelCheckViewSet(ViewSet):
         do_exclude_item(self.project, item=item, user=signed_in(request),
                         reason=body.validated_data.get("reason", "") or "label check")
         return Response({"item": item.pk, "status": "excluded"})
+
+
+# `projects/<project_id>/finetune/` (GET: the runs; POST: an owner's "Fine-tune now") and `.../finetune/cancel/`.
+class FineTuneViewSet(ViewSet):
+    permission_classes = (IsAuthenticated, IsProjectMember)
+    min_roles: ClassVar[dict[str, str]] = {"start": Role.OWNER, "cancel": Role.OWNER}
+    lookup_url_kwarg = "project_id"
+    lookup_value_converter = "int"
+    project: Project  # set by IsProjectMember
+
+    @extend_schema(responses=FineTuneListSerializer)
+    @action(detail=True, url_path="finetune", url_name="finetune")
+    def runs(self, request: Request, project_id: int) -> Response:
+        """The project's fine-tunes, newest first (progress of the one running), and which one the model reads."""
+        summary = finetune_summary(self.project)
+        runs = FineTuneRun.objects.filter(project=self.project).order_by("-number")[:50]
+        return Response(FineTuneListSerializer({
+            "supported": summary["supported"], "adopted": summary["adopted"].number if summary["adopted"] else None,
+            "runs": list(runs),
+        }).data)
+
+    @extend_schema(request=None, responses={201: FineTuneRunSerializer})
+    @runs.mapping.post
+    def start(self, request: Request, project_id: int) -> Response:
+        """Owners: fine-tune the encoder now on the deep worker; 409 with the reason if it cannot start."""
+        run = do_request_finetune(self.project, user=signed_in(request))
+        return Response(FineTuneRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=FineTuneCancelSerializer, responses=FineTuneRunSerializer)
+    @action(detail=True, methods=["post"], url_path="finetune/cancel", url_name="finetune-cancel")
+    def cancel(self, request: Request, project_id: int) -> Response:
+        """Owners: cancel a queued run, or stop a running one at its next batch (its files are removed)."""
+        body = FineTuneCancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = FineTuneRun.objects.filter(project=self.project, number=body.validated_data["run"]).first()
+        if run is None:
+            raise Http404("no such fine-tune in this project")
+        return Response(FineTuneRunSerializer(do_cancel_finetune(self.project, run=run)).data)
 
 
 class ScoreRateThrottle(UserRateThrottle):

@@ -76,6 +76,9 @@ class ModelState(models.Model):
     waiting_for = models.CharField(max_length=300, blank=True, help_text="Why no model yet (minimums not met)")
     # Before the first model: the typical items (modeling/ml/coldstart.py) TRAIN picks start with, in order.
     cold_start = models.JSONField(default=list, blank=True)
+    # The fine-tuned encoder the project's model reads (adopted because it did better on TEST); None: the
+    # pretrained one.
+    finetune = models.ForeignKey("FineTuneRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     def __str__(self) -> str:
         return f"model state of {self.project}"
@@ -202,3 +205,74 @@ class LabelCheckKept(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}: label {self.judgement_id} kept by {self.kept_by}"
+
+
+class FineTuneState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class FineTuneDecision(models.TextChoices):
+    NONE = "", "Not decided"
+    ADOPTED = "adopted", "Adopted: better on TEST"
+    KEPT = "kept", "Kept, not used: not better on TEST"
+
+
+class FineTuneRun(models.Model):
+    """The deep tier (modeling/ml/finetune.py): one fine-tune of a project's encoder on its TRAIN labels, on the
+    worker's own queue. Its encoder becomes the project's only when a paired comparison on TEST says the model
+    on it is better than the current one (`decision`); otherwise it is kept for the record and not used.
+
+    Files (weights, then the pool re-embedded with them) live under `folder` in the project's model directory
+    and are written before this row points at them; a run killed midway leaves the project on its last model
+    and its own files are removed when it is marked failed.
+    """
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="finetune_runs")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=12, choices=FineTuneState.choices, default=FineTuneState.QUEUED)
+    trigger = models.CharField(max_length=12, help_text="auto (TRAIN grew) or owner (Fine-tune now)")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    encoder = models.CharField(max_length=64, help_text="The catalogued encoder it fine-tunes")
+    base_version = models.CharField(max_length=128)
+    encoder_version = models.CharField(max_length=160, help_text="The fine-tuned encoder's version (cache key)")
+    folder = models.CharField(max_length=300, help_text="Relative to the project's model directory")
+    train_count = models.PositiveIntegerField(default=0)
+    test_count = models.PositiveIntegerField(default=0)
+    judgement_revision = models.PositiveBigIntegerField(default=0)
+    # Progress, for the model card: phase, epoch i of n, running loss, share done, time left.
+    phase = models.CharField(max_length=80, blank=True)
+    epoch = models.PositiveIntegerField(default=0)
+    epochs = models.PositiveIntegerField(default=0)
+    loss = models.FloatField(null=True, blank=True)
+    progress = models.FloatField(default=0.0)
+    seconds_left = models.FloatField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The paired comparison on TEST (modeling.ml.finetune.Comparison.as_dict) and what it decided.
+    comparison = models.JSONField(default=dict, blank=True)
+    decision = models.CharField(max_length=12, choices=FineTuneDecision.choices, blank=True, default="")
+    reason = models.CharField(max_length=500, blank=True)
+    training_seconds = models.FloatField(default=0.0)
+    embedding_seconds = models.FloatField(default=0.0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "number"], name="finetunerun_unique_number")]
+        ordering = ["project", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.project} fine-tune {self.number} ({self.state}{', ' + self.decision if self.decision else ''})"
+
+    @property
+    def live(self) -> bool:
+        return self.state in (FineTuneState.QUEUED, FineTuneState.RUNNING)

@@ -155,3 +155,38 @@ class LabelCheckItemSerializer(serializers.Serializer):
 class LabelCheckDoneSerializer(serializers.Serializer):
     item = serializers.IntegerField()
     status = serializers.CharField(help_text="kept, or excluded")
+
+
+class FineTuneRunSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    state = serializers.CharField(help_text="queued, running, done, failed or cancelled")
+    trigger = serializers.CharField(help_text="auto (TRAIN grew by half) or owner")
+    encoder = serializers.CharField()
+    encoder_version = serializers.CharField(help_text="the fine-tuned encoder's version")
+    train_count = serializers.IntegerField()
+    test_count = serializers.IntegerField()
+    phase = serializers.CharField()
+    epoch = serializers.IntegerField()
+    epochs = serializers.IntegerField()
+    loss = serializers.FloatField(allow_null=True)
+    progress = serializers.FloatField(help_text="0..1")
+    seconds_left = serializers.FloatField(allow_null=True)
+    cancel_requested = serializers.BooleanField()
+    decision = serializers.CharField(help_text="adopted, kept (not better on TEST) or empty")
+    reason = serializers.CharField()
+    comparison = serializers.DictField(help_text="the paired comparison on TEST (exact McNemar, one-sided)")
+    training_seconds = serializers.FloatField()
+    embedding_seconds = serializers.FloatField()
+    last_error = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class FineTuneListSerializer(serializers.Serializer):
+    supported = serializers.BooleanField(help_text="the project's encoder can be fine-tuned")
+    adopted = serializers.IntegerField(allow_null=True, help_text="the run whose encoder the model reads, if any")
+    runs = FineTuneRunSerializer(many=True)
+
+
+class FineTuneCancelSerializer(serializers.Serializer):
+    run = serializers.IntegerField(min_value=1, max_value=2**31 - 1)

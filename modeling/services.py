@@ -10,6 +10,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 from django.conf import settings
@@ -18,9 +19,10 @@ from django.utils import timezone
 
 from labeling.models import Judgement, Stage
 from lightbulb_site.errors import DomainError
-from projects.encoders import EncoderSpec, spec_for
+from projects.encoders import EncoderSpec
 from projects.models import Project
 
+from .ml.embeddings import project_encoder
 from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
 
 
@@ -121,11 +123,15 @@ def resume_pending_work() -> list[str]:
 
 
 def needs_training(project: Project, state: ModelState) -> bool:
-    """Judgements changed since the last run, or the project now names another encoder."""
+    """Judgements changed since the last run, or the project now reads another encoder (the owner named
+    another one, or a fine-tuned copy was adopted)."""
     if state.trained_revision < project.judgement_revision:
         return True
     current = state.current_version
-    return current is not None and current.encoder != project.encoder_name
+    if current is None:
+        return False
+    spec = project_encoder(project).spec
+    return (current.encoder, current.encoder_version) != (spec.name, spec.version)
 
 
 def claim_token() -> str:
@@ -217,7 +223,7 @@ def minimums_unmet(project: Project, data: TrainingData) -> str:
 
 
 def current_embedding_job(project: Project, spec: EncoderSpec | None = None) -> EmbeddingJob | None:
-    spec = spec or spec_for(project.encoder_name, data_type=project.data_type)
+    spec = spec or project_encoder(project).spec
     return EmbeddingJob.objects.filter(project=project, encoder=spec.name, encoder_version=spec.version).first()
 
 
@@ -317,7 +323,7 @@ class PredictionPayload(TypedDict):
 def model_summary(project: Project) -> ModelSummary:
     """Everything the project page, the admin and the API show about the model."""
     state = ModelState.objects.select_related("current_version").filter(project=project).first()
-    spec = spec_for(project.encoder_name, data_type=project.data_type)
+    spec = project_encoder(project).spec
     job = current_embedding_job(project, spec)
     versions = list(
         ModelVersion.objects.filter(project=project)
@@ -399,6 +405,17 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, Predicti
 # --------------------------------------------------------------------------------------------------
 
 
+def finetuned_folder(project: Project, version: ModelVersion) -> Path | None:
+    """The folder of the fine-tuned weights a version was trained on (None: the catalogued pretrained encoder)."""
+    if "+ft-" not in version.encoder_version:
+        return None
+    from .models import FineTuneRun
+
+    folder = FineTuneRun.objects.filter(project=project, encoder_version=version.encoder_version).values_list(
+        "folder", flat=True).first()
+    return project.model_path / folder if folder else None
+
+
 class NoModelYet(DomainError):
     """The project has no model version (to export or to score with): 409."""
 
@@ -451,7 +468,10 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
         },
         "thresholds": {"auto_label_precision": version.thresholds_target, "per_class": version.thresholds},
     }
-    return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta)
+    finetuned = finetuned_folder(project, version)
+    if finetuned is not None:
+        meta["finetune"] = {"encoder_version": version.encoder_version}
+    return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta, finetuned=finetuned)
 
 
 def fetch_limits():

@@ -24,7 +24,7 @@ from .inference.client import InferenceClient
 from .inference.protocol import InferenceFailed, InferenceUnavailable, derive_key, parse_address
 from .ml.embeddings import json_text
 from .models import ModelVersion
-from .services import current_version, fetch_limits
+from .services import current_version, fetch_limits, finetuned_folder
 
 TEXT_TYPES = ("text", "json", "sequence")
 FETCH_THREADS = 8
@@ -296,6 +296,7 @@ def score_inputs(
             encoder_version=version.encoder_version,
             head_path=project.model_path / version.file,
             inputs=payloads,
+            finetuned=finetuned_folder(project, version),
         )
     except (InferenceUnavailable, InferenceFailed) as exc:
         raise ScoringUnavailable(str(exc)) from None

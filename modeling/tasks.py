@@ -17,10 +17,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from projects.models import ItemStatus, Project
+from projects.models import Item, ItemStatus, Project
 
 from . import stopping
-from .ml.embeddings import embed_pending, embeddable_ids, pending_item_ids, store_for
+from .ml.embeddings import embed_pending, embeddable_ids, pending_item_ids, project_encoder, store_for
 from .ml.head import Head, lsh_buckets, normalised_entropy, uncertainty
 from .ml.semisupervised import sample_rows
 from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
@@ -34,6 +34,7 @@ from .services import (
     release,
     request_embedding,
     request_ranking,
+    request_training,
     training_data,
 )
 
@@ -47,9 +48,7 @@ STANDARDISE_SAMPLE = 20000
 
 def _encoder_loader(project: Project, *, pending: int = 0):
     def load():
-        from .ml.encoders import load_encoder
-
-        encoder = load_encoder(project.encoder_name)
+        encoder = project_encoder(project).load()
         threshold = settings.LIGHTBULB_COMPILE_MIN_ITEMS
         if threshold and pending >= threshold and hasattr(encoder, "compile"):
             encoder.compile()  # a one-off cost that pays for itself on backlogs this big
@@ -221,6 +220,12 @@ def train_project(project_id: int) -> str:
         raise
     finally:
         release(ModelState, filters=filters, token=token)
+    if results and any(r.startswith("v") for r in results):
+        from .deep import maybe_request_finetune
+
+        started = maybe_request_finetune(project)
+        if started is not None:
+            results.append(f"fine-tune {started.number} requested ({started.train_count} TRAIN labels)")
     return "; ".join(results) or "up to date"
 
 
@@ -612,3 +617,194 @@ def check_labels(project_id: int) -> str:
         raise
     finally:
         release(LabelCheck, filters=filters, token=token)
+
+
+# --------------------------------------------------------------------------------------------------
+# The deep tier: fine-tuning (on its own queue, settings.LIGHTBULB_DEEP_CLUSTER)
+# --------------------------------------------------------------------------------------------------
+
+FINETUNE_HEARTBEAT_SECONDS = 5.0  # progress (and the cancel flag) is written and read at most this often
+
+
+def finetune_run(run_id: int) -> str:
+    """Fine-tune the project's encoder on a snapshot of TRAIN, re-embed the pool with it into a cache of its own,
+    and adopt it only if the model on it beats the current one on TEST (exact McNemar, one-sided, 5%).
+
+    The run is claimed by a conditional UPDATE (queued -> running), so a second copy of the task returns. The
+    project's model is untouched until the very end: adopting is one UPDATE of ModelState.finetune followed by
+    a forced training on the fast queue. A cancel, a stop or an error removes the run's files.
+    """
+    from dataclasses import replace
+
+    from .deep import discard_files
+    from .ml import finetune as ft
+    from .ml.embeddings import EmbeddingStore, raw_input, store_path
+    from .ml.training import train_head
+    from .models import FineTuneRun, FineTuneState
+
+    run = FineTuneRun.objects.select_related("project").filter(pk=run_id).first()
+    if run is None:
+        return "run deleted"
+    project = run.project
+    token = claim_token()
+    now = timezone.now()
+    if not FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.QUEUED, cancel_requested=False).update(
+        state=FineTuneState.RUNNING, claimed_by=token, heartbeat_at=now, started_at=now, phase="starting"
+    ):
+        return "not queued (taken, cancelled or finished)"
+    run.refresh_from_db()
+    last_beat = [0.0]
+    cancelled = [False]
+
+    def beat(force: bool = False, **fields) -> None:
+        if not force and time.monotonic() - last_beat[0] < FINETUNE_HEARTBEAT_SECONDS:
+            return
+        last_beat[0] = time.monotonic()
+        FineTuneRun.objects.filter(pk=run.pk, claimed_by=token).update(heartbeat_at=timezone.now(), **fields)
+        cancelled[0] = FineTuneRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
+
+    def should_stop() -> bool:
+        beat()
+        return cancelled[0] or stopping.requested()
+
+    def on_progress(p: ft.Progress) -> None:
+        beat(phase=p.phase[:80], epoch=p.epoch, epochs=p.epochs, loss=p.loss, progress=round(0.8 * p.fraction, 4),
+             seconds_left=p.seconds_left)
+
+    try:
+        classes = list(project.classes)
+        index = {name: i for i, name in enumerate(classes)}
+        data = training_data(project)
+        train = [(i, label) for i, label in data.train if label in index]
+        test = [(i, label) for i, label in data.test if label in index]
+        revision = project.judgement_revision
+        items = {item.pk: item for item in Item.objects.filter(pk__in=[i for i, _ in train])}
+        inputs, labels = [], []
+        for item_id, label in train:
+            item = items.get(item_id)
+            if item is None or item.status == ItemStatus.REJECTED:
+                continue
+            try:
+                inputs.append(raw_input(project, item))
+            except Exception as exc:  # noqa: BLE001 - an unreadable file is left out, as embedding does
+                logger.warning("fine-tune %s: leaving out %s: %s", run.pk, item.key, exc)
+                continue
+            labels.append(index[label])
+        if len(set(labels)) < 2:
+            raise ValueError("TRAIN needs labels of at least two classes")
+        FineTuneRun.objects.filter(pk=run.pk).update(train_count=len(labels), test_count=len(test),
+                                                     judgement_revision=revision)
+        folder = project.model_path / run.folder
+        started = time.perf_counter()
+        y = np.asarray(labels, dtype=np.int64)
+        result: ft.ImageResult | ft.TextResult
+        if project.data_type == "images":
+            images = [x for x in inputs if isinstance(x, bytes)]
+            result = ft.finetune_images(run.encoder, images, y, len(classes), epochs=settings.LIGHTBULB_FINETUNE_EPOCHS,
+                                        progress=on_progress, should_stop=should_stop)
+        else:
+            from .ml.provisioning import minilm_model_dir
+
+            base_dir = minilm_model_dir()
+            if base_dir is None:
+                raise ValueError("all-MiniLM-L6-v2 is not installed")
+            result = ft.finetune_text([str(x) for x in inputs], y, model_dir=base_dir, progress=on_progress,
+                                      should_stop=should_stop)
+        ft.save_encoder(result, folder)
+        training_seconds = time.perf_counter() - started
+        beat(force=True, phase="re-embedding the pool", progress=0.8, seconds_left=None)
+
+        # The pool, re-embedded with the fine-tuned encoder into a cache of its own.
+        from .ml.encoders import load_encoder
+
+        base_spec, current_store = store_for(project)  # what the model reads now (pretrained or an adopted run)
+        spec = replace(base_spec, version=run.encoder_version)
+        store = EmbeddingStore(store_path(project, spec), spec.dim)
+        started = time.perf_counter()
+        encoder = load_encoder(run.encoder, finetuned=str(folder))
+        valid = embeddable_ids(project)
+        while True:
+            pending = pending_item_ids(store.load(), valid)
+            if not pending:
+                break
+            total = len(valid)
+
+            def on_chunk(n_ok: int, n_failed: int, seconds: float, total: int = total) -> None:
+                done = total - len(pending_item_ids(store.load(), valid))
+                beat(phase=f"re-embedding the pool ({done:,} of {total:,})",
+                     progress=round(0.8 + 0.15 * done / max(total, 1), 4))
+
+            embed_pending(project, store=store, encoder_loader=lambda: encoder, item_ids=pending,
+                          should_yield=should_stop, on_chunk=on_chunk)
+            if should_stop():
+                raise ft.Cancelled("stopped")
+        store.consolidate()
+        embedding_seconds = time.perf_counter() - started
+        beat(force=True, phase="comparing on TEST", progress=0.95)
+
+        # The paired comparison: the same TRAIN snapshot fits a head on each encoder's features; the same TEST
+        # items judge both.
+        def right_on_test(embeddings) -> tuple[np.ndarray, float | None]:
+            x_train, ids_train = embeddings.take([i for i, _ in train])
+            y_train = np.asarray([index[dict(train)[i]] for i in ids_train.tolist()], dtype=np.int64)
+            x_test, ids_test = embeddings.take([i for i, _ in test])
+            y_test = np.asarray([index[dict(test)[i]] for i in ids_test.tolist()], dtype=np.int64)
+            pool = sample_rows(embeddings.vectors, limit=STANDARDISE_SAMPLE)
+            fitted = train_head(classes=classes, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                                pool=pool, encoder=spec.name, encoder_version=spec.version)
+            predicted = fitted.head.predict_proba(x_test).argmax(axis=1) if len(y_test) else np.zeros(0, np.int64)
+            return predicted == y_test, fitted.accuracy
+
+        current_right, _ = right_on_test(current_store.load())
+        candidate_right, _ = right_on_test(store.load())
+        if len(current_right) != len(candidate_right):
+            raise ValueError("the two caches hold different TEST items")
+        comparison = ft.compare(current_right, candidate_right)
+        return settle_finetune(run, comparison, store_folder=store.path, training_seconds=training_seconds,
+                               embedding_seconds=embedding_seconds)
+    except ft.Cancelled:
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            state=FineTuneState.CANCELLED, claimed_by="", finished_at=timezone.now(),
+            reason="cancelled by an owner" if cancelled[0] else "stopped with the worker; the project kept its model",
+        )
+        discard_files(project, run)
+        return f"fine-tune {run.number} cancelled"
+    except BaseException as exc:
+        # SystemExit too: django-q2's timeout stops a task that way. Nothing of the run stays in use.
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            state=FineTuneState.FAILED, claimed_by="", finished_at=timezone.now(),
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        discard_files(project, run)
+        raise
+
+
+def settle_finetune(run, comparison, *, store_folder, training_seconds: float = 0.0,
+                    embedding_seconds: float = 0.0) -> str:
+    """The end of a fine-tune: adopt it (ModelState.finetune, then a forced training on the fast queue, which
+    reads the fine-tuned cache) when the comparison on TEST says better, else keep it for the record and drop its
+    vectors. The run's row says which and why."""
+    import shutil
+
+    from .models import FineTuneDecision, FineTuneRun, FineTuneState
+
+    project_id = run.project_id
+    detail = (f"on {comparison.test_items} TEST items: {comparison.candidate_accuracy:.1%} against "
+              f"{comparison.current_accuracy:.1%} ({comparison.only_candidate_right} right only with it, "
+              f"{comparison.only_current_right} only without; one-sided McNemar p = {comparison.p_value:.3f})")
+    with transaction.atomic():
+        if comparison.better:
+            decision, reason = FineTuneDecision.ADOPTED, f"better {detail}"
+            ModelState.objects.filter(pk=project_id).update(finetune=run)
+            transaction.on_commit(lambda: request_training(project_id, force=True))
+            transaction.on_commit(lambda: request_embedding(project_id))  # items added meanwhile
+        else:
+            decision, reason = FineTuneDecision.KEPT, f"not shown better {detail}"
+        FineTuneRun.objects.filter(pk=run.pk).update(
+            state=FineTuneState.DONE, decision=decision, reason=reason[:500], comparison=comparison.as_dict(),
+            training_seconds=training_seconds, embedding_seconds=embedding_seconds, finished_at=timezone.now(),
+            progress=1.0, seconds_left=0, phase="done", claimed_by="",
+        )
+    if not comparison.better:
+        shutil.rmtree(store_folder, ignore_errors=True)  # kept for its numbers; the weights stay (a few MB)
+    return f"fine-tune {run.number}: {decision}: {reason}"

@@ -25,6 +25,7 @@ from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .autolabels import AutoLabelPlan, auto_label_plan, do_auto_label
+from .deep import FineTuneError, do_cancel_finetune, do_request_finetune, finetune_summary
 from .label_check import (
     LabelCheckError,
     OpenFinding,
@@ -35,7 +36,7 @@ from .label_check import (
     open_findings,
     request_label_check,
 )
-from .models import LabelCheck, ModelState
+from .models import FineTuneRun, LabelCheck, ModelState
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -100,6 +101,7 @@ class ModelCardContext(TypedDict):
     is_owner: bool
     can_label: bool
     can_check_labels: bool  # reviewers and owners: the label check, and the items behind the confusion cells
+    finetune: dict[str, Any]  # modeling.deep.finetune_summary, plus min_train
     auto_labels: AutoLabelPlan
     first_model_status: str
 
@@ -150,6 +152,8 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
 
     summary = model_summary(project)
     proposals = proposal_stats(project)
+    finetune = {**finetune_summary(project), "min_train": settings.LIGHTBULB_FINETUNE_MIN_TRAIN}
+    live = finetune["live"]
     auto = auto_label_plan(project)
     current = summary["current_version"]
     confusion_rows: list[ConfusionRow] = []
@@ -174,6 +178,10 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
             proposals["review_precision_floor"],
             current["thresholds_target"] if current else None,
             auto["items"], auto["auto_labelled"], auto["reason"], len(auto["runs"]),
+            # A fine-tune's progress moves the card too (every heartbeat), and its end.
+            live.pk if live else None, live.state if live else None, live.epoch if live else None,
+            round(live.progress, 2) if live else None, live.cancel_requested if live else None,
+            finetune["adopted"].pk if finetune["adopted"] else None, len(finetune["runs"]),
         )
     )
     thresholds = current["thresholds"] if current else {}
@@ -219,6 +227,7 @@ def model_card_context(project: Project, *, role: str | None = None) -> ModelCar
         "can_label": role is not None and has_role(role, Role.ANNOTATOR) and project.labeling_supported,
         # TEST labels are blind below reviewer (labeling.blind): the cells' items are for reviewers and owners.
         "can_check_labels": role is not None and has_role(role, Role.REVIEWER),
+        "finetune": finetune,
         "auto_labels": auto,
         "first_model_status": first_model_status(project, summary),
     }
@@ -451,3 +460,45 @@ def label_check_exclude(request: HttpRequest, project_id: int, item_id: int) -> 
         messages.success(request, f"{item.key} is out of the project: the model no longer learns from it or is "
                                   "measured by it.")
     return redirect(back)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fine-tuning (the deep tier): owners start and cancel a run from the model card
+# --------------------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def finetune(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        run = do_request_finetune(project, user=signed_in(request))
+    except FineTuneError as exc:
+        messages.error(request, f"No fine-tune was started: {exc}.")
+    else:
+        messages.success(request, f"Fine-tune {run.number} is queued for the deep worker, on {run.train_count:,} "
+                                  "TRAIN labels; the card shows its progress. The model moves to it only if TEST "
+                                  "says better.")
+    return redirect(f"{project.get_absolute_url()}#finetune")
+
+
+@login_required
+@require_POST
+def finetune_cancel(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        number = int(request.POST.get("run", ""))
+        run = FineTuneRun.objects.filter(project=project, number=number).first() if 0 < number < 2**31 else None
+    except ValueError:
+        run = None
+    if run is None:
+        messages.error(request, "No such fine-tune in this project.")
+        return redirect(f"{project.get_absolute_url()}#finetune")
+    try:
+        run = do_cancel_finetune(project, run=run)
+    except FineTuneError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        what = "is cancelled" if run.state == "cancelled" else "stops at its next batch"
+        messages.success(request, f"Fine-tune {run.number} {what}; the project keeps its model.")
+    return redirect(f"{project.get_absolute_url()}#finetune")

@@ -20,6 +20,9 @@ os.environ.setdefault("LIGHTBULB_STATIC_MANIFEST", "0")
 # (settings fixture) and run its real tasks synchronously.
 os.environ.setdefault("LIGHTBULB_MODEL_IN_THE_LOOP", "0")
 os.environ.setdefault("LIGHTBULB_TRAIN_DEBOUNCE_SECONDS", "0")
+# Tasks run inline in the tests: a fine-tune starting by itself at 100 TRAIN labels would run inside whatever
+# test labelled them. The deep-tier tests switch it on.
+os.environ.setdefault("LIGHTBULB_FINETUNE_AUTO", "0")
 
 # Tests run on a real SQLite file (WAL + IMMEDIATE, as in production) rather than the in-memory
 # shared-cache database, so concurrent connections behave as they will for users. A DATABASE_URL

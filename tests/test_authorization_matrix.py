@@ -54,6 +54,10 @@ API = [
     # The item has no label to keep (409): past authorization, nothing written.
     ("post", "/api/projects/{p}/label-check/keep/", {"item": "{i}"}, [401, 404, 403, 403, 409, 409]),
     ("post", "/api/projects/{p}/label-check/exclude/", {"item": "{i}"}, [401, 404, 403, 403, 403, 200]),
+    ("get", "/api/projects/{p}/finetune/", None, [401, 404, 200, 200, 200, 200]),
+    # Owners only; this project has no model to compare a fine-tune with (409), and no run 1 to cancel (404).
+    ("post", "/api/projects/{p}/finetune/", None, [401, 404, 403, 403, 403, 409]),
+    ("post", "/api/projects/{p}/finetune/cancel/", {"run": 1}, [401, 404, 403, 403, 403, 404]),
     ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200, 200]),
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
@@ -104,6 +108,9 @@ PAGES = [
     ("post", "/projects/{p}/model/labels/{i}/relabel/", {"label": "Cat"}, [302, 404, 403, 403, 302, 302]),
     ("post", "/projects/{p}/model/labels/{i}/keep/", None, [302, 404, 403, 403, 302, 302]),
     ("post", "/projects/{p}/model/labels/{i}/exclude/", None, [302, 404, 403, 403, 403, 302]),
+    # Owners only; without a model (or a run 1) the owner is sent back to the card with the reason.
+    ("post", "/projects/{p}/model/finetune/", None, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/model/finetune/cancel/", {"run": "1"}, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200, 200]),
     ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409, 409]),
@@ -203,6 +210,8 @@ def test_page_matrix(client, actors, image_project, who, method, url, body, expe
         elif "model/labels" in url and url.endswith("/exclude/"):
             item.refresh_from_db()
             assert item.status == "rejected" and item.rejection_reason == "excluded by alice: label check"
+        elif "model/finetune" in url:
+            assert not image_project.finetune_runs.exists()  # refused, said why
         elif "model/labels" in url and url.endswith("/keep/"):
             assert not item.judgements.exists()  # the item has no label to keep: said why, nothing written
         elif "/data/" in url or "duplicates/drop" in url or url.endswith("/keep/"):

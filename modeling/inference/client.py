@@ -49,9 +49,11 @@ class InferenceClient:
         return answer
 
     def score(
-        self, *, encoder: str, encoder_version: str, head_path: str | Path, inputs: Sequence[bytes | str]
+        self, *, encoder: str, encoder_version: str, head_path: str | Path, inputs: Sequence[bytes | str],
+        finetuned: str | Path | None = None,
     ) -> ScoreResult:
-        """Scores for raw inputs: image bytes for image encoders, strings for text encoders."""
+        """Scores for raw inputs: image bytes for image encoders, strings for text encoders. `finetuned`: the
+        folder of the project's fine-tuned weights for the encoder, when the version was trained on them."""
         blobs = [x.encode("utf-8") if isinstance(x, str) else bytes(x) for x in inputs]
         answer = self._call(
             {
@@ -59,6 +61,7 @@ class InferenceClient:
                 "encoder": encoder,
                 "encoder_version": encoder_version,
                 "head": str(head_path),
+                "finetuned": str(finetuned) if finetuned else "",
                 "text": bool(inputs) and isinstance(inputs[0], str),
                 "sizes": [len(b) for b in blobs],
             },

@@ -65,6 +65,7 @@ class _Job:
     encoder_version: str
     head_path: str
     inputs: list  # bytes (images) or str (texts)
+    finetuned: str = ""  # the folder of a project's fine-tuned weights for the encoder ("" = the pretrained one)
     done: threading.Event = field(default_factory=threading.Event)
     answer: dict = field(default_factory=dict)
 
@@ -188,6 +189,7 @@ class InferenceServer:
             encoder_version=str(header.get("encoder_version")),
             head_path=str(header.get("head")),
             inputs=inputs,
+            finetuned=str(header.get("finetuned") or ""),
         )
         if not job.inputs:
             head = self._head(job.head_path)
@@ -219,7 +221,8 @@ class InferenceServer:
             kept: deque[_Job] = deque()
             while self._jobs:
                 job = self._jobs.popleft()
-                if job.encoder == first.encoder and size + len(job.inputs) <= self.max_batch:
+                same = (job.encoder, job.finetuned) == (first.encoder, first.finetuned)
+                if same and size + len(job.inputs) <= self.max_batch:
                     batch.append(job)
                     size += len(job.inputs)
                 else:
@@ -253,12 +256,13 @@ class InferenceServer:
             s.max_batch_requests = max(s.max_batch_requests, len(batch))
             s.compute_seconds += time.perf_counter() - started
 
-    def _encoder(self, name: str):
-        if name not in self._encoders:
+    def _encoder(self, name: str, finetuned: str = ""):
+        key = f"{name}@{finetuned}" if finetuned else name
+        if key not in self._encoders:
             from ..ml.encoders import load_encoder
 
-            self._encoders[name] = load_encoder(name)
-        return self._encoders[name]
+            self._encoders[key] = load_encoder(name, finetuned=finetuned or None)
+        return self._encoders[key]
 
     def _head(self, path: str) -> Head:
         """Heads cached by (path, mtime, size): a retrained version is a new file, read once."""
@@ -286,14 +290,16 @@ class InferenceServer:
                 job.answer = {"ok": False, "error": f"unknown encoder {name!r}"}
             return
         for job in batch:
-            if job.encoder_version != spec.version:
+            # A fine-tuned copy has the catalogued version plus its run ("...+ft-p3-r2").
+            expected = job.encoder_version.split("+ft-")[0] if job.finetuned else job.encoder_version
+            if expected != spec.version:
                 job.answer = {"ok": False, "error": f"the model was trained on {name}@{job.encoder_version}; "
                                                     f"this worker has {name}@{spec.version}"}
         live = [job for job in batch if not job.answer]
         if not live:
             return
         try:
-            encoder = self._encoder(name)
+            encoder = self._encoder(name, batch[0].finetuned)
         except EncoderError as exc:
             for job in live:
                 job.answer = {"ok": False, "error": str(exc)}

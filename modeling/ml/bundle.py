@@ -14,15 +14,17 @@ The file is a zip holding `bundle.json` (format, classes, the encoder's name, ve
 preprocessing, calibration, TEST metrics, thresholds, where it came from) and `head.npz` (the head's
 weights, written by `modeling.ml.head.Head.save`). The encoder's own weights are not copied: they are
 the published pretrained weights the name and version identify, loaded by the same `encoders.py` code
-the server uses, so scores match the server's to the last bit on the same machine.
+the server uses, so scores match the server's to the last bit on the same machine. A version trained on a
+project's fine-tuned encoder (the deep tier) carries those weights under `finetuned/`.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +67,13 @@ class BundleError(ValueError):
     """Not a Light Bulb bundle, or one this code cannot run (unknown format or encoder)."""
 
 
-def build_bundle(*, head: Head, meta: dict[str, Any]) -> bytes:
-    """The bytes of an `.lbmodel` file: `meta` (project, version, metrics, ...) plus the head."""
+FINETUNED = "finetuned/"  # in the zip: the fine-tuned encoder's files, when the version was trained on them
+
+
+def build_bundle(*, head: Head, meta: dict[str, Any], finetuned: Path | None = None) -> bytes:
+    """The bytes of an `.lbmodel` file: `meta` (project, version, metrics, ...) plus the head, and the
+    fine-tuned encoder's weights (`finetuned`, a folder written by modeling.ml.finetune.save_encoder) when
+    the version reads a project's fine-tuned copy rather than the published weights."""
     buffer = io.BytesIO()
     head_bytes = io.BytesIO()
     head.write(head_bytes)
@@ -80,6 +87,8 @@ def build_bundle(*, head: Head, meta: dict[str, Any]) -> bytes:
             "dim": spec.dim if spec else int(head.weight.shape[1]),
             "description": spec.description if spec else "",
             "preprocessing": PREPROCESSING.get(head.encoder, ""),
+            **({"finetuned": {"files": FINETUNED, "note": "the encoder's weights fine-tuned on the project's "
+                              "TRAIN labels; the preprocessing is the published encoder's"}} if finetuned else {}),
         },
         "calibration": {"method": "temperature scaling", "temperature": float(head.temperature)},
         "head": "multinomial logistic regression: softmax((((x - mean) / scale) @ weight.T + bias) / temperature)",
@@ -88,6 +97,9 @@ def build_bundle(*, head: Head, meta: dict[str, Any]) -> bytes:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
         archive.writestr("head.npz", head_bytes.getvalue())
+        if finetuned is not None:
+            for file in sorted(p for p in finetuned.rglob("*") if p.is_file()):
+                archive.write(file, FINETUNED + file.relative_to(finetuned).as_posix())
     return buffer.getvalue()
 
 
@@ -95,6 +107,8 @@ def build_bundle(*, head: Head, meta: dict[str, Any]) -> bytes:
 class Bundle:
     meta: dict[str, Any]
     head: Head
+    finetuned: dict[str, bytes] = field(default_factory=dict)  # relative path -> bytes of the fine-tuned weights
+    _unpacked: Path | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -106,6 +120,8 @@ class Bundle:
             with zipfile.ZipFile(path) as archive:
                 meta = json.loads(archive.read("bundle.json").decode("utf-8"))
                 head_bytes = archive.read("head.npz")
+                finetuned = {name[len(FINETUNED):]: archive.read(name) for name in archive.namelist()
+                             if name.startswith(FINETUNED) and not name.endswith("/")}
         except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
         if meta.get("format") != FORMAT:
@@ -114,21 +130,37 @@ class Bundle:
             head = Head.load(io.BytesIO(head_bytes))
         except (ValueError, KeyError, OSError) as exc:
             raise BundleError(f"the bundle's head is unreadable: {exc}") from None
-        return cls(meta=meta, head=head)
+        for name in finetuned:
+            if name.startswith("/") or ".." in Path(name).parts:
+                raise BundleError(f"the bundle names a file outside itself: {name}")
+        return cls(meta=meta, head=head, finetuned=finetuned)
 
     def _encoder(self):
         spec = REGISTRY.get(self.head.encoder)
         if spec is None:
             raise BundleError(f"this bundle needs the encoder '{self.head.encoder}', which this code does not have")
-        if spec.version != self.head.encoder_version:
+        # A fine-tuned copy carries the published version plus its run ("...+ft-p3-r2").
+        published = self.head.encoder_version.split("+ft-")[0] if self.finetuned else self.head.encoder_version
+        if spec.version != published:
             raise BundleError(
                 f"this bundle was trained on {self.head.encoder}@{self.head.encoder_version}; "
                 f"this code has version {spec.version}"
             )
         try:
-            return load_encoder(self.head.encoder)
+            return load_encoder(self.head.encoder, finetuned=str(self._unpack()) if self.finetuned else None)
         except EncoderError as exc:
             raise BundleError(str(exc)) from None
+
+    def _unpack(self) -> Path:
+        """The fine-tuned weights as files (the encoders load folders), once per bundle, in a temporary folder."""
+        if self._unpacked is None:
+            folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
+            for name, data in self.finetuned.items():
+                target = folder / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            self._unpacked = folder
+        return self._unpacked
 
     def features(self, inputs: list) -> np.ndarray:
         """Encoder features of raw inputs: image bytes or paths for image models, strings for text models."""

@@ -167,8 +167,36 @@ class EmbeddingStore:
         return sum(f.stat().st_size for f in self.path.iterdir() if f.is_file()) if self.path.exists() else 0
 
 
+@dataclass(frozen=True)
+class ProjectEncoder:
+    """The encoder a project's model reads: a catalogued one, or its fine-tuned copy (the same name, its own
+    version, so its vectors get their own cache) with the folder of its weights."""
+
+    spec: EncoderSpec
+    finetuned: Path | None = None
+
+    def load(self, **kwargs):
+        from .encoders import load_encoder
+
+        return load_encoder(self.spec.name, finetuned=str(self.finetuned) if self.finetuned else None, **kwargs)
+
+
+def project_encoder(project: Project) -> ProjectEncoder:
+    from dataclasses import replace
+
+    from modeling.models import ModelState
+
+    base = spec_for(project.encoder_name, data_type=project.data_type)
+    adopted = (ModelState.objects.filter(project_id=project.pk, finetune__isnull=False)
+               .values_list("finetune__encoder", "finetune__encoder_version", "finetune__folder").first())
+    if adopted is None or adopted[0] != base.name:
+        return ProjectEncoder(base)  # none adopted, or the owner switched encoders since
+    spec = replace(base, version=adopted[1], description=f"{base.description}; fine-tuned on this project's labels")
+    return ProjectEncoder(spec, finetuned=project.model_path / adopted[2])
+
+
 def store_for(project: Project) -> tuple[EncoderSpec, EmbeddingStore]:
-    spec = spec_for(project.encoder_name, data_type=project.data_type)
+    spec = project_encoder(project).spec
     return spec, EmbeddingStore(store_path(project, spec), spec.dim)
 
 

@@ -55,3 +55,16 @@ def highlight_words(value: str, query: str) -> str:
     from projects.rendering import highlight
 
     return mark_safe(highlight(str(value or ""), str(query or "")))  # noqa: S308 - highlight() escapes all
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """Seconds as people say them: "40 s", "12 min", "1.5 h"."""
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,167 @@
+"""The deep tier's torch-free side: asking for a fine-tune, cancelling one, taking back what a killed worker left,
+and what the model card shows. The run itself is `modeling.tasks.finetune_run`, on the deep worker's queue
+(settings.LIGHTBULB_DEEP_CLUSTER), so the fast head's training never waits behind it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from lightbulb_site.errors import DomainError
+from projects.encoders import EncoderError, spec_for
+from projects.models import Project
+
+from .ml.embeddings import store_path
+from .models import FineTuneDecision, FineTuneRun, FineTuneState, ModelState
+from .services import _holder_is_dead as holder_is_dead
+from .services import loop_enabled, stale_after, training_data
+
+FINETUNABLE = {"mobilenet_v2", "efficientnet_lite0", "mobilenet_lite0", "minilm_l6", "minilm_ngrams"}
+
+
+class FineTuneError(DomainError):
+    """A fine-tune that cannot be asked for or cancelled now (409), with the reason."""
+
+    status_code = 409
+
+
+def supports_finetuning(project: Project) -> bool:
+    return project.labeling_supported and project.encoder_name in FINETUNABLE
+
+
+def live_run(project: Project) -> FineTuneRun | None:
+    return FineTuneRun.objects.filter(project=project, state__in=[FineTuneState.QUEUED, FineTuneState.RUNNING]).first()
+
+
+def _enqueue(run_id: int) -> None:
+    from django_q.tasks import async_task
+
+    if not loop_enabled():
+        return  # the model loop is off (imports, tests): the run stays queued for `resume_model_work`
+    async_task("modeling.tasks.finetune_run", run_id, group=f"finetune-{run_id}",
+               cluster=settings.LIGHTBULB_DEEP_CLUSTER)
+
+
+def _create_run(project: Project, *, trigger: str, user: User | None, train_count: int) -> FineTuneRun:
+    base = spec_for(project.encoder_name, data_type=project.data_type)
+    for _attempt in range(3):
+        number = (FineTuneRun.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        try:
+            with transaction.atomic():
+                run = FineTuneRun.objects.create(
+                    project=project, number=number, trigger=trigger, requested_by=user, encoder=base.name,
+                    base_version=base.version, encoder_version=f"{base.version}+ft-p{project.pk}-r{number}",
+                    folder=f"finetune/run-{number:04d}", train_count=train_count,
+                )
+        except IntegrityError:
+            continue  # another request took the number; take the next
+        transaction.on_commit(lambda run_id=run.pk: _enqueue(run_id))  # type: ignore[misc]
+        return run
+    raise FineTuneError("could not number the fine-tune run; try again")
+
+
+def do_request_finetune(project: Project, *, user: User) -> FineTuneRun:
+    """An owner's "Fine-tune now". Preconditions (else FineTuneError): the project's encoder can be fine-tuned,
+    it has a model (so there is something to compare with on TEST), and no run is queued or running."""
+    if not supports_finetuning(project):
+        raise FineTuneError(f"the encoder {project.encoder_name} cannot be fine-tuned")
+    if not ModelState.objects.filter(project=project, current_version__isnull=False).exists():
+        raise FineTuneError("there is no model yet to compare a fine-tuned one with; label more items first")
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()  # one request at a time per project
+        if live_run(project) is not None:
+            raise FineTuneError("a fine-tune is already queued or running")
+        return _create_run(project, trigger="owner", user=user, train_count=len(training_data(project).train))
+
+
+def maybe_request_finetune(project: Project) -> FineTuneRun | None:
+    """After a new model version: start a fine-tune when TRAIN has LIGHTBULB_FINETUNE_MIN_TRAIN labels and has
+    grown by LIGHTBULB_FINETUNE_GROWTH since the last run that finished (or was cut short); None otherwise."""
+    if not (loop_enabled() and settings.LIGHTBULB_FINETUNE_AUTO and supports_finetuning(project)):
+        return None
+    train = len(training_data(project).train)
+    if train < settings.LIGHTBULB_FINETUNE_MIN_TRAIN:
+        return None
+    with transaction.atomic():
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+        if live_run(project) is not None:
+            return None
+        last = FineTuneRun.objects.filter(project=project).exclude(state=FineTuneState.CANCELLED).order_by(
+            "-number").first()
+        if last is not None and train < settings.LIGHTBULB_FINETUNE_GROWTH * last.train_count:
+            return None
+        return _create_run(project, trigger="auto", user=None, train_count=train)
+
+
+def do_cancel_finetune(project: Project, *, run: FineTuneRun) -> FineTuneRun:
+    """Cancel a queued run at once, or ask a running one to stop at its next batch (it then removes its files).
+    Preconditions: the run is this project's and still queued or running (else FineTuneError)."""
+    if run.project_id != project.pk:
+        raise FineTuneError("no such fine-tune in this project")
+    now = timezone.now()
+    if FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.QUEUED).update(
+        state=FineTuneState.CANCELLED, cancel_requested=True, finished_at=now, reason="cancelled before it started"
+    ):
+        run.refresh_from_db()
+        return run
+    if not FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.RUNNING).update(cancel_requested=True):
+        raise FineTuneError(f"fine-tune {run.number} has already ended ({run.get_state_display().lower()})")
+    run.refresh_from_db()
+    return run
+
+
+def discard_files(project: Project, run: FineTuneRun) -> None:
+    """A run's weights and the embeddings made with them (a run that was not adopted, or did not finish)."""
+    shutil.rmtree(project.model_path / run.folder, ignore_errors=True)
+    try:
+        spec = replace(spec_for(run.encoder), version=run.encoder_version)
+    except EncoderError:
+        return
+    shutil.rmtree(store_path(project, spec), ignore_errors=True)
+
+
+def recover_finetunes() -> list[str]:
+    """At worker start: a run whose worker stopped (no heartbeat for the claim timeout, or no claim at all while
+    RUNNING) is marked failed and its files removed, so the project stays on its last model and the next run
+    starts clean; queued runs are enqueued again (a second copy of a task finds its run taken and returns)."""
+    out = []
+    lost = timezone.now() - stale_after()
+    for run in FineTuneRun.objects.filter(state=FineTuneState.RUNNING).select_related("project"):
+        # Its worker is gone: no word for the claim timeout, no claim, or its process no longer exists.
+        if run.heartbeat_at is None or run.heartbeat_at < lost or not run.claimed_by or holder_is_dead(run.claimed_by):
+            if FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.RUNNING, heartbeat_at=run.heartbeat_at).update(
+                state=FineTuneState.FAILED, claimed_by="", finished_at=timezone.now(),
+                last_error="the worker stopped during the run; the project kept its model",
+            ):
+                discard_files(run.project, run)
+                out.append(f"fine-tune {run.project.slug} #{run.number} failed (worker stopped)")
+    for run in FineTuneRun.objects.filter(state=FineTuneState.QUEUED):
+        _enqueue(run.pk)
+        out.append(f"fine-tune #{run.number} re-enqueued")
+    return out
+
+
+def finetune_summary(project: Project) -> dict:
+    """The model card's deep-tier section: the run in progress (with its progress), the adopted one and the
+    last few others with what the comparison on TEST said."""
+    state = ModelState.objects.filter(project=project).select_related("finetune").first()
+    runs = list(FineTuneRun.objects.filter(project=project).order_by("-number")[:5])
+    live = next((r for r in runs if r.live), None)
+    silent = bool(live and live.state == FineTuneState.RUNNING and live.heartbeat_at
+                  and live.heartbeat_at < timezone.now() - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS))
+    return {
+        "supported": supports_finetuning(project),
+        "adopted": state.finetune if state else None,
+        "live": live,
+        "silent": silent,
+        "runs": runs,
+        "decisions": {d.value: d.label for d in FineTuneDecision},
+    }
