@@ -146,8 +146,8 @@ def _network_module(encoder: str, classes: int):
 
 
 def _groups(net, lr: float, lr_mult: float) -> list[dict]:
-    """Parameter groups, from the input up: each body's first half (by parameter count) at lr / 100, its
-    second half at lr / 10, the head at lr (fastai's `slice(lr / 100, lr)` over three layer groups)."""
+    """Parameter groups, from the input up: each body's first half (by parameter count) at lr / lr_mult, its
+    second half at lr / sqrt(lr_mult), the head at lr (fastai's `slice(lr / lr_mult, lr)` over three groups)."""
     early: list = []
     late: list = []
     for body in net.bodies.values():
