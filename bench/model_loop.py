@@ -36,7 +36,8 @@ class ModelLoopBench(Bench):
                 if name == "store-100k":
                     results.append(self._store_load(Path(tmp) / name))
                 else:
-                    results.append(self._scenario(name, datasets, Path(tmp) / name, options["repeats"]))
+                    results.append(self._scenario(name, datasets, Path(tmp) / name, options["repeats"],
+                                                  beside=options.get("finetune_beside", False)))
                 self.stdout.write(json.dumps(results[-1], indent=1))
         report: dict[str, Any] = {
             "machine": torch_machine(),
@@ -47,7 +48,7 @@ class ModelLoopBench(Bench):
 
     # ----------------------------------------------------------------------------------------------
 
-    def _scenario(self, name: str, datasets: Path, root: Path, repeats: int) -> dict:
+    def _scenario(self, name: str, datasets: Path, root: Path, repeats: int, *, beside: bool = False) -> dict:
         from interchange.config import load_config
         from interchange.importer import do_import_config
         from labeling.services import do_record_judgement, next_items
@@ -94,19 +95,26 @@ class ModelLoopBench(Bench):
         train_project(project.pk)
         first_seconds = time.perf_counter() - t0
 
-        latencies, fits = [], []
-        for _ in range(repeats):
-            settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
-            label_one()
-            settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
-            t0 = time.perf_counter()
-            train_project(project.pk)
-            latencies.append(time.perf_counter() - t0)
-            state = ModelState.objects.select_related("current_version").get(project=project)
-            if state.current_version is None:
-                raise BenchError(f"{name}: training made no model version")
-            assert state.ranked_version == state.current_version.number, "queue not re-ranked"
-            fits.append(state.current_version.training_seconds)
+        def measure(times: int) -> tuple[list[float], list[float]]:
+            latencies, fits = [], []
+            for _ in range(times):
+                settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
+                label_one()
+                settings.LIGHTBULB_MODEL_IN_THE_LOOP = True
+                t0 = time.perf_counter()
+                train_project(project.pk)
+                latencies.append(time.perf_counter() - t0)
+                state = ModelState.objects.select_related("current_version").get(project=project)
+                if state.current_version is None:
+                    raise BenchError(f"{name}: training made no model version")
+                assert state.ranked_version == state.current_version.number, "queue not re-ranked"
+                fits.append(state.current_version.training_seconds)
+            return latencies, fits
+
+        latencies, fits = measure(repeats)
+        beside_latencies: list[float] = []
+        if beside:
+            beside_latencies = self._beside_a_finetune(datasets, lambda: measure(repeats)[0])
         version = ModelVersion.objects.filter(project=project).order_by("-number").first()
         if version is None:
             raise BenchError(f"{name}: training made no model version")
@@ -123,9 +131,46 @@ class ModelLoopBench(Bench):
                 "median": round(statistics.median(latencies), 2), "max": round(max(latencies), 2),
             },
             "fit_seconds_median": round(statistics.median(fits), 2),
+            **({"beside_a_finetune_seconds": {"median": round(statistics.median(beside_latencies), 2),
+                                              "max": round(max(beside_latencies), 2)}} if beside_latencies else {}),
             "labels": version.labels_count,
             "accuracy": version.accuracy,
         }
+
+    def _beside_a_finetune(self, datasets: Path, measure) -> list[float]:
+        """`measure()` while a real fine-tune (fashion_mnist_2k, 500 labels, the deep tier's code) runs in another
+        process as the deep worker runs it: nice 19, the same torch threads. It starts measuring once that
+        process is training, and stops it after."""
+        import os
+        import subprocess
+        import sys
+
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        with tempfile.TemporaryDirectory(prefix="lightbulb-beside-") as out:
+            process = subprocess.Popen(
+                ["nice", "-n", "19", sys.executable, manage, "bench_finetune", "--dataset", "fashion_mnist_2k",
+                 "--labels", "500", "--datasets", str(datasets), "--out", out],
+                env={**os.environ, "LIGHTBULB_FINETUNE_EPOCHS": "40", "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True,
+            )
+            try:
+                assert process.stdout is not None
+                for line in process.stdout:  # "... head 0.8475": the head is fitted, the fine-tune starts now
+                    if " head " in line:
+                        break
+                else:
+                    raise BenchError(f"the fine-tune beside did not start (exit {process.wait()})")
+                time.sleep(20)  # past the first frozen batches, into the backward passes
+                if process.poll() is not None:
+                    raise BenchError("the fine-tune beside ended before the measurement")
+                self.stdout.write("  measuring beside a running fine-tune")
+                latencies = measure()
+                if process.poll() is not None:
+                    raise BenchError("the fine-tune beside ended during the measurement")
+                return latencies
+            finally:
+                process.kill()
+                process.wait()
 
     @staticmethod
     def _store_load(root: Path) -> dict:
@@ -209,6 +254,15 @@ class ModelLoopBench(Bench):
                 f"{r['pipeline_items_per_second']} | {j['median']} s / {j['max']} s | {r['fit_seconds_median']} s | "
                 f"{r['first_version_seconds']} s |"
             )
+        beside = [r for r in report["results"] if r.get("beside_a_finetune_seconds")]
+        if beside:
+            lines += ["", "Judgement → new version + re-ranked queue while a fine-tune runs beside it (the deep "
+                      "worker's way: another process at nice 19 fine-tuning MobileNetV2 + EfficientNet-Lite0 on "
+                      "375 images):", "",
+                      "| scenario | alone (median / max) | beside a fine-tune (median / max) |", "|---|---|---|"]
+            for r in beside:
+                j, b = r["judgement_to_ranked_version_seconds"], r["beside_a_finetune_seconds"]
+                lines.append(f"| {r['scenario']} | {j['median']} s / {j['max']} s | {b['median']} s / {b['max']} s |")
         for r in report["results"]:
             if r["scenario"] == "store-100k":
                 lines.append(f"\nEmbedding cache: {r['items']:,} x {r['dim']} vectors ({r['file_mb']} MB) open in "
