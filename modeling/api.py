@@ -26,7 +26,7 @@ from projects.permissions import IsProjectMember, get_project_for_user, projects
 from .autolabels import auto_label_plan, do_auto_label
 from .deep import do_cancel_finetune, do_request_finetune, finetune_summary
 from .label_check import Show, confusion_items, do_keep_label, is_stale, open_findings, request_label_check
-from .models import FineTuneRun, LabelCheck
+from .models import FineTuneRun, LabelCheck, ModelState
 from .serializers import (
     AutoLabelPlanSerializer,
     AutoLabelRunSerializer,
@@ -125,7 +125,8 @@ class LabelCheckViewSet(ViewSet):
         q = query.validated_data
         project = self.project
         check = LabelCheck.objects.filter(project=project).first()
-        stale = is_stale(project, check)
+        has_model = ModelState.objects.filter(project=project, current_version__isnull=False).exists()
+        stale = has_model and is_stale(project, check)
         if stale:
             request_label_check(project.pk)
         if q.get("actual") or q.get("predicted"):
@@ -150,7 +151,8 @@ class LabelCheckViewSet(ViewSet):
         body = LabelCheckItemSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         item = get_item(self.project, body.validated_data["item"])
-        do_keep_label(self.project, item=item, user=signed_in(request))
+        do_keep_label(self.project, item=item, user=signed_in(request),
+                      judgement_id=body.validated_data.get("judgement"))
         return Response({"item": item.pk, "status": "kept"})
 
     @extend_schema(request=LabelCheckItemSerializer, responses=LabelCheckDoneSerializer)

@@ -75,8 +75,11 @@ def do_request_finetune(project: Project, *, user: User) -> FineTuneRun:
         raise FineTuneError(f"the encoder {project.encoder_name} cannot be fine-tuned")
     if not ModelState.objects.filter(project=project, current_version__isnull=False).exists():
         raise FineTuneError("there is no model yet to compare a fine-tuned one with; label more items first")
+    recover_lost(project)
     with transaction.atomic():
-        Project.objects.select_for_update().filter(pk=project.pk).first()  # one request at a time per project
+        # One request at a time per project: a row lock on PostgreSQL; SQLite's IMMEDIATE transactions
+        # (settings) serialise every writer anyway.
+        Project.objects.select_for_update().filter(pk=project.pk).first()
         if live_run(project) is not None:
             raise FineTuneError("a fine-tune is already queued or running")
         return _create_run(project, trigger="owner", user=user, train_count=len(training_data(project).train))
@@ -90,6 +93,7 @@ def maybe_request_finetune(project: Project) -> FineTuneRun | None:
     train = len(training_data(project).train)
     if train < settings.LIGHTBULB_FINETUNE_MIN_TRAIN:
         return None
+    recover_lost(project)
     with transaction.atomic():
         Project.objects.select_for_update().filter(pk=project.pk).first()
         if live_run(project) is not None:
@@ -112,6 +116,11 @@ def do_cancel_finetune(project: Project, *, run: FineTuneRun) -> FineTuneRun:
     ):
         run.refresh_from_db()
         return run
+    run.refresh_from_db()
+    if run.state == FineTuneState.RUNNING and is_lost(run):
+        _fail_lost(run)  # nobody would read the flag: its worker is gone
+        run.refresh_from_db()
+        return run
     if not FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.RUNNING).update(cancel_requested=True):
         raise FineTuneError(f"fine-tune {run.number} has already ended ({run.get_state_display().lower()})")
     run.refresh_from_db()
@@ -128,21 +137,44 @@ def discard_files(project: Project, run: FineTuneRun) -> None:
     shutil.rmtree(store_path(project, spec), ignore_errors=True)
 
 
-def recover_finetunes() -> list[str]:
-    """At worker start: a run whose worker stopped (no heartbeat for the claim timeout, or no claim at all while
-    RUNNING) is marked failed and its files removed, so the project stays on its last model and the next run
-    starts clean; queued runs are enqueued again (a second copy of a task finds its run taken and returns)."""
-    out = []
+def is_lost(run: FineTuneRun) -> bool:
+    """A RUNNING run whose worker is gone: no word for the claim timeout, no claim, or its process is dead.
+    (django-q2's timeout terminates the process without running any handler, and so does a kill.)"""
     lost = timezone.now() - stale_after()
+    return (run.heartbeat_at is None or run.heartbeat_at < lost or not run.claimed_by
+            or holder_is_dead(run.claimed_by))
+
+
+def _fail_lost(run: FineTuneRun) -> bool:
+    """Mark a lost run failed (conditionally: its worker may have reported meanwhile) and remove its files."""
+    if not FineTuneRun.objects.filter(
+        pk=run.pk, state=FineTuneState.RUNNING, heartbeat_at=run.heartbeat_at, claimed_by=run.claimed_by
+    ).update(state=FineTuneState.FAILED, claimed_by="", finished_at=timezone.now(),
+             last_error="the worker stopped during the run; the project kept its model"):
+        return False
+    if not ModelState.objects.filter(project_id=run.project_id, finetune_id=run.pk).exists():
+        discard_files(run.project, run)
+    return True
+
+
+def recover_lost(project: Project) -> list[FineTuneRun]:
+    """The project's lost runs, failed (see `is_lost`): before a new run is asked for, so a dead worker's run
+    never blocks the next one."""
+    out = []
+    for run in FineTuneRun.objects.filter(project=project, state=FineTuneState.RUNNING).select_related("project"):
+        if is_lost(run) and _fail_lost(run):
+            out.append(run)
+    return out
+
+
+def recover_finetunes() -> list[str]:
+    """At worker start: lost runs are marked failed and their files removed, so the project stays on its last
+    model and the next run starts clean; queued runs are enqueued again (a second copy of a task finds its run
+    taken and returns)."""
+    out = []
     for run in FineTuneRun.objects.filter(state=FineTuneState.RUNNING).select_related("project"):
-        # Its worker is gone: no word for the claim timeout, no claim, or its process no longer exists.
-        if run.heartbeat_at is None or run.heartbeat_at < lost or not run.claimed_by or holder_is_dead(run.claimed_by):
-            if FineTuneRun.objects.filter(pk=run.pk, state=FineTuneState.RUNNING, heartbeat_at=run.heartbeat_at).update(
-                state=FineTuneState.FAILED, claimed_by="", finished_at=timezone.now(),
-                last_error="the worker stopped during the run; the project kept its model",
-            ):
-                discard_files(run.project, run)
-                out.append(f"fine-tune {run.project.slug} #{run.number} failed (worker stopped)")
+        if is_lost(run) and _fail_lost(run):
+            out.append(f"fine-tune {run.project.slug} #{run.number} failed (worker stopped)")
     for run in FineTuneRun.objects.filter(state=FineTuneState.QUEUED):
         _enqueue(run.pk)
         out.append(f"fine-tune #{run.number} re-enqueued")

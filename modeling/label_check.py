@@ -127,16 +127,21 @@ def confusion_items(project: Project, *, actual: str, predicted: str, limit: int
     return out[:limit]
 
 
-def do_keep_label(project: Project, *, item: Item, user: User) -> LabelCheckKept:
+def do_keep_label(
+    project: Project, *, item: Item, user: User, judgement_id: int | None = None
+) -> LabelCheckKept:
     """"Keep as is": remember that `user` looked at the item's current label and kept it.
 
-    Preconditions: the item belongs to the project and has a current label (else LabelCheckError).
-    Keeping it twice is keeping it once."""
+    Preconditions (else LabelCheckError): the item belongs to the project and has a current label, and when
+    `judgement_id` names the label the person looked at, that label is still the current one (a page left open
+    while someone relabelled must not keep a label nobody looked at). Keeping it twice is keeping it once."""
     if item.project_id != project.pk:
         raise LabelCheckError("no such item in this project")
     judgement = Judgement.objects.filter(item=item, is_current=True).first()
     if judgement is None:
         raise LabelCheckError(f"item {item.key} has no label to keep")
+    if judgement_id is not None and judgement.pk != judgement_id:
+        raise LabelCheckError(f"item {item.key} was labelled again since you looked: it is now {judgement.label}")
     existing = LabelCheckKept.objects.filter(judgement=judgement).first()
     if existing is not None:
         return existing

@@ -148,6 +148,9 @@ class LabelCheckSerializer(serializers.Serializer):
 
 class LabelCheckItemSerializer(serializers.Serializer):
     item = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    judgement = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, required=False,
+        help_text="keep: the label you looked at (a finding's `judgement`); refused (409) if it changed since")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
                                    help_text="exclude: why (kept with the item)")
 

@@ -385,8 +385,9 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
     Written in batches of upserts (short write transactions, so labeling is never blocked for long);
     rows of older versions are removed at the end.
     """
-    if head.encoder != project.encoder_name:
-        return 0  # the project switched encoders: these vectors are not what this head reads
+    spec = store_for(project)[0]
+    if (head.encoder, head.encoder_version) != (spec.name, spec.version):
+        return 0  # the project reads another encoder now (switched, or a fine-tune adopted): not this head's vectors
     valid = embeddable_ids(project)
     pos, found = embeddings.rows_for(valid)
     ids = valid[found]
@@ -458,7 +459,8 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     from .ml.review import overconfidence, review_thresholds
     from .ml.thresholds import choose_thresholds
 
-    if head.encoder != project.encoder_name or list(head.classes) != list(project.classes):
+    spec = store_for(project)[0]
+    if (head.encoder, head.encoder_version) != (spec.name, spec.version) or list(head.classes) != list(project.classes):
         return "the project changed since this version: not proposing with it"
     classes = list(head.classes)
     data = training_data(project)
@@ -575,6 +577,10 @@ def check_labels(project_id: int) -> str:
         started = time.perf_counter()
         revision = Project.objects.filter(pk=project.pk).values_list("judgement_revision", flat=True).first() or 0
         head = Head.load(project.model_path / version.file)
+        spec = store_for(project)[0]
+        if (head.encoder, head.encoder_version) != (spec.name, spec.version):
+            # The next version (trained on what the project reads now) asks for a check of its own.
+            return f"v{version.number} reads another encoder than the project now does: checked with the next one"
         classes = list(head.classes)
         index = {name: i for i, name in enumerate(classes)}
         from labeling.models import Judgement, Stage
@@ -626,19 +632,24 @@ def check_labels(project_id: int) -> str:
 FINETUNE_HEARTBEAT_SECONDS = 5.0  # progress (and the cancel flag) is written and read at most this often
 
 
+class LostRun(Exception):
+    """The run is no longer this worker's (recovery marked it failed, or it was cancelled as silent)."""
+
+
 def finetune_run(run_id: int) -> str:
     """Fine-tune the project's encoder on a snapshot of TRAIN, re-embed the pool with it into a cache of its own,
     and adopt it only if the model on it beats the current one on TEST (exact McNemar, one-sided, 5%).
 
-    The run is claimed by a conditional UPDATE (queued -> running), so a second copy of the task returns. The
-    project's model is untouched until the very end: adopting is one UPDATE of ModelState.finetune followed by
-    a forced training on the fast queue. A cancel, a stop or an error removes the run's files.
+    The run is claimed by a conditional UPDATE (queued -> running); every later write is conditional on this
+    worker still holding it, so a run recovery took away (or a silent one an owner cancelled) can never come
+    back and be adopted. The project's model is untouched until the very end: adopting is one UPDATE of
+    ModelState.finetune followed by a forced training on the fast queue. A cancel, a stop or an error removes
+    the run's files (never those of a run the project uses).
     """
-    from dataclasses import replace
-
     from .deep import discard_files
     from .ml import finetune as ft
     from .ml.embeddings import EmbeddingStore, raw_input, store_path
+    from .ml.encoders import load_encoder
     from .ml.training import train_head
     from .models import FineTuneRun, FineTuneState
 
@@ -653,6 +664,7 @@ def finetune_run(run_id: int) -> str:
     ):
         return "not queued (taken, cancelled or finished)"
     run.refresh_from_db()
+    mine = {"pk": run.pk, "state": FineTuneState.RUNNING, "claimed_by": token}
     last_beat = [0.0]
     cancelled = [False]
 
@@ -660,7 +672,8 @@ def finetune_run(run_id: int) -> str:
         if not force and time.monotonic() - last_beat[0] < FINETUNE_HEARTBEAT_SECONDS:
             return
         last_beat[0] = time.monotonic()
-        FineTuneRun.objects.filter(pk=run.pk, claimed_by=token).update(heartbeat_at=timezone.now(), **fields)
+        if not FineTuneRun.objects.filter(**mine).update(heartbeat_at=timezone.now(), **fields):
+            raise LostRun("the run is no longer this worker's")
         cancelled[0] = FineTuneRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     def should_stop() -> bool:
@@ -672,28 +685,31 @@ def finetune_run(run_id: int) -> str:
              seconds_left=p.seconds_left)
 
     try:
+        project.refresh_from_db()
+        if project.encoder_name != run.encoder:
+            raise ValueError(f"the project now reads {project.encoder_name}, not {run.encoder}")
         classes = list(project.classes)
         index = {name: i for i, name in enumerate(classes)}
         data = training_data(project)
-        train = [(i, label) for i, label in data.train if label in index]
-        test = [(i, label) for i, label in data.test if label in index]
+        train = {i: index[label] for i, label in data.train if label in index}
+        test = {i: index[label] for i, label in data.test if label in index}
         revision = project.judgement_revision
-        items = {item.pk: item for item in Item.objects.filter(pk__in=[i for i, _ in train])}
         inputs, labels = [], []
-        for item_id, label in train:
-            item = items.get(item_id)
-            if item is None or item.status == ItemStatus.REJECTED:
-                continue
+        for item in Item.objects.filter(pk__in=list(train)).exclude(status=ItemStatus.REJECTED).order_by("id"):
             try:
-                inputs.append(raw_input(project, item))
-            except Exception as exc:  # noqa: BLE001 - an unreadable file is left out, as embedding does
+                raw = raw_input(project, item)
+                if isinstance(raw, bytes):
+                    ft.decode_rgb(raw)  # a file no decoder reads is left out here, as embedding leaves it out
+            except Exception as exc:  # noqa: BLE001 - an unreadable item is left out; the rest trains
                 logger.warning("fine-tune %s: leaving out %s: %s", run.pk, item.key, exc)
                 continue
-            labels.append(index[label])
+            inputs.append(raw)
+            labels.append(train[item.pk])
+            beat()
         if len(set(labels)) < 2:
             raise ValueError("TRAIN needs labels of at least two classes")
-        FineTuneRun.objects.filter(pk=run.pk).update(train_count=len(labels), test_count=len(test),
-                                                     judgement_revision=revision)
+        beat(force=True, train_count=len(labels), test_count=len(test), judgement_revision=revision,
+             phase="preparing the images" if project.data_type == "images" else "preparing the pairs")
         folder = project.model_path / run.folder
         started = time.perf_counter()
         y = np.asarray(labels, dtype=np.int64)
@@ -710,15 +726,17 @@ def finetune_run(run_id: int) -> str:
                 raise ValueError("all-MiniLM-L6-v2 is not installed")
             result = ft.finetune_text([str(x) for x in inputs], y, model_dir=base_dir, progress=on_progress,
                                       should_stop=should_stop)
+        beat(force=True, phase="saving the weights")
         ft.save_encoder(result, folder)
         training_seconds = time.perf_counter() - started
         beat(force=True, phase="re-embedding the pool", progress=0.8, seconds_left=None)
 
-        # The pool, re-embedded with the fine-tuned encoder into a cache of its own.
-        from .ml.encoders import load_encoder
+        # The pool, re-embedded with the fine-tuned encoder into a cache of its own (named after the run's encoder).
+        from dataclasses import replace
 
-        base_spec, current_store = store_for(project)  # what the model reads now (pretrained or an adopted run)
-        spec = replace(base_spec, version=run.encoder_version)
+        from projects.encoders import spec_for
+
+        spec = replace(spec_for(run.encoder), version=run.encoder_version)
         store = EmbeddingStore(store_path(project, spec), spec.dim)
         started = time.perf_counter()
         encoder = load_encoder(run.encoder, finetuned=str(folder))
@@ -731,7 +749,7 @@ def finetune_run(run_id: int) -> str:
 
             def on_chunk(n_ok: int, n_failed: int, seconds: float, total: int = total) -> None:
                 done = total - len(pending_item_ids(store.load(), valid))
-                beat(phase=f"re-embedding the pool ({done:,} of {total:,})",
+                beat(force=True, phase=f"re-embedding the pool ({done:,} of {total:,})",
                      progress=round(0.8 + 0.15 * done / max(total, 1), 4))
 
             embed_pending(project, store=store, encoder_loader=lambda: encoder, item_ids=pending,
@@ -743,47 +761,54 @@ def finetune_run(run_id: int) -> str:
         beat(force=True, phase="comparing on TEST", progress=0.95)
 
         # The paired comparison: the same TRAIN snapshot fits a head on each encoder's features; the same TEST
-        # items judge both.
-        def right_on_test(embeddings) -> tuple[np.ndarray, float | None]:
-            x_train, ids_train = embeddings.take([i for i, _ in train])
-            y_train = np.asarray([index[dict(train)[i]] for i in ids_train.tolist()], dtype=np.int64)
-            x_test, ids_test = embeddings.take([i for i, _ in test])
-            y_test = np.asarray([index[dict(test)[i]] for i in ids_test.tolist()], dtype=np.int64)
+        # items (those both caches hold) judge both.
+        current_spec, current_store = store_for(project)  # what the model reads now (pretrained or adopted)
+        current, candidate = current_store.load(), store.load()
+        both = set(current.take(list(test))[1].tolist()) & set(candidate.take(list(test))[1].tolist())
+        test_ids = [i for i in test if i in both]
+
+        def right_on_test(embeddings, name: str, version: str) -> np.ndarray:
+            x_train, ids_train = embeddings.take(list(train))
+            y_train = np.asarray([train[i] for i in ids_train.tolist()], dtype=np.int64)
+            x_test, _ = embeddings.take(test_ids)
+            y_test = np.asarray([test[i] for i in test_ids], dtype=np.int64)
             pool = sample_rows(embeddings.vectors, limit=STANDARDISE_SAMPLE)
             fitted = train_head(classes=classes, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                                pool=pool, encoder=spec.name, encoder_version=spec.version)
-            predicted = fitted.head.predict_proba(x_test).argmax(axis=1) if len(y_test) else np.zeros(0, np.int64)
-            return predicted == y_test, fitted.accuracy
+                                pool=pool, encoder=name, encoder_version=version)
+            beat(force=True)
+            return fitted.head.predict_proba(x_test).argmax(axis=1) == y_test if len(y_test) else np.zeros(0, bool)
 
-        current_right, _ = right_on_test(current_store.load())
-        candidate_right, _ = right_on_test(store.load())
-        if len(current_right) != len(candidate_right):
-            raise ValueError("the two caches hold different TEST items")
-        comparison = ft.compare(current_right, candidate_right)
-        return settle_finetune(run, comparison, store_folder=store.path, training_seconds=training_seconds,
-                               embedding_seconds=embedding_seconds)
+        comparison = ft.compare(right_on_test(current, current_spec.name, current_spec.version),
+                                right_on_test(candidate, spec.name, spec.version))
+        if should_stop():
+            raise ft.Cancelled("stopped")
+        return settle_finetune(run, comparison, store_folder=store.path, token=token,
+                               training_seconds=training_seconds, embedding_seconds=embedding_seconds)
     except ft.Cancelled:
-        FineTuneRun.objects.filter(pk=run.pk).update(
+        if FineTuneRun.objects.filter(**mine).update(
             state=FineTuneState.CANCELLED, claimed_by="", finished_at=timezone.now(),
             reason="cancelled by an owner" if cancelled[0] else "stopped with the worker; the project kept its model",
-        )
-        discard_files(project, run)
+        ):
+            discard_files(project, run)
         return f"fine-tune {run.number} cancelled"
+    except LostRun:
+        return f"fine-tune {run.number}: no longer this worker's (recovered or cancelled meanwhile)"
     except BaseException as exc:
-        # SystemExit too: django-q2's timeout stops a task that way. Nothing of the run stays in use.
-        FineTuneRun.objects.filter(pk=run.pk).update(
+        # Whatever stopped it (an error, a SystemExit), nothing of the run stays in use. A kill that runs no
+        # handler (django-q2's timeout terminates the process) is caught by recovery (modeling.deep).
+        if FineTuneRun.objects.filter(**mine).update(
             state=FineTuneState.FAILED, claimed_by="", finished_at=timezone.now(),
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
-        )
-        discard_files(project, run)
+        ):
+            discard_files(project, run)
         raise
 
 
-def settle_finetune(run, comparison, *, store_folder, training_seconds: float = 0.0,
+def settle_finetune(run, comparison, *, store_folder, token: str, training_seconds: float = 0.0,
                     embedding_seconds: float = 0.0) -> str:
     """The end of a fine-tune: adopt it (ModelState.finetune, then a forced training on the fast queue, which
     reads the fine-tuned cache) when the comparison on TEST says better, else keep it for the record and drop its
-    vectors. The run's row says which and why."""
+    vectors. Only while this worker (`token`) still holds the run and nobody asked to cancel it."""
     import shutil
 
     from .models import FineTuneDecision, FineTuneRun, FineTuneState
@@ -792,19 +817,23 @@ def settle_finetune(run, comparison, *, store_folder, training_seconds: float = 
     detail = (f"on {comparison.test_items} TEST items: {comparison.candidate_accuracy:.1%} against "
               f"{comparison.current_accuracy:.1%} ({comparison.only_candidate_right} right only with it, "
               f"{comparison.only_current_right} only without; one-sided McNemar p = {comparison.p_value:.3f})")
+    decision, reason = ((FineTuneDecision.ADOPTED, f"better {detail}") if comparison.better
+                        else (FineTuneDecision.KEPT, f"not shown better {detail}"))
     with transaction.atomic():
-        if comparison.better:
-            decision, reason = FineTuneDecision.ADOPTED, f"better {detail}"
-            ModelState.objects.filter(pk=project_id).update(finetune=run)
-            transaction.on_commit(lambda: request_training(project_id, force=True))
-            transaction.on_commit(lambda: request_embedding(project_id))  # items added meanwhile
-        else:
-            decision, reason = FineTuneDecision.KEPT, f"not shown better {detail}"
-        FineTuneRun.objects.filter(pk=run.pk).update(
+        settled = FineTuneRun.objects.filter(
+            pk=run.pk, state=FineTuneState.RUNNING, claimed_by=token, cancel_requested=False
+        ).update(
             state=FineTuneState.DONE, decision=decision, reason=reason[:500], comparison=comparison.as_dict(),
             training_seconds=training_seconds, embedding_seconds=embedding_seconds, finished_at=timezone.now(),
             progress=1.0, seconds_left=0, phase="done", claimed_by="",
         )
+        if not settled:
+            raise LostRun("the run was cancelled or taken away before it could be settled")
+        if comparison.better:
+            ModelState.objects.filter(pk=project_id).update(finetune=run)
+            # robust: a broker hiccup must not undo an adoption already committed (resume_model_work retrains).
+            transaction.on_commit(lambda: request_training(project_id, force=True), robust=True)
+            transaction.on_commit(lambda: request_embedding(project_id), robust=True)  # items added meanwhile
     if not comparison.better:
-        shutil.rmtree(store_folder, ignore_errors=True)  # kept for its numbers; the weights stay (a few MB)
+        shutil.rmtree(store_folder, ignore_errors=True)  # kept for its numbers and weights, not its vectors
     return f"fine-tune {run.number}: {decision}: {reason}"

@@ -436,7 +436,9 @@ def label_check_keep(request: HttpRequest, project_id: int, item_id: int) -> Htt
     back = _check_back(request, project)
     try:
         item = get_item(project, item_id)
-        do_keep_label(project, item=item, user=signed_in(request))
+        looked_at = request.POST.get("judgement", "")
+        do_keep_label(project, item=item, user=signed_in(request),
+                      judgement_id=int(looked_at) if looked_at.isdigit() and int(looked_at) < 2**63 else None)
     except (LabelingError, LabelCheckError) as exc:
         messages.error(request, sentence(str(exc)))
     else:

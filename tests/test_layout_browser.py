@@ -28,7 +28,7 @@ SCHEMES = ("light", "dark")
 @pytest.fixture
 def trained(tmp_path, alice, settings):
     """A text project with a real first model (MiniLM), labels, and a review batch waiting."""
-    from modeling.tasks import embed_until_done, train_project
+    from modeling.tasks import check_labels, embed_until_done, train_project
 
     alice.user_permissions.add(Permission.objects.get(codename="add_project"))
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
@@ -42,6 +42,7 @@ def trained(tmp_path, alice, settings):
     embed_until_done(project.pk)
     train_project(project.pk)
     assert ModelState.objects.get(project=project).current_version is not None
+    check_labels(project.pk)  # the label-check page has its findings
     settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
     unlabelled = list(project.items.filter(status="unlabelled").order_by("key")[:12])
     do_sync_proposals(project, version=1, desired={i.pk: ("sport", 0.9) for i in unlabelled})
@@ -60,6 +61,7 @@ def _screens(project) -> list[tuple[str, str]]:
         ("items", f"/projects/{p}/items/"),
         ("members", f"/projects/{p}/members/"),
         ("export", f"/projects/{p}/export/"),
+        ("label-check", f"/projects/{p}/model/labels/?show=losses"),
     ]
 
 

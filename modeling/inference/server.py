@@ -256,11 +256,18 @@ class InferenceServer:
             s.max_batch_requests = max(s.max_batch_requests, len(batch))
             s.compute_seconds += time.perf_counter() - started
 
+    # Fine-tuned copies kept loaded at once (each 25-90 MB); the catalogued encoders always stay.
+    FINETUNED_CACHE = 4
+
     def _encoder(self, name: str, finetuned: str = ""):
         key = f"{name}@{finetuned}" if finetuned else name
         if key not in self._encoders:
             from ..ml.encoders import load_encoder
 
+            if finetuned:
+                tuned = [k for k in self._encoders if "@" in k]
+                for old in tuned[: max(0, len(tuned) - self.FINETUNED_CACHE + 1)]:
+                    del self._encoders[old]  # oldest first (dicts keep insertion order)
             self._encoders[key] = load_encoder(name, finetuned=finetuned or None)
         return self._encoders[key]
 

@@ -15,17 +15,20 @@ preprocessing, calibration, TEST metrics, thresholds, where it came from) and `h
 weights, written by `modeling.ml.head.Head.save`). The encoder's own weights are not copied: they are
 the published pretrained weights the name and version identify, loaded by the same `encoders.py` code
 the server uses, so scores match the server's to the last bit on the same machine. A version trained on a
-project's fine-tuned encoder (the deep tier) carries those weights under `finetuned/`.
+project's fine-tuned encoder (the deep tier) carries those weights under `finetuned/`; as with any model
+file (sentence-transformers reads the module names in its config), load only bundles you trust.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -68,6 +71,8 @@ class BundleError(ValueError):
 
 
 FINETUNED = "finetuned/"  # in the zip: the fine-tuned encoder's files, when the version was trained on them
+# MiniLM's weights are about 90 MB, the two image networks about 25 MB: ten times that is not a model.
+MAX_FINETUNED_BYTES = 1024 * 1024 * 1024
 
 
 def build_bundle(*, head: Head, meta: dict[str, Any], finetuned: Path | None = None) -> bytes:
@@ -120,8 +125,10 @@ class Bundle:
             with zipfile.ZipFile(path) as archive:
                 meta = json.loads(archive.read("bundle.json").decode("utf-8"))
                 head_bytes = archive.read("head.npz")
-                finetuned = {name[len(FINETUNED):]: archive.read(name) for name in archive.namelist()
-                             if name.startswith(FINETUNED) and not name.endswith("/")}
+                members = [i for i in archive.infolist() if i.filename.startswith(FINETUNED) and not i.is_dir()]
+                if sum(i.file_size for i in members) > MAX_FINETUNED_BYTES:
+                    raise BundleError(f"the bundle's fine-tuned weights are over {MAX_FINETUNED_BYTES:,} bytes")
+                finetuned = {i.filename[len(FINETUNED):]: archive.read(i) for i in members}
         except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
         if meta.get("format") != FORMAT:
@@ -131,7 +138,8 @@ class Bundle:
         except (ValueError, KeyError, OSError) as exc:
             raise BundleError(f"the bundle's head is unreadable: {exc}") from None
         for name in finetuned:
-            if name.startswith("/") or ".." in Path(name).parts:
+            posix, windows = PurePosixPath(name), PureWindowsPath(name)
+            if posix.is_absolute() or windows.drive or windows.anchor or ".." in posix.parts or ".." in windows.parts:
                 raise BundleError(f"the bundle names a file outside itself: {name}")
         return cls(meta=meta, head=head, finetuned=finetuned)
 
@@ -155,6 +163,7 @@ class Bundle:
         """The fine-tuned weights as files (the encoders load folders), once per bundle, in a temporary folder."""
         if self._unpacked is None:
             folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)  # gone with the bundle (or at exit)
             for name, data in self.finetuned.items():
                 target = folder / name
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -188,11 +188,14 @@ def project_encoder(project: Project) -> ProjectEncoder:
 
     base = spec_for(project.encoder_name, data_type=project.data_type)
     adopted = (ModelState.objects.filter(project_id=project.pk, finetune__isnull=False)
-               .values_list("finetune__encoder", "finetune__encoder_version", "finetune__folder").first())
-    if adopted is None or adopted[0] != base.name:
-        return ProjectEncoder(base)  # none adopted, or the owner switched encoders since
-    spec = replace(base, version=adopted[1], description=f"{base.description}; fine-tuned on this project's labels")
-    return ProjectEncoder(spec, finetuned=project.model_path / adopted[2])
+               .values_list("finetune__encoder", "finetune__base_version", "finetune__encoder_version",
+                            "finetune__folder").first())
+    if adopted is None or (adopted[0], adopted[1]) != (base.name, base.version):
+        # None adopted, the owner switched encoders since, or the catalogue now has another version of it (its
+        # fine-tuned copy started from weights this code no longer has): the pretrained encoder, retrained on.
+        return ProjectEncoder(base)
+    spec = replace(base, version=adopted[2], description=f"{base.description}; fine-tuned on this project's labels")
+    return ProjectEncoder(spec, finetuned=project.model_path / adopted[3])
 
 
 def store_for(project: Project) -> tuple[EncoderSpec, EmbeddingStore]:

@@ -43,11 +43,13 @@
     try {
       if (form.dataset.action === "relabel") {
         const label = form.querySelector("select[name=label]").value;
+        if (!label) throw new Error("Choose the right class first.");
         await post(`/api/projects/${project}/judgements/`, { item, label, reason: REASON });
         card.querySelector(".finding-given").textContent = label;
         settle(card, `Relabelled ${label}.`);
       } else if (form.dataset.action === "keep") {
-        await post(`/api/projects/${project}/label-check/keep/`, { item });
+        const judgement = Number(form.querySelector("input[name=judgement]").value);
+        await post(`/api/projects/${project}/label-check/keep/`, { item, judgement });
         settle(card, "Kept as is: not questioned again unless the label changes.");
       } else {
         await post(`/api/projects/${project}/label-check/exclude/`, { item, reason: "label check" });

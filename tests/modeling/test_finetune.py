@@ -284,3 +284,33 @@ def test_the_owner_controls_it_from_the_card_and_the_api(text_model, alice, bob,
     assert api.post(f"/api/projects/{project.pk}/finetune/", format="json").status_code == 403
     api.force_authenticate(charlie)
     assert api.get(f"/api/projects/{project.pk}/finetune/").status_code == 404
+
+
+def test_a_run_whose_worker_is_gone_never_blocks_the_next_nor_comes_back(text_model, alice):
+    import socket
+
+    from modeling.tasks import LostRun
+
+    project = text_model
+    run = do_request_finetune(project, user=alice)
+    # A worker that claimed it and died (its process no longer exists), with its weights half written.
+    dead = f"{socket.gethostname()}:999999999:x"
+    FineTuneRun.objects.filter(pk=run.pk).update(state=FineTuneState.RUNNING, claimed_by=dead)
+    (project.model_path / run.folder).mkdir(parents=True)
+    second = do_request_finetune(project, user=alice)  # not "already running": the dead one was failed first
+    run.refresh_from_db()
+    assert run.state == FineTuneState.FAILED and not (project.model_path / run.folder).exists()
+    assert second.number == 2
+    # Should the first worker still report, it can no longer settle (let alone be adopted).
+    current = np.array([False] * 10)
+    with pytest.raises(LostRun):
+        settle_finetune(run, ft.compare(current, ~current), store_folder=tmp_missing(project), token="host:1:x")
+    assert ModelState.objects.get(project=project).finetune_id is None
+    # An owner's cancel of a silent run fails it at once (nobody would read the flag).
+    FineTuneRun.objects.filter(pk=second.pk).update(state=FineTuneState.RUNNING, claimed_by="", heartbeat_at=None)
+    second.refresh_from_db()
+    assert do_cancel_finetune(project, run=second).state == FineTuneState.FAILED
+
+
+def tmp_missing(project):
+    return project.model_path / "no-such-folder"
