@@ -71,7 +71,8 @@ def _mean(values: list) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
         return "—"
-    text = f"{statistics.mean(vals):.2f}"
+    whole = all(float(v).is_integer() for v in vals)
+    text = f"{statistics.mean(vals):.{0 if whole and len(vals) == 1 else 1 if whole else 2}f}"
     return f"{text} ({min(vals):.2f}–{max(vals):.2f})" if len(vals) > 1 else text
 
 
