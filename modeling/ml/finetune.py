@@ -16,7 +16,6 @@ torch is imported inside the functions; importing this module costs numpy only.
 
 from __future__ import annotations
 
-import io
 import math
 import shutil
 import time
@@ -80,14 +79,9 @@ def decode_rgb(raw: bytes):
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    with Image.open(io.BytesIO(raw)) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA", "P"):
-            rgba = im.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            rgb = Image.alpha_composite(background, rgba).convert("RGB")
-        else:
-            rgb = im.convert("RGB")
+    from .encoders import rgb_image
+
+    rgb = rgb_image(raw)
     if min(rgb.size) > DECODE_SIDE:
         scale = DECODE_SIDE / min(rgb.size)
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
