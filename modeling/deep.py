@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -16,11 +15,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from lightbulb_site.errors import DomainError
-from projects.encoders import EncoderError, spec_for
+from projects.encoders import EncoderError, EncoderSpec, spec_for
 from projects.models import Project
 
 from .ml.embeddings import store_path
-from .models import FineTuneDecision, FineTuneRun, FineTuneState, ModelState
+from .models import FineTuneRun, FineTuneState, ModelState
 from .services import _holder_is_dead as holder_is_dead
 from .services import loop_enabled, stale_after, training_data
 
@@ -127,11 +126,17 @@ def do_cancel_finetune(project: Project, *, run: FineTuneRun) -> FineTuneRun:
     return run
 
 
+def run_spec(run: FineTuneRun) -> EncoderSpec:
+    """The fine-tuned encoder a run makes: its catalogued encoder under the run's own version (the cache key of
+    the vectors it re-embeds). EncoderError if the catalogue no longer has that encoder."""
+    return replace(spec_for(run.encoder), version=run.encoder_version)
+
+
 def discard_files(project: Project, run: FineTuneRun) -> None:
     """A run's weights and the embeddings made with them (a run that was not adopted, or did not finish)."""
     shutil.rmtree(project.model_path / run.folder, ignore_errors=True)
     try:
-        spec = replace(spec_for(run.encoder), version=run.encoder_version)
+        spec = run_spec(run)
     except EncoderError:
         return
     shutil.rmtree(store_path(project, spec), ignore_errors=True)
@@ -157,24 +162,20 @@ def _fail_lost(run: FineTuneRun) -> bool:
     return True
 
 
-def recover_lost(project: Project) -> list[FineTuneRun]:
-    """The project's lost runs, failed (see `is_lost`): before a new run is asked for, so a dead worker's run
-    never blocks the next one."""
-    out = []
-    for run in FineTuneRun.objects.filter(project=project, state=FineTuneState.RUNNING).select_related("project"):
-        if is_lost(run) and _fail_lost(run):
-            out.append(run)
-    return out
+def recover_lost(project: Project | None = None) -> list[FineTuneRun]:
+    """Lost runs (see `is_lost`), of one project or of all, failed: before a new run is asked for, so a dead
+    worker's run never blocks the next one, and at worker start."""
+    runs = FineTuneRun.objects.filter(state=FineTuneState.RUNNING).select_related("project")
+    if project is not None:
+        runs = runs.filter(project=project)
+    return [run for run in runs if is_lost(run) and _fail_lost(run)]
 
 
 def recover_finetunes() -> list[str]:
     """At worker start: lost runs are marked failed and their files removed, so the project stays on its last
     model and the next run starts clean; queued runs are enqueued again (a second copy of a task finds its run
     taken and returns)."""
-    out = []
-    for run in FineTuneRun.objects.filter(state=FineTuneState.RUNNING).select_related("project"):
-        if is_lost(run) and _fail_lost(run):
-            out.append(f"fine-tune {run.project.slug} #{run.number} failed (worker stopped)")
+    out = [f"fine-tune {run.project.slug} #{run.number} failed (worker stopped)" for run in recover_lost()]
     for run in FineTuneRun.objects.filter(state=FineTuneState.QUEUED):
         _enqueue(run.pk)
         out.append(f"fine-tune #{run.number} re-enqueued")
@@ -187,13 +188,11 @@ def finetune_summary(project: Project) -> dict:
     state = ModelState.objects.filter(project=project).select_related("finetune").first()
     runs = list(FineTuneRun.objects.filter(project=project).order_by("-number")[:5])
     live = next((r for r in runs if r.live), None)
-    silent = bool(live and live.state == FineTuneState.RUNNING and live.heartbeat_at
-                  and live.heartbeat_at < timezone.now() - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS))
     return {
         "supported": supports_finetuning(project),
         "adopted": state.finetune if state else None,
         "live": live,
-        "silent": silent,
+        # Its worker is gone (the card asks whether the deep worker runs; Cancel then fails it at once).
+        "silent": bool(live and live.state == FineTuneState.RUNNING and is_lost(live)),
         "runs": runs,
-        "decisions": {d.value: d.label for d in FineTuneDecision},
     }

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -24,6 +22,7 @@ from lightbulb_site.errors import DomainError
 from projects.models import Item, ItemStatus, Project
 
 from .models import ItemPrediction, LabelCheck, LabelCheckKept, ModelState
+from .services import loop_enabled, stale_after
 
 
 class LabelCheckError(DomainError):
@@ -41,13 +40,11 @@ def request_label_check(project_id: int) -> bool:
     """Enqueue a check unless one is queued already (a conditional UPDATE claims the right to enqueue it)."""
     from django_q.tasks import async_task
 
-    from .services import loop_enabled
-
     if not loop_enabled():
         return False
     LabelCheck.objects.get_or_create(project_id=project_id)
     now = timezone.now()
-    lost = now - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+    lost = now - stale_after()
     queued = LabelCheck.objects.filter(project_id=project_id).filter(
         Q(queued_at__isnull=True) | Q(queued_at__lt=lost)
     ).update(queued_at=now)

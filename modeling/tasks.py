@@ -364,6 +364,13 @@ def _current_model(project_id: int) -> tuple[Project, ModelState, ModelVersion] 
     return project, state, state.current_version
 
 
+def reads_current_encoder(project: Project, head: Head) -> bool:
+    """The head was trained on the encoder (name and version: a fine-tuned copy has its own) whose vectors the
+    project's cache holds now; ranking, proposing and checking labels with any other head would mix features."""
+    spec = store_for(project)[0]
+    return (head.encoder, head.encoder_version) == (spec.name, spec.version)
+
+
 def rank_project(project_id: int) -> str:
     """Score every embedded item with the current version (e.g. after new items were embedded)."""
     found = _current_model(project_id)
@@ -385,8 +392,7 @@ def rank_version(project: Project, *, version: ModelVersion, head: Head, embeddi
     Written in batches of upserts (short write transactions, so labeling is never blocked for long);
     rows of older versions are removed at the end.
     """
-    spec = store_for(project)[0]
-    if (head.encoder, head.encoder_version) != (spec.name, spec.version):
+    if not reads_current_encoder(project, head):
         return 0  # the project reads another encoder now (switched, or a fine-tune adopted): not this head's vectors
     valid = embeddable_ids(project)
     pos, found = embeddings.rows_for(valid)
@@ -459,8 +465,7 @@ def propose_version(project: Project, *, version: ModelVersion, head: Head, embe
     from .ml.review import overconfidence, review_thresholds
     from .ml.thresholds import choose_thresholds
 
-    spec = store_for(project)[0]
-    if (head.encoder, head.encoder_version) != (spec.name, spec.version) or list(head.classes) != list(project.classes):
+    if not reads_current_encoder(project, head) or list(head.classes) != list(project.classes):
         return "the project changed since this version: not proposing with it"
     classes = list(head.classes)
     data = training_data(project)
@@ -577,8 +582,7 @@ def check_labels(project_id: int) -> str:
         started = time.perf_counter()
         revision = Project.objects.filter(pk=project.pk).values_list("judgement_revision", flat=True).first() or 0
         head = Head.load(project.model_path / version.file)
-        spec = store_for(project)[0]
-        if (head.encoder, head.encoder_version) != (spec.name, spec.version):
+        if not reads_current_encoder(project, head):
             # The next version (trained on what the project reads now) asks for a check of its own.
             return f"v{version.number} reads another encoder than the project now does: checked with the next one"
         classes = list(head.classes)
@@ -646,7 +650,7 @@ def finetune_run(run_id: int) -> str:
     ModelState.finetune followed by a forced training on the fast queue. A cancel, a stop or an error removes
     the run's files (never those of a run the project uses).
     """
-    from .deep import discard_files
+    from .deep import discard_files, run_spec
     from .ml import finetune as ft
     from .ml.embeddings import EmbeddingStore, raw_input, store_path
     from .ml.encoders import load_encoder
@@ -732,11 +736,7 @@ def finetune_run(run_id: int) -> str:
         beat(force=True, phase="re-embedding the pool", progress=0.8, seconds_left=None)
 
         # The pool, re-embedded with the fine-tuned encoder into a cache of its own (named after the run's encoder).
-        from dataclasses import replace
-
-        from projects.encoders import spec_for
-
-        spec = replace(spec_for(run.encoder), version=run.encoder_version)
+        spec = run_spec(run)
         store = EmbeddingStore(store_path(project, spec), spec.dim)
         started = time.perf_counter()
         encoder = load_encoder(run.encoder, finetuned=str(folder))
