@@ -355,10 +355,13 @@ def _embed(encoder, inputs: list, dim: int) -> tuple[np.ndarray, dict[int, str]]
 
 
 @contextmanager
-def worker_process(manage: Path, folder: Path, *, env: dict | None = None, timeout: float = 180) -> Iterator[str]:
+def worker_process(
+    manage: Path, folder: Path, *, env: dict | None = None, timeout: float = 180, warm: Sequence[str] = ()
+) -> Iterator[str]:
     """Run `manage.py inference_worker` on a free local port for the duration (tests, benchmarks).
 
-    Yields its 'host:port'. The log is `folder/inference.log`; a worker that does not come up within
+    `warm`: encoders it loads before it reports ready (it reads no database for them). Yields its
+    'host:port'. The log is `folder/inference.log`; a worker that does not come up within
     `timeout` seconds raises InferenceUnavailable with the end of that log.
     """
     port_file, log_path = folder / "inference.port", folder / "inference.log"
@@ -366,7 +369,7 @@ def worker_process(manage: Path, folder: Path, *, env: dict | None = None, timeo
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, str(manage), "inference_worker", "--address", "127.0.0.1:0", "--port-file",
-             str(port_file), "--no-warm"],
+             str(port_file), "--no-warm", *(f"--warm={name}" for name in warm)],
             cwd=manage.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:

@@ -220,16 +220,20 @@ def inference_worker(tmp_path_factory):
     """The real inference worker (`manage.py inference_worker`) in its own process, on a free port.
 
     It needs no database: requests name the head file and the encoder, so one worker serves every
-    test's projects. Encoders load on first use.
+    test's projects. The default encoders load before it reports ready: loaded on first use, MiniLM
+    took 8 s of the first request, past a browser test's wait on the CI machine. Others load on
+    first use.
     """
     import os
 
     from modeling.inference.server import worker_process
+    from projects.encoders import DEFAULT_FOR_DATA_TYPE
     from tests.conftest import REPO
 
     folder = tmp_path_factory.mktemp("inference")
     with worker_process(
-        REPO / "manage.py", folder, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, timeout=120
+        REPO / "manage.py", folder, env={**os.environ, "LIGHTBULB_Q_SYNC": "0"}, timeout=180,
+        warm=sorted(set(DEFAULT_FOR_DATA_TYPE.values())),
     ) as address:
         yield address
 

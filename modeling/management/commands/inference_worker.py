@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from modeling.inference.protocol import InferenceUnavailable, parse_address
 from modeling.inference.server import InferenceServer
 from modeling.serving import inference_key
+from projects.encoders import EncoderError
 
 
 class Command(BaseCommand):
@@ -23,7 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--port-file", default="", help="write the port actually bound here (for port 0)")
         parser.add_argument("--threads", type=int, default=settings.LIGHTBULB_INFERENCE_THREADS,
                             help="torch threads (default LIGHTBULB_INFERENCE_THREADS; 0: all cores)")
-        parser.add_argument("--no-warm", action="store_true", help="load encoders on first use, not at start")
+        parser.add_argument("--no-warm", action="store_true",
+                            help="do not load the projects' encoders at start (they load on first use)")
+        parser.add_argument("--warm", action="append", default=[], metavar="ENCODER",
+                            help="load this encoder at start whatever the database says (repeatable)")
 
     def handle(self, *args, **options) -> None:
         try:
@@ -44,13 +48,16 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot listen on {host}:{port}: {exc}") from None
         bound = server.address
-        if not options["no_warm"]:
+        names = list(dict.fromkeys([*options["warm"], *([] if options["no_warm"] else self._encoders_in_use())]))
+        if names or not options["no_warm"]:
             from modeling.ml.encoders import configure_torch
 
             configure_torch(options["threads"] or None)
-            names = self._encoders_in_use()
             self.stdout.write(f"loading {', '.join(names) or 'no encoders (no projects yet)'} ...")
-            server.warm(names)
+            try:
+                server.warm(names)
+            except EncoderError as exc:
+                raise CommandError(str(exc)) from None
         # Stop cleanly on TERM (make run's loop, systemd) as on Ctrl-C.
         signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
         if options["port_file"]:
