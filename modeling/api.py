@@ -24,7 +24,7 @@ from projects.models import Project, Role
 from projects.permissions import IsProjectMember, get_project_for_user, projects_for_user, signed_in
 
 from .autolabels import auto_label_plan, do_auto_label
-from .deep import do_cancel_finetune, do_request_finetune, finetune_summary
+from .deep import do_cancel_finetune, do_request_finetune, do_use_pretrained, finetune_summary
 from .label_check import Show, confusion_items, do_keep_label, is_stale, open_findings, request_label_check
 from .models import FineTuneRun, LabelCheck, ModelState
 from .serializers import (
@@ -167,10 +167,11 @@ class LabelCheckViewSet(ViewSet):
         return Response({"item": item.pk, "status": "excluded"})
 
 
-# `projects/<project_id>/finetune/` (GET: the runs; POST: an owner's "Fine-tune now") and `.../finetune/cancel/`.
+# `projects/<project_id>/finetune/` (GET: the runs; POST: an owner's "Fine-tune now"), `.../finetune/cancel/` and
+# `.../finetune/pretrained/` (back to the catalogued encoder).
 class FineTuneViewSet(ViewSet):
     permission_classes = (IsAuthenticated, IsProjectMember)
-    min_roles: ClassVar[dict[str, str]] = {"start": Role.OWNER, "cancel": Role.OWNER}
+    min_roles: ClassVar[dict[str, str]] = {"start": Role.OWNER, "cancel": Role.OWNER, "pretrained": Role.OWNER}
     lookup_url_kwarg = "project_id"
     lookup_value_converter = "int"
     project: Project  # set by IsProjectMember
@@ -203,6 +204,13 @@ class FineTuneViewSet(ViewSet):
         if run is None:
             raise Http404("no such fine-tune in this project")
         return Response(FineTuneRunSerializer(do_cancel_finetune(self.project, run=run)).data)
+
+    @extend_schema(request=None, responses=FineTuneRunSerializer)
+    @action(detail=True, methods=["post"], url_path="finetune/pretrained", url_name="finetune-pretrained")
+    def pretrained(self, request: Request, project_id: int) -> Response:
+        """Owners: stop using the adopted fine-tune; the pool is re-embedded with the pretrained encoder and a new
+        version trained on it. Returns the run set aside; 409 if none is in use."""
+        return Response(FineTuneRunSerializer(do_use_pretrained(self.project, user=signed_in(request))).data)
 
 
 class ScoreRateThrottle(UserRateThrottle):

@@ -18,10 +18,10 @@ from lightbulb_site.errors import DomainError
 from projects.encoders import EncoderError, EncoderSpec, spec_for
 from projects.models import Project
 
-from .ml.embeddings import store_path
+from .ml.embeddings import project_encoder, store_path
 from .models import FineTuneRun, FineTuneState, ModelState
 from .services import _holder_is_dead as holder_is_dead
-from .services import loop_enabled, stale_after, training_data
+from .services import loop_enabled, request_embedding, request_training, stale_after, training_data
 
 FINETUNABLE = {"mobilenet_v2", "efficientnet_lite0", "mobilenet_lite0", "minilm_l6", "minilm_ngrams"}
 
@@ -126,20 +126,51 @@ def do_cancel_finetune(project: Project, *, run: FineTuneRun) -> FineTuneRun:
     return run
 
 
+def do_use_pretrained(project: Project, *, user: User) -> FineTuneRun:
+    """An owner's "Use the pretrained encoder": the project stops reading its adopted fine-tune, re-embeds with the
+    catalogued weights and trains a new version on them; the run is marked set aside and returned. Its vectors
+    go (the cache of an encoder nobody reads); its weights stay, for the model versions trained on them (their
+    exports carry them). Preconditions (else FineTuneError): a fine-tune is adopted now."""
+    state = ModelState.objects.filter(project=project).select_related("finetune").first()
+    run = state.finetune if state else None
+    if run is None:
+        raise FineTuneError("the project already uses the pretrained encoder")
+    with transaction.atomic():
+        # Conditional: a second click, or a run adopted meanwhile, is not undone blindly.
+        if not ModelState.objects.filter(project=project, finetune=run).update(finetune=None):
+            raise FineTuneError("the fine-tune in use changed meanwhile; reload the model card")
+        FineTuneRun.objects.filter(pk=run.pk).update(set_aside_at=timezone.now(), set_aside_by=user)
+        project_id = project.pk
+
+        def follow() -> None:
+            drop_vectors(project, run)
+            request_embedding(project_id)
+            request_training(project_id, force=True)
+
+        transaction.on_commit(follow, robust=True)
+    run.refresh_from_db()
+    return run
+
+
 def run_spec(run: FineTuneRun) -> EncoderSpec:
     """The fine-tuned encoder a run makes: its catalogued encoder under the run's own version (the cache key of
     the vectors it re-embeds). EncoderError if the catalogue no longer has that encoder."""
     return replace(spec_for(run.encoder), version=run.encoder_version)
 
 
-def discard_files(project: Project, run: FineTuneRun) -> None:
-    """A run's weights and the embeddings made with them (a run that was not adopted, or did not finish)."""
-    shutil.rmtree(project.model_path / run.folder, ignore_errors=True)
+def drop_vectors(project: Project, run: FineTuneRun) -> None:
+    """The embeddings a run's encoder made (nothing reads them once the project reads another encoder)."""
     try:
         spec = run_spec(run)
     except EncoderError:
         return
     shutil.rmtree(store_path(project, spec), ignore_errors=True)
+
+
+def discard_files(project: Project, run: FineTuneRun) -> None:
+    """A run's weights and the embeddings made with them (a run that was not adopted, or did not finish)."""
+    shutil.rmtree(project.model_path / run.folder, ignore_errors=True)
+    drop_vectors(project, run)
 
 
 def is_lost(run: FineTuneRun) -> bool:
@@ -186,11 +217,15 @@ def finetune_summary(project: Project) -> dict:
     """The model card's deep-tier section: the run in progress (with its progress), the adopted one and the
     last few others with what the comparison on TEST said."""
     state = ModelState.objects.filter(project=project).select_related("finetune").first()
-    runs = list(FineTuneRun.objects.filter(project=project).order_by("-number")[:5])
+    adopted = state.finetune if state else None
+    # An adoption made for another encoder (the owner switched since) waits for a switch back, unread.
+    reading = adopted is not None and project_encoder(project).spec.version == adopted.encoder_version
+    runs = list(FineTuneRun.objects.filter(project=project).select_related("set_aside_by").order_by("-number")[:5])
     live = next((r for r in runs if r.live), None)
     return {
         "supported": supports_finetuning(project),
-        "adopted": state.finetune if state else None,
+        "adopted": adopted if reading else None,
+        "dormant": None if reading else adopted,
         "live": live,
         # Its worker is gone (the card asks whether the deep worker runs; Cancel then fails it at once).
         "silent": bool(live and live.state == FineTuneState.RUNNING and is_lost(live)),

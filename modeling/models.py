@@ -259,6 +259,12 @@ class FineTuneRun(models.Model):
     comparison = models.JSONField(default=dict, blank=True)
     decision = models.CharField(max_length=12, choices=FineTuneDecision.choices, blank=True, default="")
     reason = models.CharField(max_length=500, blank=True)
+    # An adopted run an owner stopped using ("Use the pretrained encoder"): the project went back to the
+    # catalogued encoder; the weights stay for the model versions trained on them.
+    set_aside_at = models.DateTimeField(null=True, blank=True)
+    set_aside_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     training_seconds = models.FloatField(default=0.0)
     embedding_seconds = models.FloatField(default=0.0)
     last_error = models.TextField(blank=True)

@@ -23,6 +23,10 @@ REPROPOSE_ON = frozenset(
 )
 # The queue reads a stored ranking: a new sampling rule re-ranks (and proposals follow the ranking).
 RERANK_ON = frozenset({"sampling"})
+# Another encoder means other features: embed the pool with it and train a version on them at once, rather
+# than wait for the next label. Switching back to an encoder that had an adopted fine-tune reads that
+# fine-tune again (it was adopted for this project's labels; "Use the pretrained encoder" drops it).
+REEMBED_ON = frozenset({"encoder"})
 
 
 @receiver(items_added, dispatch_uid="modeling.embed_new_items")
@@ -55,3 +59,6 @@ def follow_settings(sender, *, project_id: int, fields: frozenset[str], **kwargs
         request_proposals(project_id)
     if fields & RERANK_ON:
         request_ranking(project_id)
+    if fields & REEMBED_ON:
+        request_embedding(project_id)
+        request_training(project_id, force=True)

@@ -177,6 +177,8 @@ class FineTuneRunSerializer(serializers.Serializer):
     cancel_requested = serializers.BooleanField()
     decision = serializers.CharField(help_text="adopted, kept (not better on TEST) or empty")
     reason = serializers.CharField()
+    set_aside_at = serializers.DateTimeField(allow_null=True, help_text="when an owner went back to the pretrained "
+                                             "encoder after this run had been adopted")
     comparison = serializers.DictField(help_text="the paired comparison on TEST (exact McNemar, one-sided)")
     training_seconds = serializers.FloatField()
     embedding_seconds = serializers.FloatField()

@@ -811,6 +811,7 @@ def settle_finetune(run, comparison, *, store_folder, token: str, training_secon
     vectors. Only while this worker (`token`) still holds the run and nobody asked to cancel it."""
     import shutil
 
+    from .deep import drop_vectors
     from .models import FineTuneDecision, FineTuneRun, FineTuneState
 
     project_id = run.project_id
@@ -830,10 +831,18 @@ def settle_finetune(run, comparison, *, store_folder, token: str, training_secon
         if not settled:
             raise LostRun("the run was cancelled or taken away before it could be settled")
         if comparison.better:
+            previous = FineTuneRun.objects.filter(
+                pk__in=ModelState.objects.filter(pk=project_id).values("finetune")).first()
             ModelState.objects.filter(pk=project_id).update(finetune=run)
+            if previous is not None:
+                # The cache of the run it replaces: nothing reads it any more (its weights stay, for the versions
+                # trained on them).
+                transaction.on_commit(lambda: drop_vectors(previous.project, previous), robust=True)
             # robust: a broker hiccup must not undo an adoption already committed (resume_model_work retrains).
             transaction.on_commit(lambda: request_training(project_id, force=True), robust=True)
             transaction.on_commit(lambda: request_embedding(project_id), robust=True)  # items added meanwhile
     if not comparison.better:
-        shutil.rmtree(store_folder, ignore_errors=True)  # kept for its numbers and weights, not its vectors
+        # Kept for the record (its numbers and why), not its files: no model reads its vectors or weights.
+        shutil.rmtree(store_folder, ignore_errors=True)
+        shutil.rmtree(run.project.model_path / run.folder, ignore_errors=True)
     return f"fine-tune {run.number}: {decision}: {reason}"

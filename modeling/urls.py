@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:project_id>/classify/", views.classify, name="classify"),
     path("<int:project_id>/model/finetune/", views.finetune, name="finetune"),
     path("<int:project_id>/model/finetune/cancel/", views.finetune_cancel, name="finetune-cancel"),
+    path("<int:project_id>/model/finetune/pretrained/", views.finetune_pretrained, name="finetune-pretrained"),
     path("<int:project_id>/model/labels/", views.label_check, name="label-check"),
     path("<int:project_id>/model/labels/<int:item_id>/relabel/", views.label_check_relabel, name="label-check-relabel"),
     path("<int:project_id>/model/labels/<int:item_id>/keep/", views.label_check_keep, name="label-check-keep"),

@@ -25,7 +25,7 @@ from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
 from .autolabels import AutoLabelPlan, auto_label_plan, do_auto_label
-from .deep import FineTuneError, do_cancel_finetune, do_request_finetune, finetune_summary
+from .deep import FineTuneError, do_cancel_finetune, do_request_finetune, do_use_pretrained, finetune_summary
 from .label_check import (
     LabelCheckError,
     OpenFinding,
@@ -503,4 +503,19 @@ def finetune_cancel(request: HttpRequest, project_id: int) -> HttpResponse:
     else:
         what = "is cancelled" if run.state == "cancelled" else "stops at its next batch"
         messages.success(request, f"Fine-tune {run.number} {what}; the project keeps its model.")
+    return redirect(f"{project.get_absolute_url()}#finetune")
+
+
+@login_required
+@require_POST
+def finetune_pretrained(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, _role = get_project_for_user(request.user, project_id, min_role=Role.OWNER)
+    try:
+        run = do_use_pretrained(project, user=signed_in(request))
+    except FineTuneError as exc:
+        messages.error(request, sentence(str(exc)))
+    else:
+        messages.success(request, f"The project uses the pretrained encoder again: the pool is re-embedded with it "
+                                  f"and a new model version trained. Fine-tune {run.number}'s weights stay with the "
+                                  "versions trained on them.")
     return redirect(f"{project.get_absolute_url()}#finetune")

@@ -58,6 +58,8 @@ API = [
     # Owners only; this project has no model to compare a fine-tune with (409), and no run 1 to cancel (404).
     ("post", "/api/projects/{p}/finetune/", None, [401, 404, 403, 403, 403, 409]),
     ("post", "/api/projects/{p}/finetune/cancel/", {"run": 1}, [401, 404, 403, 403, 403, 404]),
+    # Nothing is adopted in this project: the owner is told so (409).
+    ("post", "/api/projects/{p}/finetune/pretrained/", None, [401, 404, 403, 403, 403, 409]),
     ("get", "/api/projects/{p}/proposals/", None, [401, 404, 403, 200, 200, 200]),
     # Members who may confirm get past authorization to the service, which says there is no batch.
     ("post", "/api/projects/{p}/proposals/confirm/", {"label": "Cat", "accepted": [], "rejected": []},
@@ -111,6 +113,7 @@ PAGES = [
     # Owners only; without a model (or a run 1) the owner is sent back to the card with the reason.
     ("post", "/projects/{p}/model/finetune/", None, [302, 404, 403, 403, 403, 302]),
     ("post", "/projects/{p}/model/finetune/cancel/", {"run": "1"}, [302, 404, 403, 403, 403, 302]),
+    ("post", "/projects/{p}/model/finetune/pretrained/", None, [302, 404, 403, 403, 403, 302]),
     ("get", "/projects/{p}/proposals/review/", None, [302, 404, 403, 200, 200, 200]),
     ("get", "/projects/{p}/classify/", None, [302, 404, 200, 200, 200, 200]),
     ("post", "/projects/{p}/classify/", {"url": "http://example.com/x.png"}, [302, 404, 409, 409, 409, 409]),

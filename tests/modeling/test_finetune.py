@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from modeling.deep import do_cancel_finetune, do_request_finetune, maybe_request_finetune, recover_finetunes
+from modeling.deep import (
+    FineTuneError,
+    do_cancel_finetune,
+    do_request_finetune,
+    do_use_pretrained,
+    maybe_request_finetune,
+    recover_finetunes,
+    run_spec,
+)
 from modeling.ml import finetune as ft
 from modeling.ml.embeddings import EmbeddingStore, project_encoder, store_for, store_path
 from modeling.ml.encoders import load_encoder
@@ -118,7 +126,9 @@ def test_a_whole_run_re_embeds_compares_on_test_and_adopts_only_if_better(text_m
         # Two separable topics: the pretrained head is already right on TEST, so nothing can be shown better.
         assert state.finetune_id is None and state.current_version_id == before.pk
         assert "not shown better" in run.reason
-        assert (project.model_path / run.folder / "minilm").is_dir()  # kept for the record
+        # Kept for the record (numbers, reason), not its files: nothing reads its weights or vectors.
+        assert not (project.model_path / run.folder).exists()
+        assert not store_path(project, run_spec(run)).exists()
         spec = project_encoder(project).spec
         assert "+ft-" not in spec.version  # the model still reads the pretrained encoder
     assert finetune_run(run.pk) == "not queued (taken, cancelled or finished)"  # a second copy of the task
@@ -314,3 +324,112 @@ def test_a_run_whose_worker_is_gone_never_blocks_the_next_nor_comes_back(text_mo
 
 def tmp_missing(project):
     return project.model_path / "no-such-folder"
+
+
+def _adopt(project, alice, monkeypatch, *, on_commit):
+    """A run taken through the real task up to its comparison, then settled as TEST would settle a better one
+    (12 wins, 1 loss); its adoption's follow-up (forced training, embedding) run at commit."""
+    monkeypatch.setattr(ft, "TEXT_MAX_PAIRS", 32)
+    run = do_request_finetune(project, user=alice)
+    captured = {}
+    real_settle = settle_finetune
+
+    def capture(run_, comparison, **kwargs):
+        captured["kwargs"] = kwargs
+        return "captured"
+
+    monkeypatch.setattr("modeling.tasks.settle_finetune", capture)
+    assert finetune_run(run.pk) == "captured"
+    monkeypatch.setattr("modeling.tasks.settle_finetune", real_settle)
+    current = np.array([True] * 80 + [False] * 20)
+    candidate = current.copy()
+    candidate[80:92] = True
+    with on_commit(execute=True):
+        real_settle(FineTuneRun.objects.get(pk=run.pk), ft.compare(current, candidate), **captured["kwargs"])
+    run.refresh_from_db()
+    assert run.decision == FineTuneDecision.ADOPTED
+    return run
+
+
+def test_an_owner_goes_back_to_the_pretrained_encoder_and_a_new_adoption_drops_the_old_vectors(
+    text_model, alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    project = text_model
+    first = _adopt(project, alice, monkeypatch, on_commit=django_capture_on_commit_callbacks)
+    state = ModelState.objects.select_related("current_version").get(project=project)
+    assert state.finetune_id == first.pk and state.current_version.encoder_version == first.encoder_version
+    first_vectors = store_path(project, run_spec(first))
+    assert first_vectors.is_dir()
+
+    # A second run adopted in its place: the first's vectors go (nobody reads them), its weights stay.
+    second = _adopt(project, alice, monkeypatch, on_commit=django_capture_on_commit_callbacks)
+    assert ModelState.objects.get(project=project).finetune_id == second.pk
+    assert not first_vectors.exists() and (project.model_path / first.folder / "minilm").is_dir()
+    card = ModelState.objects.get(project=project).current_version
+    assert card.encoder_version == second.encoder_version
+
+    # "Use the pretrained encoder": the run is set aside, its vectors go, a version is trained on the pretrained.
+    with django_capture_on_commit_callbacks(execute=True):
+        returned = do_use_pretrained(project, user=alice)
+    assert returned.pk == second.pk
+    second.refresh_from_db()
+    state = ModelState.objects.select_related("current_version").get(project=project)
+    assert state.finetune_id is None
+    assert second.set_aside_at is not None and second.set_aside_by_id == alice.pk
+    assert not store_path(project, run_spec(second)).exists()
+    assert (project.model_path / second.folder / "minilm").is_dir()  # the versions trained on it still export
+    pretrained = project_encoder(project).spec
+    assert "+ft-" not in pretrained.version
+    assert state.current_version.encoder_version == pretrained.version and state.current_version.number > card.number
+    from modeling.services import export_bundle
+
+    _name, data = export_bundle(project, number=card.number)  # a version of the set-aside run: still whole
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert any(n.startswith("finetuned/minilm/") for n in archive.namelist())
+    with pytest.raises(FineTuneError, match="already uses the pretrained encoder"):
+        do_use_pretrained(project, user=alice)
+
+
+def test_going_back_to_the_pretrained_encoder_is_for_owners_on_the_card_and_the_api(
+    text_model, alice, bob, charlie, client, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import User
+
+    project = text_model
+    dana = User.objects.create_user("dana", password="pw-dana-123456")
+    do_add_member(project, user=bob, role=Role.ANNOTATOR)
+    do_add_member(project, user=dana, role=Role.VIEWER)
+    url, api_url = (f"/projects/{project.pk}/model/finetune/pretrained/",
+                    f"/api/projects/{project.pk}/finetune/pretrained/")
+    client.force_login(alice)
+    assert 'id="finetune-pretrained"' not in client.get(f"/projects/{project.pk}/model/card/").content.decode()
+    page = client.post(url, follow=True).content.decode()
+    assert "already uses the pretrained encoder" in page
+    run = _adopt(project, alice, monkeypatch, on_commit=django_capture_on_commit_callbacks)
+    card = client.get(f"/projects/{project.pk}/model/card/").content.decode()
+    assert 'id="finetune-pretrained"' in card and f"In use: <strong>fine-tune {run.number}" in card
+    api = APIClient()
+    for user, code in ((charlie, 404), (dana, 403), (bob, 403)):
+        client.force_login(user)
+        assert client.post(url).status_code == code
+        assert 'id="finetune-pretrained"' not in (client.get(f"/projects/{project.pk}/model/card/").content.decode()
+                                                  if code == 403 else "")
+        api.force_authenticate(user)
+        response = api.post(api_url, format="json")
+        assert response.status_code == code and response["Content-Type"] == "application/json"
+        assert ModelState.objects.get(project=project).finetune_id == run.pk  # refused: nothing changed
+    assert api.post("/api/projects/999999/finetune/pretrained/", format="json").status_code == 404
+    api.force_authenticate(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(api_url, format="json")
+    assert response.status_code == 200 and response.json()["number"] == run.number
+    assert response.json()["set_aside_at"] is not None
+    assert ModelState.objects.get(project=project).finetune_id is None
+    again = api.post(api_url, format="json")
+    assert again.status_code == 409 and "pretrained" in again.json()["detail"]
+    client.force_login(alice)
+    card = client.get(f"/projects/{project.pk}/model/card/").content.decode()
+    assert "In use: the pretrained encoder" in card and "set aside" in card and 'id="finetune-pretrained"' not in card

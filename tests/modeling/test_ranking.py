@@ -159,6 +159,33 @@ def test_it_stores_the_projects_rule_and_reranks_when_the_admin_changes_it(
         assert row.uncertainty != 0.5  # the marker below is gone: every row was rewritten
 
 
+def test_it_re_embeds_and_trains_at_once_when_the_admin_changes_the_encoder(
+    trained, admin_client, django_capture_on_commit_callbacks
+):
+    from modeling.ml.embeddings import store_for
+    from modeling.models import ModelVersion
+
+    project, _ = trained
+    before = ModelState.objects.select_related("current_version").get(project=project).current_version
+    assert before.encoder == "minilm_ngrams"
+    url = f"/admin/projects/project/{project.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
+    data |= {"classes": '["sport", "food"]', "dataset_options": "{}", "model_options": "{}",
+             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "encoder": "text_ngrams"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    project.refresh_from_db()
+    # No new label was needed: the whole pool has the new encoder's vectors and a version is trained on them.
+    state = ModelState.objects.select_related("current_version").get(project=project)
+    assert state.current_version.number == before.number + 1 and state.current_version.encoder == "text_ngrams"
+    assert ModelVersion.objects.filter(project=project).count() == before.number + 1
+    spec, store = store_for(project)
+    assert spec.name == "text_ngrams" and store.load().ids.size == project.items.count()
+    assert state.ranked_version == state.current_version.number  # the queue reads the new version
+
+
 def test_it_reranks_and_reproposes_when_a_reimported_config_changes_the_rules(
     trained, tmp_path, django_capture_on_commit_callbacks
 ):
