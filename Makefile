@@ -60,8 +60,8 @@ run: demo
 	@# undone; processes a killed qcluster left behind are removed with its process group). Stopping
 	@# goes through the loop: TERM to the worker's main process alone (`manage.py worker`, django-q2's
 	@# qcluster that asks the running task to stop at its next batch), which stops its own processes.
-	@# The deep worker serves the fine-tuning queue (LIGHTBULB_DEEP_CLUSTER) at nice 19, so the model loop's
-	@# training after each label gets the cores first.
+	@# The deep worker serves the fine-tuning queue (LIGHTBULB_DEEP_CLUSTER) at nice 19 (it also sets itself
+	@# SCHED_IDLE, modeling/priority.py), so the model loop's training after each label gets the cores first.
 	@setsid bash -c 'trap "kill -TERM \$$q 2>/dev/null; wait \$$q; exit 0" TERM; \
 	  while :; do \
 	    DEBUG=1 $(BIN)/python manage.py resume_model_work; \
@@ -152,7 +152,9 @@ bench: install weights services $(VENV)/.bench-installed
 	REDIS_URL=$(REDIS_TEST_URL) $(BIN)/python manage.py bench_load --kill --postgres-url $(PG_TEST_URL) \
 		--out docs/bench/load.json --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_team --out docs/bench --doc docs/benchmarks.md && \
-	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS)
+	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS) && \
+	$(BIN)/python manage.py bench_label_check --seeds 3 --out docs/bench --doc docs/benchmarks.md && \
+	$(BIN)/python manage.py bench_finetune --labels 200,500,all --resume --out docs/bench --doc docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

@@ -93,6 +93,10 @@ class FineTuneBench(Bench):
         import tempfile
 
         root = self.datasets_folder(options)
+        if options.get("background"):
+            from modeling.priority import run_in_background
+
+            self.stdout.write(f"priority: {run_in_background()} (as the deep worker)")
         names = options["dataset"] or list(DATASETS)
         counts = [None if c.strip() == "all" else int(c) for c in options["labels"].split(",") if c.strip()]
         out = Path(options["out"])

@@ -14,15 +14,13 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.utils import timezone
 
 from labeling.models import Judgement, Stage
 from lightbulb_site.errors import DomainError
 from projects.models import Item, ItemStatus, Project
 
 from .models import ItemPrediction, LabelCheck, LabelCheckKept, ModelState
-from .services import loop_enabled, stale_after
+from .services import claim_enqueue, loop_enabled
 
 
 class LabelCheckError(DomainError):
@@ -43,15 +41,11 @@ def request_label_check(project_id: int) -> bool:
     if not loop_enabled():
         return False
     LabelCheck.objects.get_or_create(project_id=project_id)
-    now = timezone.now()
-    lost = now - stale_after()
-    queued = LabelCheck.objects.filter(project_id=project_id).filter(
-        Q(queued_at__isnull=True) | Q(queued_at__lt=lost)
-    ).update(queued_at=now)
+    queued = claim_enqueue(LabelCheck.objects.filter(project_id=project_id), "queued_at")
     if queued:
         transaction.on_commit(lambda: async_task("modeling.tasks.check_labels", project_id,
                                                  group=f"label-check-{project_id}"))
-    return bool(queued)
+    return queued
 
 
 def is_stale(project: Project, check: LabelCheck | None) -> bool:

@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import IO, Any, TypedDict, TypeVar
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from labeling.models import Judgement, Stage
@@ -62,16 +62,10 @@ def request_training(project_id: int, *, force: bool = False) -> None:
     if revision is None:
         return
     ModelState.objects.get_or_create(project_id=project_id)
-    now = timezone.now()
     ModelState.objects.filter(project_id=project_id, requested_revision__lt=revision).update(
-        requested_revision=revision, requested_at=now
+        requested_revision=revision, requested_at=timezone.now()
     )
-    # One queued task per burst: a conditional UPDATE claims the right to enqueue it (cleared when it starts).
-    lost = now - timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
-    queued = ModelState.objects.filter(project_id=project_id).filter(
-        Q(train_queued_at__isnull=True) | Q(train_queued_at__lt=lost)
-    ).update(train_queued_at=now)
-    if queued or force:
+    if claim_enqueue(ModelState.objects.filter(project_id=project_id), "train_queued_at") or force:
         _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
 
 
@@ -158,6 +152,15 @@ def _holder_is_dead(token: str) -> bool:
 
 def stale_after() -> timedelta:
     return timedelta(seconds=settings.LIGHTBULB_CLAIM_STALE_SECONDS)
+
+
+def claim_enqueue(rows: QuerySet, field: str) -> bool:
+    """One queued task per burst of requests: a conditional UPDATE of `field` (a "queued at" time, cleared by
+    the task when it starts) claims the right to enqueue it; a mark older than the claim timeout is a task
+    that was lost (a broker restart), so it is claimed again."""
+    now = timezone.now()
+    unclaimed = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lt": now - stale_after()})
+    return bool(rows.filter(unclaimed).update(**{field: now}))
 
 
 # The models that carry a claim (`claimed_by`, `heartbeat_at`).
@@ -432,14 +435,15 @@ def current_version(project: Project) -> ModelVersion:
     return state.current_version
 
 
-def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, bytes]:
-    """(file name, bytes) of a self-contained `.lbmodel` for a version (default: the current one).
+def export_bundle(project: Project, *, out: IO[bytes], number: int | None = None) -> str:
+    """Write a self-contained `.lbmodel` of a version (default: the current one) to `out` (a seekable binary
+    file) and return its file name. NoModelYet before anything is written when there is no such version.
 
     Numpy and zipfile only: the web process serves the download without loading torch.
     """
     from django.utils import timezone as tz
 
-    from .ml.bundle import build_bundle
+    from .ml.bundle import write_bundle
     from .ml.head import Head
 
     if number is None:
@@ -471,7 +475,8 @@ def export_bundle(project: Project, *, number: int | None = None) -> tuple[str, 
     finetuned = finetuned_folder(project, version)
     if finetuned is not None:
         meta["finetune"] = {"encoder_version": version.encoder_version}
-    return f"{project.slug}-v{version.number}.lbmodel", build_bundle(head=head, meta=meta, finetuned=finetuned)
+    write_bundle(out, head=head, meta=meta, finetuned=finetuned)
+    return f"{project.slug}-v{version.number}.lbmodel"
 
 
 def fetch_limits():

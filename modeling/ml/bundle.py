@@ -29,7 +29,7 @@ import weakref
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -75,11 +75,11 @@ FINETUNED = "finetuned/"  # in the zip: the fine-tuned encoder's files, when the
 MAX_FINETUNED_BYTES = 1024 * 1024 * 1024
 
 
-def build_bundle(*, head: Head, meta: dict[str, Any], finetuned: Path | None = None) -> bytes:
-    """The bytes of an `.lbmodel` file: `meta` (project, version, metrics, ...) plus the head, and the
-    fine-tuned encoder's weights (`finetuned`, a folder written by modeling.ml.finetune.save_encoder) when
-    the version reads a project's fine-tuned copy rather than the published weights."""
-    buffer = io.BytesIO()
+def write_bundle(out: IO[bytes], *, head: Head, meta: dict[str, Any], finetuned: Path | None = None) -> None:
+    """Write an `.lbmodel` file to `out` (seekable): `meta` (project, version, metrics, ...) plus the head, and
+    the fine-tuned encoder's weights (`finetuned`, a folder written by modeling.ml.finetune.save_encoder) when
+    the version reads a project's fine-tuned copy rather than the published weights. Streamed file by file:
+    a fine-tuned MiniLM is about 90 MB, which the web process should not hold in memory to serve."""
     head_bytes = io.BytesIO()
     head.write(head_bytes)
     spec = REGISTRY.get(head.encoder)
@@ -99,13 +99,12 @@ def build_bundle(*, head: Head, meta: dict[str, Any], finetuned: Path | None = N
         "head": "multinomial logistic regression: softmax((((x - mean) / scale) @ weight.T + bias) / temperature)",
         **meta,
     }
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
         archive.writestr("head.npz", head_bytes.getvalue())
         if finetuned is not None:
             for file in sorted(p for p in finetuned.rglob("*") if p.is_file()):
                 archive.write(file, FINETUNED + file.relative_to(finetuned).as_posix())
-    return buffer.getvalue()
 
 
 @dataclass

@@ -15,6 +15,18 @@ import pytest
 
 from tests.conftest import png_bytes, write_config, write_images
 
+
+def bundle_bytes(project, *, number: int | None = None) -> bytes:
+    """The `.lbmodel` export of a version, as the download writes it (to a file; here one in memory)."""
+    import io
+
+    from modeling.services import export_bundle
+
+    out = io.BytesIO()
+    name = export_bundle(project, out=out, number=number)
+    assert name.endswith(".lbmodel")
+    return out.getvalue()
+
 SPORT = ["The striker scored a late goal in the football match", "Our team won the basketball final last night",
          "The tennis champion served an ace to win the set", "A marathon runner crossed the finish line first",
          "The goalkeeper saved a penalty in extra time", "Cyclists raced up the mountain stage of the tour",

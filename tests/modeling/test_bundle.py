@@ -106,7 +106,8 @@ def test_owners_download_the_model_others_cannot(trained, client, bob, charlie):
     assert 'id="export-model"' in page
     response = client.get(f"/projects/{project.pk}/model/export/")
     assert response.status_code == 200 and response["Content-Disposition"].endswith('.lbmodel"')
-    bundle = Bundle.load(io.BytesIO(response.content))
+    assert response.streaming  # written to a temporary file and streamed from it, not built in memory
+    bundle = Bundle.load(io.BytesIO(b"".join(response.streaming_content)))
     assert bundle.classes == ["sport", "food"]
     client.force_login(bob)
     assert client.get(f"/projects/{project.pk}/model/export/").status_code == 403

@@ -27,7 +27,7 @@ from modeling.tasks import embed_until_done, finetune_run, settle_finetune, trai
 from projects.models import Role
 from projects.services import do_add_member
 from tests.conftest import png_bytes
-from tests.modeling.conftest import make_colour_project, make_text_project
+from tests.modeling.conftest import bundle_bytes, make_colour_project, make_text_project
 from tests.modeling.test_recovery import _wait_for, _worker
 
 pytestmark = pytest.mark.django_db
@@ -161,9 +161,7 @@ def test_an_adopted_fine_tune_becomes_the_model_the_loop_serves_and_exports(text
     train_project(project.pk)
     version = ModelState.objects.get(project=project).current_version
     assert version.encoder_version == spec.version and version.number == 2
-    from modeling.services import export_bundle
-
-    name, data = export_bundle(project)
+    data = bundle_bytes(project)
     import io
     import zipfile
 
@@ -381,9 +379,7 @@ def test_an_owner_goes_back_to_the_pretrained_encoder_and_a_new_adoption_drops_t
     pretrained = project_encoder(project).spec
     assert "+ft-" not in pretrained.version
     assert state.current_version.encoder_version == pretrained.version and state.current_version.number > card.number
-    from modeling.services import export_bundle
-
-    _name, data = export_bundle(project, number=card.number)  # a version of the set-aside run: still whole
+    data = bundle_bytes(project, number=card.number)  # a version of the set-aside run: still whole
     import io
     import zipfile
 

@@ -21,11 +21,10 @@ from modeling.inference.client import InferenceClient
 from modeling.inference.protocol import derive_key, parse_address
 from modeling.ml.bundle import Bundle
 from modeling.models import ModelState
-from modeling.services import export_bundle
 from projects.models import Project, Role
 from projects.services import do_add_member
 from tests.conftest import png_bytes
-from tests.modeling.conftest import BLUE_IMAGE, IMAGE, make_proposing_project, serving_images
+from tests.modeling.conftest import BLUE_IMAGE, IMAGE, bundle_bytes, make_proposing_project, serving_images
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +68,7 @@ def test_it_scores_texts_in_light_bulbs_shape_and_matches_the_exported_bundle(to
     assert [body["labels"][int(np.argmax(row))] for row in body["scores"]] == ["sport", "food", "sport"]
 
     # The exported bundle, loaded without the server, gives the same numbers for the same batch.
-    _name, data = export_bundle(topics)
+    data = bundle_bytes(topics)
     local = Bundle.load(io.BytesIO(data)).predict_proba(texts)
     assert np.allclose(np.array(body["scores"]), local, atol=1e-6), np.abs(np.array(body["scores"]) - local).max()
 
@@ -221,7 +220,7 @@ def test_it_scores_uploaded_images_and_reports_each_bad_file(colours, alice, set
     assert "not a recognisable image" in errors[4]["detail"]
 
     # The bundle gives the server's numbers for the same images.
-    _name, data = export_bundle(colours)
+    data = bundle_bytes(colours)
     local = Bundle.load(io.BytesIO(data)).predict_proba([red, blue])
     assert np.allclose(np.array(body["scores"][:2]), local, atol=1e-6), (
         np.abs(np.array(body["scores"][:2]) - local).max()

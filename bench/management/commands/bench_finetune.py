@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", action="append", choices=sorted(DATASETS), help="default: all four")
         parser.add_argument("--labels", default="200,500,all", help="labelled items per run (a quarter TEST)")
         parser.add_argument("--seeds", type=int, default=1)
+        parser.add_argument("--background", action="store_true",
+                            help="run at the deep worker's priority (modeling.priority.run_in_background)")
         parser.add_argument("--resume", action="store_true", help="keep the runs OUT/finetune.json already has")
         parser.add_argument("--out", default=str(Path(settings.BASE_DIR) / "docs" / "bench"))
         parser.add_argument("--doc", default="", help="rewrite the bench:finetune block of this markdown file")

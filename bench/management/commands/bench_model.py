@@ -19,7 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all")
         parser.add_argument("--repeats", type=int, default=5, help="judgement→version measurements per scenario")
         parser.add_argument("--finetune-beside", action="store_true",
-                            help="measure judgement→version again while a real fine-tune runs at nice 19")
+                            help="measure judgement→version again while a real fine-tune runs at the deep worker's "
+                            "priority")
         parser.add_argument("--out", default="", help="write the results as JSON here")
         parser.add_argument("--doc", default="", help="rewrite the bench:model block of this markdown file")
 

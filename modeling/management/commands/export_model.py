@@ -26,12 +26,11 @@ class Command(BaseCommand):
         project = Project.objects.by_key(key)
         if project is None:
             raise CommandError(f"no project with id or slug '{key}'")
+        out = Path(options["out"])
         try:
-            name, data = export_bundle(project, number=options["model_version"])
+            name = atomic_write(out, lambda fh: export_bundle(project, out=fh, number=options["model_version"]))
         except NoModelYet as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
-            raise CommandError(f"the model file cannot be read: {exc}") from None
-        out = Path(options["out"])
-        atomic_write(out, lambda fh: fh.write(data))
-        self.stdout.write(f"Wrote {name} ({len(data):,} bytes) to {out}")
+            raise CommandError(f"the model file cannot be read or written: {exc}") from None
+        self.stdout.write(f"Wrote {name} ({out.stat().st_size:,} bytes) to {out}")

@@ -7,6 +7,7 @@ running tasks to stop at their next batch (modeling.stopping), then stops the cl
 
 from __future__ import annotations
 
+import os
 import signal
 
 from django.conf import settings
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         settings.SECRET_KEY  # noqa: B018 - fail now, as qcluster does, rather than in every task
         # Inherited by every process the cluster forks; the worker processes re-arm it (modeling.stopping.arm).
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        if os.environ.get("Q_CLUSTER_NAME") == settings.LIGHTBULB_DEEP_CLUSTER:
+            from modeling.priority import run_in_background
+
+            # Before the cluster forks its workers, which inherit it: fine-tunes never slow the fast head.
+            self.stdout.write(f"deep worker: {run_in_background()}")
         cluster = Cluster()
 
         def stop(signum, frame) -> None:
