@@ -217,8 +217,8 @@ class FineTuneState(models.TextChoices):
 
 class FineTuneDecision(models.TextChoices):
     NONE = "", "Not decided"
-    ADOPTED = "adopted", "Adopted: better on TEST"
-    KEPT = "kept", "Kept, not used: not better on TEST"
+    ADOPTED = "adopted", "Adopted"  # the reason says why: better on TEST, with the numbers
+    KEPT = "kept", "Kept, not used"
 
 
 class FineTuneRun(models.Model):
