@@ -136,24 +136,8 @@ def test_a_whole_run_re_embeds_compares_on_test_and_adopts_only_if_better(text_m
 
 def test_an_adopted_fine_tune_becomes_the_model_the_loop_serves_and_exports(text_model, alice, monkeypatch):
     project = text_model
-    monkeypatch.setattr(ft, "TEXT_MAX_PAIRS", 32)
-    run = do_request_finetune(project, user=alice)
-    # Run it up to the comparison, then settle with a comparison TEST would give a better model (12 wins, 1 loss).
-    captured = {}
-    real_settle = settle_finetune
-
-    def capture(run_, comparison, **kwargs):
-        captured["kwargs"] = kwargs
-        return "captured"
-
-    monkeypatch.setattr("modeling.tasks.settle_finetune", capture)
-    assert finetune_run(run.pk) == "captured"
-    current = np.array([True] * 80 + [False] * 20)
-    candidate = current.copy()
-    candidate[80:92] = True
-    real_settle(FineTuneRun.objects.get(pk=run.pk), ft.compare(current, candidate), **captured["kwargs"])
-    run.refresh_from_db()
-    assert run.decision == FineTuneDecision.ADOPTED and run.reason.startswith("better on 100 TEST items")
+    run = _adopt(project, alice, monkeypatch, on_commit=None)  # its forced training is left to this test
+    assert run.reason.startswith("better on 100 TEST items")
     assert ModelState.objects.get(project=project).finetune_id == run.pk
     spec, store = store_for(project)
     assert spec.version.endswith(f"+ft-p{project.pk}-r1") and store.load().ids.size == project.items.count()
@@ -326,7 +310,8 @@ def tmp_missing(project):
 
 def _adopt(project, alice, monkeypatch, *, on_commit):
     """A run taken through the real task up to its comparison, then settled as TEST would settle a better one
-    (12 wins, 1 loss); its adoption's follow-up (forced training, embedding) run at commit."""
+    (12 wins, none lost); its adoption's follow-up (forced training, embedding) runs at commit when `on_commit`
+    (django_capture_on_commit_callbacks) is given."""
     monkeypatch.setattr(ft, "TEXT_MAX_PAIRS", 32)
     run = do_request_finetune(project, user=alice)
     captured = {}
@@ -342,8 +327,11 @@ def _adopt(project, alice, monkeypatch, *, on_commit):
     current = np.array([True] * 80 + [False] * 20)
     candidate = current.copy()
     candidate[80:92] = True
-    with on_commit(execute=True):
+    if on_commit is None:
         real_settle(FineTuneRun.objects.get(pk=run.pk), ft.compare(current, candidate), **captured["kwargs"])
+    else:
+        with on_commit(execute=True):
+            real_settle(FineTuneRun.objects.get(pk=run.pk), ft.compare(current, candidate), **captured["kwargs"])
     run.refresh_from_db()
     assert run.decision == FineTuneDecision.ADOPTED
     return run

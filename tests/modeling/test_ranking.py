@@ -133,6 +133,17 @@ def test_it_ranks_by_margin_by_default_and_by_entropy_when_asked():
     assert list(np.argsort(uncertainty(binary, "margin"))) == list(np.argsort(uncertainty(binary, "entropy")))
 
 
+def _admin_change(admin_client, project, **changes) -> None:
+    """Save the project's admin form with these fields changed (the rest as the form shows them)."""
+    url = f"/admin/projects/project/{project.pk}/change/"
+    form = admin_client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
+    data |= {"classes": '["sport", "food"]', "dataset_options": "{}", "model_options": "{}",
+             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", **changes}
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+
 def test_it_stores_the_projects_rule_and_reranks_when_the_admin_changes_it(
     trained, admin_client, django_capture_on_commit_callbacks
 ):
@@ -142,14 +153,8 @@ def test_it_stores_the_projects_rule_and_reranks_when_the_admin_changes_it(
     assert UncertaintyOrdering(project, version=1, random_share=0).name == "margin"
 
     ItemPrediction.objects.filter(project=project).update(uncertainty=0.5)  # a marker the re-ranking replaces
-    url = f"/admin/projects/project/{project.pk}/change/"
-    form = admin_client.get(url).context["adminform"].form
-    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
-    data |= {"classes": '["sport", "food"]', "dataset_options": "{}", "model_options": "{}",
-             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "sampling": "entropy"}
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(url, data)
-    assert response.status_code == 302, response.content.decode()[:2000]
+        _admin_change(admin_client, project, sampling="entropy")
     project.refresh_from_db()
     assert project.sampling == "entropy"
     rows = list(ItemPrediction.objects.filter(project=project))
@@ -168,14 +173,8 @@ def test_it_re_embeds_and_trains_at_once_when_the_admin_changes_the_encoder(
     project, _ = trained
     before = ModelState.objects.select_related("current_version").get(project=project).current_version
     assert before.encoder == "minilm_ngrams"
-    url = f"/admin/projects/project/{project.pk}/change/"
-    form = admin_client.get(url).context["adminform"].form
-    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
-    data |= {"classes": '["sport", "food"]', "dataset_options": "{}", "model_options": "{}",
-             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "encoder": "text_ngrams"}
     with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client.post(url, data)
-    assert response.status_code == 302, response.content.decode()[:2000]
+        _admin_change(admin_client, project, encoder="text_ngrams")
     project.refresh_from_db()
     # No new label was needed: the whole pool has the new encoder's vectors and a version is trained on them.
     state = ModelState.objects.select_related("current_version").get(project=project)
