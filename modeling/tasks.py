@@ -782,7 +782,7 @@ def finetune_run(run_id: int) -> str:
                                 right_on_test(candidate, spec.name, spec.version))
         if should_stop():
             raise ft.Cancelled("stopped")
-        return settle_finetune(run, comparison, store_folder=store.path, token=token,
+        return settle_finetune(run, comparison, token=token,
                                training_seconds=training_seconds, embedding_seconds=embedding_seconds)
     except ft.Cancelled:
         if FineTuneRun.objects.filter(**mine).update(
@@ -804,14 +804,12 @@ def finetune_run(run_id: int) -> str:
         raise
 
 
-def settle_finetune(run, comparison, *, store_folder, token: str, training_seconds: float = 0.0,
+def settle_finetune(run, comparison, *, token: str, training_seconds: float = 0.0,
                     embedding_seconds: float = 0.0) -> str:
     """The end of a fine-tune: adopt it (ModelState.finetune, then a forced training on the fast queue, which
     reads the fine-tuned cache) when the comparison on TEST says better, else keep it for the record and drop its
-    vectors. Only while this worker (`token`) still holds the run and nobody asked to cancel it."""
-    import shutil
-
-    from .deep import drop_vectors
+    weights and vectors. Only while this worker (`token`) still holds the run and nobody asked to cancel it."""
+    from .deep import discard_files, drop_vectors
     from .models import FineTuneDecision, FineTuneRun, FineTuneState
 
     project_id = run.project_id
@@ -842,7 +840,5 @@ def settle_finetune(run, comparison, *, store_folder, token: str, training_secon
             transaction.on_commit(lambda: request_training(project_id, force=True), robust=True)
             transaction.on_commit(lambda: request_embedding(project_id), robust=True)  # items added meanwhile
     if not comparison.better:
-        # Kept for the record (its numbers and why), not its files: no model reads its vectors or weights.
-        shutil.rmtree(store_folder, ignore_errors=True)
-        shutil.rmtree(run.project.model_path / run.folder, ignore_errors=True)
+        discard_files(run.project, run)  # kept for the record (its numbers and why): no model reads its files
     return f"fine-tune {run.number}: {decision}: {reason}"

@@ -296,16 +296,12 @@ def test_a_run_whose_worker_is_gone_never_blocks_the_next_nor_comes_back(text_mo
     # Should the first worker still report, it can no longer settle (let alone be adopted).
     current = np.array([False] * 10)
     with pytest.raises(LostRun):
-        settle_finetune(run, ft.compare(current, ~current), store_folder=tmp_missing(project), token="host:1:x")
+        settle_finetune(run, ft.compare(current, ~current), token="host:1:x")
     assert ModelState.objects.get(project=project).finetune_id is None
     # An owner's cancel of a silent run fails it at once (nobody would read the flag).
     FineTuneRun.objects.filter(pk=second.pk).update(state=FineTuneState.RUNNING, claimed_by="", heartbeat_at=None)
     second.refresh_from_db()
     assert do_cancel_finetune(project, run=second).state == FineTuneState.FAILED
-
-
-def tmp_missing(project):
-    return project.model_path / "no-such-folder"
 
 
 def _adopt(project, alice, monkeypatch, *, on_commit):
