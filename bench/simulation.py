@@ -262,7 +262,7 @@ class Simulation:
         # Never write into the user's folders: models go to the throwaway area, no judgements CSV.
         config = dataclasses.replace(load_config(o.config), model_directory=self.work / "models", judgements_file=None)
         project = do_import_config(config).project
-        if not project.labeling_supported:
+        if not project.modelled:
             raise SimulationError(f"{project.get_label_type_display()} projects have no model to simulate")
         if o.strategy == "random":
             Project.objects.filter(pk=project.pk).update(random_share=1.0)  # the queue's own setting

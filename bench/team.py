@@ -104,7 +104,7 @@ class TeamSimulation:
         settings.LIGHTBULB_MODEL_IN_THE_LOOP = False
         config = dataclasses.replace(load_config(o.config), model_directory=self.work / "models", judgements_file=None)
         project = do_import_config(config).project
-        if not project.labeling_supported:
+        if not project.modelled:
             raise SimulationError(f"{project.get_label_type_display()} projects have no team simulation")
         truth = match_oracle(project, read_oracle(o.oracle))
         Project.objects.filter(pk=project.pk).update(overlap_share=o.overlap_share, overlap_k=o.overlap_k)

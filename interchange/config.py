@@ -207,6 +207,9 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         if label_type == LabelType.CLASSIFICATION and len(classes) < 2:
             raise ConfigError("'label.classes' needs at least two classes for classification")
     default_class = _optional_str(label, "label", "default_class").strip()
+    if label_type == LabelType.SEQUENCE and data_type == DataType.IMAGES:
+        # JSON items are tagged in their "text" field (Light Bulb's own sequence example is JSON).
+        raise ConfigError("label.type 'sequence' labels spans of text: dataset.data_type must be text or json")
     if default_class and label_type != LabelType.SEQUENCE and default_class not in classes:
         raise ConfigError(f"label.default_class '{default_class}' is not one of label.classes")
 

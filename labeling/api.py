@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.viewsets import ViewSet
 
+from projects.label_kinds import kind_for
 from projects.models import Item, ItemKind, ItemStatus, Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
@@ -153,6 +154,7 @@ class JudgementViewSet(ViewSet):
             item=get_item(project, data["item"]),
             user=signed_in(request),
             label=data["label"],
+            value=None if data.get("spans") is None else {"spans": data["spans"]},
             time_taken=data.get("time_taken"),
             role=self.role,
             reason=data.get("reason", ""),
@@ -164,12 +166,19 @@ class JudgementViewSet(ViewSet):
     def undo(self, request: Request, project_id: int) -> Response:
         project = self.project
         item = do_undo_last_judgement(project, user=signed_in(request))
+        answer = None
+        if kind_for(project).structured:
+            # The spans just undone come back pre-filled: undo is for fixing one, not starting over.
+            answer = (
+                Judgement.objects.filter(item=item, user=signed_in(request)).exclude(undone_at=None)
+                .order_by("-undone_at", "-id").values_list("value", flat=True).first()
+            )
         prediction = visible_prediction(project, stage=item.lease_stage or None, picked_by=item.lease_picked_by,
                                         prediction=model_hooks().predictions(project, [item.pk]).get(item.pk),
                                         overlap=is_overlap_item(item))
         return Response(
             item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
-                         picked_by=item.lease_picked_by)
+                         picked_by=item.lease_picked_by, answer=answer)
         )
 
 

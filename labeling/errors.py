@@ -20,6 +20,10 @@ class InvalidLabel(LabelingError):
         return {**super().payload(), "allowed": self.allowed}
 
 
+class InvalidValue(LabelingError):
+    """A structured answer (spans) that does not fit the item or the project; the message says where."""
+
+
 class ItemUnavailable(LabelingError):
     """The item is not part of this project (or does not exist): shown as 404."""
 

@@ -42,6 +42,9 @@ class Judgement(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="judgements")
     item = models.ForeignKey("projects.Item", on_delete=models.CASCADE, related_name="judgements")
     label = models.CharField(max_length=200)
+    # A structured answer (projects.label_kinds): {"spans": [...]} for sequence tagging, with `label` its
+    # summary ("2 spans"); null for classification, whose answer is `label` itself.
+    value = models.JSONField(null=True, blank=True)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgements"
     )
@@ -203,6 +206,8 @@ class Proposal(models.Model):
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="proposals")
     item = models.ForeignKey("projects.Item", on_delete=models.CASCADE, related_name="proposals")
     label = models.CharField(max_length=200)
+    # The whole predicted answer of a structured kind (projects.label_kinds); null for classification.
+    value = models.JSONField(null=True, blank=True)
     origin = models.CharField(max_length=8, choices=ProposalOrigin.choices, default=ProposalOrigin.MODEL)
     # The model version that supports it (and its calibrated confidence); empty for text search.
     version = models.PositiveIntegerField(null=True, blank=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from projects.label_kinds import kind_for
 from projects.models import Item, ItemStatus, Membership, Project, Role
 
 from .models import Judgement, Stage
@@ -90,7 +91,8 @@ class Coin:
 
 def coin_for(project: Project, *, partial: int) -> Coin:
     """`partial`: the project's partial items now (from the queue's counts)."""
-    if project.overlap_share <= 0:
+    if project.overlap_share <= 0 or kind_for(project).structured:
+        # Overlap rounds compare classes (agreement, disputes): spans are labelled once.
         return Coin(k=1, open_to_new=False)
     n = labellers(project)
     return Coin(k=min(int(project.overlap_k), n), open_to_new=partial <= BACKLOG_PER_LABELLER * n)

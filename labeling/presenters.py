@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
+from projects.label_kinds import item_text, kind_for
 from projects.models import Item, ItemKind, Project
 from projects.rendering import render_json_item, split_email
 
@@ -15,7 +16,9 @@ def item_payload(
     stage: str | None = None,
     prediction: dict | None = None,
     picked_by: str | None = None,
+    answer: dict | None = None,
 ) -> dict:
+    """`answer`: a structured kind's value to show pre-filled (the spans a person just undid)."""
     payload: dict = {
         "id": item.pk,
         "path": item.key,
@@ -35,6 +38,11 @@ def item_payload(
         payload["data"] = item.text
         # E-mails show their body first, the headers folded (the model still reads the whole text).
         payload["email"] = split_email(item.text)
+    if kind_for(project).structured:
+        # Spans snap to these [start, end) offsets: the model's own tokenizer's (Item.tokens).
+        payload["text"] = item_text(item)
+        payload["tokens"] = item.tokens or []
+        payload["answer"] = answer
     return payload
 
 

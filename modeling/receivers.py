@@ -10,10 +10,11 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from labeling.signals import auto_labels_withdrawn, judgements_changed, proposals_rejected
+from projects.label_kinds import kind_for
 from projects.models import Project
 from projects.signals import items_added, settings_changed
 
-from .services import request_embedding, request_proposals, request_ranking, request_training
+from .services import request_embedding, request_proposals, request_ranking, request_tokenizing, request_training
 
 # Settings whose change makes the current model propose again: batches depend on the floor, proven
 # thresholds on the target and the guarantee; the audit share, the classes and the encoder change what
@@ -32,7 +33,11 @@ REEMBED_ON = frozenset({"encoder"})
 @receiver(items_added, dispatch_uid="modeling.embed_new_items")
 def embed_new_items(sender, *, project_id: int, **kwargs) -> None:
     project = Project.objects.filter(pk=project_id).first()
-    if project is not None and project.labeling_supported:
+    if project is None:
+        return
+    if kind_for(project).structured:
+        request_tokenizing(project_id)  # spans snap to the model's tokens: the queue waits for them
+    if project.modelled:
         request_embedding(project_id)
 
 

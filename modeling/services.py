@@ -20,7 +20,8 @@ from django.utils import timezone
 from labeling.models import Judgement, Stage
 from lightbulb_site.errors import DomainError
 from projects.encoders import EncoderSpec
-from projects.models import Project
+from projects.label_kinds import kind_for
+from projects.models import Item, ItemStatus, Project
 
 from .ml.embeddings import project_encoder
 from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
@@ -45,6 +46,12 @@ def request_embedding(project_id: int) -> None:
     """Embed the project's items that the cache does not hold yet."""
     if loop_enabled():
         _enqueue("modeling.tasks.embed_project", project_id, f"embed-{project_id}")
+
+
+def request_tokenizing(project_id: int) -> None:
+    """Tokenize a sequence project's texts that have no tokens yet (the queue offers them once they do)."""
+    if loop_enabled():
+        _enqueue("modeling.tasks.tokenize_project", project_id, f"tokenize-{project_id}")
 
 
 def request_training(project_id: int, *, force: bool = False) -> None:
@@ -91,7 +98,12 @@ def resume_pending_work() -> list[str]:
     # queued" set: clear it, and re-request below what the database says is due.
     ModelState.objects.exclude(train_queued_at=None).update(train_queued_at=None)
     for project in Project.objects.all():
-        if not project.labeling_supported:
+        if kind_for(project).structured and Item.objects.filter(project=project, tokens__isnull=True).exclude(
+            status=ItemStatus.REJECTED
+        ).exists():
+            request_tokenizing(project.pk)
+            enqueued.append(f"tokenize {project.slug}")
+        if not project.modelled:
             continue
         state = ModelState.objects.filter(project=project).first()
         job = current_embedding_job(project)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from projects.label_kinds import item_text, kind_for
 from projects.models import Item, ItemStatus, Project
 
 from . import stopping
@@ -34,6 +35,7 @@ from .services import (
     release,
     request_embedding,
     request_ranking,
+    request_tokenizing,
     request_training,
     training_data,
 )
@@ -55,6 +57,40 @@ def _encoder_loader(project: Project, *, pending: int = 0):
         return encoder
 
     return load
+
+
+# Texts tokenized per database write; a chunk of tweets takes well under a second.
+TOKENIZE_CHUNK = 500
+
+
+def tokenize_project(project_id: int) -> str:
+    """Write `Item.tokens` (the spaCy pipeline's own tokenizer) for a sequence project's texts lacking them.
+
+    Idempotent: only items without tokens are read, and each chunk's UPDATE writes only rows still
+    without them. Runs for at most LIGHTBULB_EMBED_TASK_SECONDS and then enqueues the rest, so a large
+    import never holds the worker away from training.
+    """
+    from .ml.spans import tokenize
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return "project deleted"
+    if not kind_for(project).structured:
+        return "not a sequence project"
+    budget = settings.LIGHTBULB_EMBED_TASK_SECONDS
+    deadline = time.monotonic() + budget if budget > 0 else None
+    pending = Item.objects.filter(project=project, tokens__isnull=True).exclude(status=ItemStatus.REJECTED)
+    done = 0
+    while True:
+        rows = list(pending.order_by("id").only("id", "text", "data", "kind")[:TOKENIZE_CHUNK])
+        if not rows:
+            return f"tokenized {done} texts"
+        for item, tokens in zip(rows, tokenize([item_text(item) for item in rows]), strict=True):
+            Item.objects.filter(pk=item.pk, tokens__isnull=True).update(tokens=tokens)
+        done += len(rows)
+        if stopping.requested() or (deadline is not None and time.monotonic() > deadline):
+            request_tokenizing(project_id)
+            return f"tokenized {done} texts; the rest continues in the next task"
 
 
 def warm_up() -> str:
@@ -94,7 +130,7 @@ def embed_project(project_id: int) -> str:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
-    if not project.labeling_supported:
+    if not project.modelled:
         return "no model for this label type"
     spec, store = store_for(project)
     job, _ = EmbeddingJob.objects.get_or_create(project=project, encoder=spec.name, encoder_version=spec.version)
@@ -184,7 +220,7 @@ def train_project(project_id: int) -> str:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
-    if not project.labeling_supported:
+    if not project.modelled:
         return "no model for this label type"
     state, _ = ModelState.objects.get_or_create(project=project)
     # From here on a new label enqueues a new task (services.request_training); until here it needed none.

@@ -23,7 +23,11 @@ class LabelType(models.TextChoices):
 
 # Label types whose labeling UI and model exist today; the others import and are stored, and the
 # pages say plainly that their UI comes later.
+# Sequence tagging (issue 23, in progress): span judgements are checked and stored (the REST API and
+# imports take them) and the model loop tokenizes its texts; its labelling screen and model are next.
 SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
+# Label types whose model the loop trains today (sequence tagging's spaCy head is issue 23's next step).
+MODELLED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
 BINARY_CLASSES = ["YES", "NO"]
 
 
@@ -253,6 +257,11 @@ class Project(models.Model):
         return self.label_type in SUPPORTED_LABEL_TYPES
 
     @property
+    def modelled(self) -> bool:
+        """Whether the model loop trains a model for this label type today."""
+        return self.label_type in MODELLED_LABEL_TYPES
+
+    @property
     def dataset_path(self) -> Path:
         return Path(self.dataset_directory)
 
@@ -318,6 +327,10 @@ class Item(models.Model):
     status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.UNLABELLED)
     rejection_reason = models.CharField(max_length=500, blank=True)
     meta = models.JSONField(default=dict, blank=True, help_text="width/height, detected encoding, line number ...")
+    # Sequence tagging: the text's tokens as [start, end) character offsets, from the project model's own
+    # tokenizer (written by the model loop, which imports spaCy; the web process never does). Spans snap
+    # to them and the queue offers a sequence item only once it has them.
+    tokens = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Lease: while leased_until is in the future, only leased_to may label the item. Claimed with a

