@@ -52,6 +52,7 @@ from .services import (
     do_undo_last_judgement,
     get_item,
     next_items,
+    undone_value,
 )
 from .stats import project_stats
 
@@ -166,13 +167,8 @@ class JudgementViewSet(ViewSet):
     def undo(self, request: Request, project_id: int) -> Response:
         project = self.project
         item = do_undo_last_judgement(project, user=signed_in(request))
-        answer = None
-        if kind_for(project).structured:
-            # The spans just undone come back pre-filled: undo is for fixing one, not starting over.
-            answer = (
-                Judgement.objects.filter(item=item, user=signed_in(request)).exclude(undone_at=None)
-                .order_by("-undone_at", "-id").values_list("value", flat=True).first()
-            )
+        # The spans just undone come back pre-filled: undo is for fixing one, not starting over.
+        answer = undone_value(item, user=signed_in(request)) if kind_for(project).structured else None
         prediction = visible_prediction(project, stage=item.lease_stage or None, picked_by=item.lease_picked_by,
                                         prediction=model_hooks().predictions(project, [item.pk]).get(item.pk),
                                         overlap=is_overlap_item(item))

@@ -630,6 +630,14 @@ def _reopen_round(project: Project, *, last: Judgement, user: User, now: datetim
         after_change(project)
 
 
+def undone_value(item: Item, *, user: User) -> dict | None:
+    """The structured answer `user` last undid on `item` (a screen shows it again to fix, not redo)."""
+    return (
+        Judgement.objects.filter(item=item, user=user).exclude(undone_at=None)
+        .order_by("-undone_at", "-id").values_list("value", flat=True).first()
+    )
+
+
 def do_skip_item(project: Project, *, item: Item, user: User) -> None:
     """Pass on an item: its lease is released for others and it leaves this user's queue."""
     if item.project_id != project.pk:

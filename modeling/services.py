@@ -48,6 +48,11 @@ def request_embedding(project_id: int) -> None:
         _enqueue("modeling.tasks.embed_project", project_id, f"embed-{project_id}")
 
 
+def untokenized_items(project: Project) -> QuerySet[Item]:
+    """A sequence project's items the tokenizer has still to read (rejected files are never offered)."""
+    return Item.objects.filter(project=project, tokens__isnull=True).exclude(status=ItemStatus.REJECTED)
+
+
 def request_tokenizing(project_id: int) -> None:
     """Tokenize a sequence project's texts that have no tokens yet (the queue offers them once they do)."""
     if loop_enabled():
@@ -98,9 +103,7 @@ def resume_pending_work() -> list[str]:
     # queued" set: clear it, and re-request below what the database says is due.
     ModelState.objects.exclude(train_queued_at=None).update(train_queued_at=None)
     for project in Project.objects.all():
-        if kind_for(project).structured and Item.objects.filter(project=project, tokens__isnull=True).exclude(
-            status=ItemStatus.REJECTED
-        ).exists():
+        if kind_for(project).structured and untokenized_items(project).exists():
             request_tokenizing(project.pk)
             enqueued.append(f"tokenize {project.slug}")
         if not project.modelled:

@@ -38,6 +38,7 @@ from .services import (
     request_tokenizing,
     request_training,
     training_data,
+    untokenized_items,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def tokenize_project(project_id: int) -> str:
         return "not a sequence project"
     budget = settings.LIGHTBULB_EMBED_TASK_SECONDS
     deadline = time.monotonic() + budget if budget > 0 else None
-    pending = Item.objects.filter(project=project, tokens__isnull=True).exclude(status=ItemStatus.REJECTED)
+    pending = untokenized_items(project)
     done = 0
     while True:
         rows = list(pending.order_by("id").only("id", "text", "data", "kind")[:TOKENIZE_CHUNK])

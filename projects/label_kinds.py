@@ -1,9 +1,9 @@
 """The one seam between a project's label type and everything that does not care what a label is.
 
 Leases, stages, history, undo, skip, audits and membership work on `Judgement` rows whatever they hold;
-what differs per label type lives here (docs/design/label-types.md): the judgement's value and its check,
-the labelling screen, and the summary lists and the admin show. Plain data, no ML: the web process
-imports it. The model side (head, uncertainty, proposals) hangs off the same `LabelKind.name` in
+what differs per label type lives here (docs/design/label-types.md): the judgement's value, its check,
+and the summary lists and the admin show (the labelling screen joins when it is built). Plain data,
+no ML: the web process imports it. The model side (head, uncertainty, proposals) hangs off the same `LabelKind.name` in
 `modeling`, and the formats in `interchange`.
 
 Classification (and binary) keep `Judgement.label` as the class and no value. A structured kind keeps
@@ -30,13 +30,11 @@ class InvalidAnswer(ValueError):
 
 @dataclass(frozen=True)
 class LabelKind:
+    """Classification (and binary): the answer is one class, in Judgement.label; no value."""
+
     name: str
     # Whether the answer is a structure in Judgement.value (spans, boxes) rather than one class.
     structured: bool
-    # templates/labeling/screens/<screen>.html and static/js/<screen>.js
-    screen: str
-    # What the classes are called on this kind's pages: classes, or entity types.
-    class_noun: str
 
     def validate(self, project: Project, item: Item, value: Any) -> dict | None:
         """The value normalised (sorted, canonical keys), or InvalidAnswer naming what is wrong."""
@@ -44,18 +42,6 @@ class LabelKind:
 
     def summary(self, value: Mapping | None) -> str:
         return ""
-
-    def same(self, a: Mapping | None, b: Mapping | None) -> bool:
-        """Whether two answers are the same answer (an accepted proposal, agreeing people)."""
-        return self.canonical(a) == self.canonical(b)
-
-    def canonical(self, value: Mapping | None) -> Any:
-        return value
-
-
-@dataclass(frozen=True)
-class ClassificationKind(LabelKind):
-    pass
 
 
 @dataclass(frozen=True)
@@ -110,10 +96,6 @@ class SequenceKind(LabelKind):
         n = len((value or {}).get("spans") or [])
         return "none" if n == 0 else f"{n} span{'s' if n != 1 else ''}"
 
-    def canonical(self, value: Mapping | None) -> Any:
-        spans = (value or {}).get("spans") or []
-        return sorted((s["start"], s["end"], s["label"]) for s in spans)
-
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -137,8 +119,8 @@ def token_boundaries(item: Item) -> tuple[set[int], set[int]] | tuple[None, None
     return {int(t[0]) for t in tokens}, {int(t[1]) for t in tokens}
 
 
-CLASSIFICATION = ClassificationKind(name="classification", structured=False, screen="classes", class_noun="class")
-SEQUENCE = SequenceKind(name="sequence", structured=True, screen="spans", class_noun="entity type")
+CLASSIFICATION = LabelKind(name="classification", structured=False)
+SEQUENCE = SequenceKind(name="sequence", structured=True)
 
 # Keyed by projects.models.LabelType's values (spelled out: models imports this module, not the reverse).
 KINDS: dict[str, LabelKind] = {
