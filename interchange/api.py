@@ -26,7 +26,7 @@ from projects.models import Project, Role
 from projects.permissions import IsProjectMember, signed_in
 
 from .exports import export_response, parse_export
-from .judgements_file import InterchangeError
+from .judgements_file import InterchangeError, export_formats
 from .models import ImportJob
 from .serializers import (
     FolderCheckSerializer,
@@ -59,15 +59,18 @@ class ExportViewSet(ViewSet):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("as", str, enum=["csv", "jsonl"], description="csv (Light Bulb's columns plus source; "
-                             "the default) or jsonl (one judgement per line with its provenance)"),
+            OpenApiParameter("as", str, enum=["csv", "jsonl", "conll"], description="classification: csv (Light "
+                             "Bulb's columns plus source; the default) or jsonl (one judgement per line with its "
+                             "provenance); sequence tagging: jsonl ({id, text, spans} per text; the default) or "
+                             "conll (BIO tags, a `# id =` line per text)"),
             OpenApiParameter("history", bool, description="every judgement (relabels, undone, overlap votes), "
                              "not only the current ones"),
             OpenApiParameter("source", str, many=True, enum=JudgementSource.values,
                              description="only these sources (repeat it)"),
             OpenApiParameter("stage", str, many=True, enum=Stage.values, description="only these stages (repeat it)"),
         ],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR},
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, "application/x-ndjson"): OpenApiTypes.STR,
+                   (200, "text/plain"): OpenApiTypes.STR},
     )
     @action(detail=True, url_path="export", url_name="export")
     def export(self, request: Request, project_id: int) -> HttpResponseBase:
@@ -75,7 +78,7 @@ class ExportViewSet(ViewSet):
         try:
             wanted = parse_export(fmt=request.query_params.get("as"), history=request.query_params.get("history"),
                                   sources=request.query_params.getlist("source"),
-                                  stages=request.query_params.getlist("stage"))
+                                  stages=request.query_params.getlist("stage"), formats=export_formats(self.project))
         except InterchangeError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         return export_response(self.project, wanted)

@@ -210,6 +210,12 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
     if label_type == LabelType.SEQUENCE and data_type == DataType.IMAGES:
         # JSON items are tagged in their "text" field (Light Bulb's own sequence example is JSON).
         raise ConfigError("label.type 'sequence' labels spans of text: dataset.data_type must be text or json")
+    if label_type == LabelType.SEQUENCE and judgements_file is not None and judgements_file.suffix.lower() not in {
+            ".jsonl", ".conll", ".bio", ".iob", ".csv"}:
+        # The file is rewritten as labels change, by the web process too, which never loads spaCy (DocBin's
+        # reader): a DocBin imports once with `manage.py import_labels`.
+        raise ConfigError("a sequence project's dataset.judgements_file is .jsonl, .conll (.bio, .iob) or .csv; "
+                          "import a DocBin (.spacy) with manage.py import_labels")
     if default_class and label_type != LabelType.SEQUENCE and default_class not in classes:
         raise ConfigError(f"label.default_class '{default_class}' is not one of label.classes")
 

@@ -19,7 +19,8 @@ from projects.models import Project
 
 from .judgements_file import EXPORT_FORMATS, InterchangeError, judgement_lines
 
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8",
+                 "conll": "text/plain; charset=utf-8"}
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,14 @@ class ExportRequest:
 
 
 def parse_export(
-    *, fmt: str | None, history: str | None, sources: Iterable[str], stages: Iterable[str]
+    *, fmt: str | None, history: str | None, sources: Iterable[str], stages: Iterable[str],
+    formats: tuple[str, ...] = EXPORT_FORMATS,
 ) -> ExportRequest:
-    """What an export was asked for, from a query string: InterchangeError (400) naming what is wrong."""
-    fmt = (fmt or "csv").strip().lower()
-    if fmt not in EXPORT_FORMATS:
-        raise InterchangeError(f"unknown export format {fmt!r}: csv or jsonl")
+    """What an export was asked for, from a query string: InterchangeError (400) naming what is wrong.
+    `formats`: the project's (`export_formats`), the first the default."""
+    fmt = (fmt or formats[0]).strip().lower()
+    if fmt not in formats:
+        raise InterchangeError(f"unknown export format {fmt!r} for this project: {' or '.join(formats)}")
     picked_sources = tuple(s for s in (v.strip() for v in sources) if s)
     unknown = [s for s in picked_sources if s not in JudgementSource.values]
     if unknown:

@@ -11,7 +11,8 @@ from django.db import transaction
 from django.db.models import Count
 
 from labeling.models import Judgement
-from projects.models import Membership, Project, Role
+from projects.label_kinds import kind_for
+from projects.models import LabelType, Membership, Project, Role
 from projects.services import IngestResult, do_add_items, scan_dataset
 from projects.signals import announce_items_added, announce_settings_changed
 
@@ -23,6 +24,7 @@ from .judgements_file import (
     read_judgement_rows,
     sync_judgements_file,
 )
+from .span_formats import do_import_span_records, read_span_file
 
 
 class ImportConflict(InterchangeError):
@@ -56,7 +58,8 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         exclude={config.judgements_file} if config.judgements_file else set(),
         progress=progress,
     )
-    judgement_rows = read_judgement_rows(config.judgements_file) if config.judgements_file else []
+    sequence = config.label_type == LabelType.SEQUENCE
+    judgement_rows = read_judgement_rows(config.judgements_file) if config.judgements_file and not sequence else []
 
     with transaction.atomic():
         owner, created_user = _get_or_create_owner(config.user)
@@ -92,7 +95,15 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})
         ingested = do_add_items(project, scan=scan)
         result = ImportResult(**vars(ingested), created_project=created_project, created_user=created_user)
-        if judgement_rows:
+        if sequence and config.judgements_file and config.judgements_file.exists():
+            # Read once the items exist: a CoNLL file without ids finds its items by their text.
+            records, problems = read_span_file(project, config.judgements_file)
+            imported, more = do_import_span_records(project, records=records)
+            problems += more
+            result.judgements_imported = imported
+            result.judgements_unimported = len(problems)
+            result.warnings.extend(_summarise(problems, "judgements file"))
+        elif judgement_rows:
             imported, problems = do_import_judgement_rows(
                 project, rows=judgement_rows, config_dir=config.path.parent
             )
@@ -119,7 +130,17 @@ def _check_compatible(project: Project, config: ProjectConfig) -> None:
             f"project '{project.slug}' holds {project.data_type} items; data_type cannot change to {config.data_type}"
         )
     removed = [c for c in project.classes if c not in config.classes]
-    if removed:
+    kind = kind_for(project)
+    if removed and kind.structured:
+        counts: dict[str, int] = {}
+        for value in Judgement.objects.filter(project=project).values_list("value", flat=True):
+            for label in kind.part_labels(value):
+                if label in removed:
+                    counts[label] = counts.get(label, 0) + 1
+        if counts:
+            detail = ", ".join(f"{label} ({n} spans)" for label, n in sorted(counts.items()))
+            raise ImportConflict(f"cannot remove entity types that spans use: {detail}")
+    elif removed:
         used = (
             Judgement.objects.filter(project=project, label__in=removed)
             .values("label")

@@ -23,22 +23,26 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.leases import bump_revision
-from labeling.models import Judgement, JudgementSource, Stage
+from labeling.models import Judgement, JudgementSource
 from lightbulb_site.atomic import atomic_write
 from projects.ingest import decode_text
+from projects.label_kinds import kind_for
 from projects.models import Item, ItemStatus, Project
-from projects.services import ProjectError
+
+from .common import BULK_BATCH, InterchangeError, stage_and_source
+from .span_formats import (
+    SEQUENCE_EXPORT_FORMATS,
+    SEQUENCE_FILE_FORMATS,
+    conll_lines,
+    span_csv_lines,
+    span_jsonl_lines,
+)
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-BULK_BATCH = 2000
 EXPORT_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken", "source"]
 EXPORT_FORMATS = ("csv", "jsonl")
-
-
-class InterchangeError(ProjectError):
-    """A file or config that cannot be imported or written as asked (400), with the reason."""
 
 
 def read_judgement_rows(path: Path) -> list[dict]:
@@ -97,20 +101,11 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
                 f"line {line}: label {row.get('label')!r} is not a class (allowed: {', '.join(project.classes)})"
             )
             continue
-        raw_stage = (row.get("stage") or "").strip().upper()
-        if raw_stage == Stage.AUTO or (row.get("source") or "").strip().lower() == JudgementSource.AUTO:
-            problems.append(f"line {line}: an auto-label (the model's, nobody saw it) is not imported as a judgement")
+        picked = stage_and_source(row.get("stage") or "", row.get("source") or "")
+        if isinstance(picked, str):
+            problems.append(f"line {line}: {picked}")
             continue
-        if raw_stage in ("", Stage.TRAIN):
-            stage, source = Stage.TRAIN, JudgementSource.IMPORTED
-        elif raw_stage == Stage.TEST:
-            stage, source = Stage.TEST, JudgementSource.IMPORTED
-        elif raw_stage == "MODEL_LABELLED":
-            # Light Bulb wrote batch-confirmed model labels with this stage: a person confirmed them.
-            stage, source = Stage.TRAIN, JudgementSource.CONFIRMED_PROPOSAL
-        else:
-            problems.append(f"line {line}: unknown stage {row.get('stage')!r} (TRAIN, TEST or MODEL_LABELLED)")
-            continue
+        stage, source = picked
         item_id = items[key]
         if item_id in already:
             continue
@@ -174,10 +169,19 @@ def judgement_lines(
 
     Auto-labels are marked (source `auto`, stage AUTO, the model version) or, with include_auto=False,
     left out, so that what is written is only what people labelled or looked at."""
-    if fmt not in EXPORT_FORMATS:
-        raise InterchangeError(f"unknown export format {fmt!r} (csv or jsonl)")
+    # A sequence project's judgements file may be CSV (with a spans column); downloads offer JSONL and CoNLL.
+    formats = export_formats(project) + (("csv",) if kind_for(project).structured else ())
+    if fmt not in formats:
+        raise InterchangeError(f"unknown export format {fmt!r} for this project ({' or '.join(formats)})")
     chosen = current_judgements(project, history=history, include_auto=include_auto, sources=sources, stages=stages)
+    if kind_for(project).structured:
+        return {"conll": conll_lines, "csv": span_csv_lines}.get(fmt, span_jsonl_lines)(chosen)
     return _csv_lines(chosen) if fmt == "csv" else _jsonl_lines(project, chosen)
+
+
+def export_formats(project: Project) -> tuple[str, ...]:
+    """What the web process streams: Light Bulb CSV and provenance JSONL, or a sequence project's JSONL and CoNLL."""
+    return SEQUENCE_EXPORT_FORMATS if kind_for(project).structured else EXPORT_FORMATS
 
 
 def _csv_lines(chosen) -> Iterator[str]:
@@ -239,7 +243,7 @@ class _Line:
 def write_judgements(
     project: Project, *, fmt: str, out: SupportsWrite[str], history: bool = False, include_auto: bool = True
 ) -> int:
-    """Write judgements as Light Bulb CSV or provenance JSONL (`judgement_lines`). Returns the number of rows."""
+    """Write judgements in one of `export_formats(project)` (`judgement_lines`). Returns the number of rows."""
     rows = 0
     for n, line in enumerate(judgement_lines(project, fmt=fmt, history=history, include_auto=include_auto)):
         out.write(line)
@@ -256,9 +260,11 @@ def sync_judgements_file(project: Project) -> int | None:
     """Rewrite the config's judgements_file from the database (the source of truth)."""
     if not project.judgements_file:
         return None
+    path = Path(project.judgements_file)
+    # A sequence project's file keeps its own format (its extension: .jsonl, or .conll/.bio/.iob).
+    fmt = SEQUENCE_FILE_FORMATS.get(path.suffix.lower(), "jsonl") if kind_for(project).structured else "csv"
     return atomic_write_text(
-        Path(project.judgements_file),
-        lambda fh: write_judgements(project, fmt="csv", out=fh, include_auto=False),  # see the module docstring
+        path, lambda fh: write_judgements(project, fmt=fmt, out=fh, include_auto=False),  # see the module docstring
     )
 
 

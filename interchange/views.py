@@ -17,7 +17,7 @@ from projects.permissions import get_project_for_user, signed_in
 from projects.services import uploads_folder
 
 from .exports import export_response, parse_export
-from .judgements_file import InterchangeError
+from .judgements_file import InterchangeError, export_formats
 from .models import DuplicatePolicy, ImportJob
 from .uploads import (
     UploadError,
@@ -39,13 +39,15 @@ def export(request: HttpRequest, project_id: int) -> HttpResponseBase:
     if "as" in request.GET:
         try:
             wanted = parse_export(fmt=request.GET.get("as"), history=request.GET.get("history"),
-                                  sources=request.GET.getlist("source"), stages=request.GET.getlist("stage"))
+                                  sources=request.GET.getlist("source"), stages=request.GET.getlist("stage"),
+                                  formats=export_formats(project))
         except InterchangeError as exc:
             messages.error(request, f"{sentence(str(exc))}.")
             return redirect("interchange:export", project.pk)
         return export_response(project, wanted)
     return render(request, "interchange/export.html", {
         "project": project, "role": role, "sources": JudgementSource.choices, "stages": Stage.choices,
+        "formats": export_formats(project),
     })
 
 

@@ -16,9 +16,9 @@ BATCH_RESERVED_KEYS = frozenset({"s", "u", "x", "a"})
 COMMAND_KEYS: dict[str, tuple[str, ...]] = {"skip": ("s", "k", "x", "q", "0"), "undo": ("u", "z", "b", "y")}
 
 
-def command_keys(class_keys: list[dict]) -> dict[str, str]:
+def command_keys(class_keys: list[dict], *, reserved: frozenset[str] = frozenset()) -> dict[str, str]:
     """Skip's and undo's letters: the first of each command's keys that no class uses ("" if none is free)."""
-    taken = {k for c in class_keys for k in c["keys"]}
+    taken = {k for c in class_keys for k in c["keys"]} | set(reserved)
     chosen: dict[str, str] = {}
     for command, preferred in COMMAND_KEYS.items():
         chosen[command] = next((k for k in preferred if k not in taken), "")

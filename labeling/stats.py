@@ -6,6 +6,7 @@ Counts only; nothing here writes.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import NotRequired, TypedDict
 
@@ -13,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from projects.label_kinds import kind_for
 from projects.models import Item, ItemStatus, Project
 
 from .audits import active_pauses, measured_precision
@@ -106,12 +108,21 @@ def project_counts(project: Project) -> ProjectCounts:
         confirmed=Count("id", filter=Q(source=JudgementSource.CONFIRMED_PROPOSAL)),
         auto=Count("id", filter=Q(source=JudgementSource.AUTO)),
     )
-    per_class = dict(
-        Judgement.objects.filter(project=project, is_current=True)
-        .values_list("label")
-        .annotate(n=Count("id"))
-        .values_list("label", "n")
-    )
+    kind = kind_for(project)
+    if kind.structured:
+        # Per entity type: how many spans (boxes) the current answers hold, not how many answers.
+        per_class = dict(Counter(
+            label
+            for value in Judgement.objects.filter(project=project, is_current=True).values_list("value", flat=True)
+            for label in kind.part_labels(value)
+        ))
+    else:
+        per_class = dict(
+            Judgement.objects.filter(project=project, is_current=True)
+            .values_list("label")
+            .annotate(n=Count("id"))
+            .values_list("label", "n")
+        )
     return ProjectCounts(
         total=items["total"], unlabelled=items["unlabelled"], labelled=items["labelled"], rejected=items["rejected"],
         train=judgements["train"], test=judgements["test"], confirmed=judgements["confirmed"], auto=judgements["auto"],

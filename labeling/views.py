@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from lightbulb_site.errors import sentence
+from projects.label_kinds import kind_for
 from projects.models import DataType, ItemStatus, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 from projects.services import ProjectError, do_drop_duplicates, do_keep_duplicate, duplicate_hashes
@@ -41,11 +42,14 @@ from .services import do_record_judgement, get_item, overrules
 @login_required
 def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = get_project_for_user(request.user, project_id, min_role=Role.ANNOTATOR)
+    kind = kind_for(project)
+    keys = class_hotkeys(project.classes, chosen=project.class_keys, reserved=kind.reserved_keys)
     config = {
         "project": project.pk,
         "dataType": project.data_type,
-        "classes": class_hotkeys(project.classes, chosen=project.class_keys),
-        "commands": command_keys(class_hotkeys(project.classes, chosen=project.class_keys)),
+        "screen": kind.screen,
+        "classes": keys,
+        "commands": command_keys(keys, reserved=kind.reserved_keys),
         "recheck_seconds": settings.LIGHTBULB_LABEL_RECHECK_SECONDS,
         "api": {
             "next": reverse("api:next-items", args=[project.pk]),
@@ -58,7 +62,8 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request,
         "labeling/label.html",
-        {"project": project, "role": role, "config": config, "hotkeys": config["classes"]},
+        {"project": project, "role": role, "config": config, "hotkeys": keys,
+         "screen_template": f"labeling/screens/{kind.screen}.html"},
     )
 
 

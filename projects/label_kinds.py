@@ -2,7 +2,7 @@
 
 Leases, stages, history, undo, skip, audits and membership work on `Judgement` rows whatever they hold;
 what differs per label type lives here (docs/design/label-types.md): the judgement's value, its check,
-and the summary lists and the admin show (the labelling screen joins when it is built). Plain data,
+the summary lists and the admin show, and which labelling screen it uses. Plain data,
 no ML: the web process imports it. The model side (head, uncertainty, proposals) hangs off the same `LabelKind.name` in
 `modeling`, and the formats in `interchange`.
 
@@ -35,6 +35,11 @@ class LabelKind:
     name: str
     # Whether the answer is a structure in Judgement.value (spans, boxes) rather than one class.
     structured: bool
+    # The labelling screen: templates/labeling/screens/<screen>.html, plus static/js/<screen>.js for a
+    # structured kind (label.js runs the queue, undo and skip around it).
+    screen: str = "classes"
+    # Keys the screen keeps for itself: no type and no command takes them (`x` removes a span).
+    reserved_keys: frozenset[str] = frozenset()
 
     def validate(self, project: Project, item: Item, value: Any) -> dict | None:
         """The value normalised (sorted, canonical keys), or InvalidAnswer naming what is wrong."""
@@ -42,6 +47,10 @@ class LabelKind:
 
     def summary(self, value: Mapping | None) -> str:
         return ""
+
+    def part_labels(self, value: Mapping | None) -> list[str]:
+        """The type of each part of a structured answer (a span's, a box's), for per-type counts."""
+        return []
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,9 @@ class SequenceKind(LabelKind):
         n = len((value or {}).get("spans") or [])
         return "none" if n == 0 else f"{n} span{'s' if n != 1 else ''}"
 
+    def part_labels(self, value: Mapping | None) -> list[str]:
+        return [str(s.get("label", "")) for s in (value or {}).get("spans") or [] if isinstance(s, Mapping)]
+
 
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -120,7 +132,7 @@ def token_boundaries(item: Item) -> tuple[set[int], set[int]] | tuple[None, None
 
 
 CLASSIFICATION = LabelKind(name="classification", structured=False)
-SEQUENCE = SequenceKind(name="sequence", structured=True)
+SEQUENCE = SequenceKind(name="sequence", structured=True, screen="spans", reserved_keys=frozenset({"x"}))
 
 # Keyed by projects.models.LabelType's values (spelled out: models imports this module, not the reverse).
 KINDS: dict[str, LabelKind] = {

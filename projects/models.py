@@ -25,7 +25,7 @@ class LabelType(models.TextChoices):
 # pages say plainly that their UI comes later.
 # Sequence tagging (issue 23, in progress): span judgements are checked and stored (the REST API and
 # imports take them) and the model loop tokenizes its texts; its labelling screen and model are next.
-SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
+SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY, LabelType.SEQUENCE})
 # Label types whose model the loop trains today (sequence tagging's spaCy head is issue 23's next step).
 MODELLED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
 BINARY_CLASSES = ["YES", "NO"]

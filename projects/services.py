@@ -88,7 +88,11 @@ def check_classes(classes: list[str], *, label_type: str) -> list[str]:
     """The classes a project of this label type gets, or ProjectError saying what is wrong with them."""
     if label_type == LabelType.BINARY:
         return list(BINARY_CLASSES)
-    if len(classes) < 2:
+    if label_type == LabelType.SEQUENCE:
+        # One entity type is a real project ("mark every person"); no spans is always an answer.
+        if not classes:
+            raise ProjectError("a sequence tagging project needs at least one entity type")
+    elif len(classes) < 2:
         raise ProjectError("a classification project needs at least two classes")
     if len(classes) > CLASSES_MAX:
         raise ProjectError(f"a project may have at most {CLASSES_MAX:,} classes, not {len(classes):,}")
@@ -153,6 +157,8 @@ def do_create_project(
     if label_type not in SUPPORTED_LABEL_TYPES:
         choices = ", ".join(sorted(str(t) for t in SUPPORTED_LABEL_TYPES))
         raise ProjectError(f"the label type must be one of {choices}, not {str(label_type)[:40]!r}")
+    if label_type == LabelType.SEQUENCE and data_type == DataType.IMAGES:
+        raise ProjectError("sequence tagging marks spans of text: its data type is text or json (a \"text\" field)")
     classes = check_classes(classes, label_type=label_type)
     description = str(description or "").strip()
     if len(description) > DESCRIPTION_MAX:

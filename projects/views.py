@@ -15,6 +15,7 @@ from labeling.reviews import reviewed_accuracy
 from labeling.stats import member_stats, project_counts
 from lightbulb_site.errors import sentence
 
+from .label_kinds import kind_for
 from .models import DataType, ItemStatus, LabelType, Role
 from .permissions import get_project_for_user, has_role, projects_for_user, signed_in
 from .services import (
@@ -82,7 +83,8 @@ def project_new(request: HttpRequest) -> HttpResponse:
     return render(request, "projects/project_new.html", {
         "values": values, "data_types": DataType.choices,
         "label_types": [(LabelType.CLASSIFICATION, "Classification: one of several classes"),
-                        (LabelType.BINARY, "Binary: YES or NO")],
+                        (LabelType.BINARY, "Binary: YES or NO"),
+                        (LabelType.SEQUENCE, "Sequence tagging: mark entity spans in text")],
     }, status=status)
 
 
@@ -100,13 +102,15 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     }
     if project.labeling_supported:
         from labeling.hotkeys import class_hotkeys  # the keys are labeling's; their rule is plain Python
-        from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
 
-        automatic = {c["label"]: c["keys"] for c in class_hotkeys(project.classes)}
+        reserved = kind_for(project).reserved_keys
+        automatic = {c["label"]: c["keys"] for c in class_hotkeys(project.classes, reserved=reserved)}
         context["class_key_rows"] = [
             {"label": name, "chosen": project.class_keys.get(name, ""), "auto": " ".join(automatic.get(name, []))}
             for name in project.classes
         ]
+    if project.modelled:
+        from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
 
         context.update(model_card_context(project, role=role))
     return render(request, "projects/project_detail.html", context)

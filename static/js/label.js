@@ -11,6 +11,9 @@
   cfg.classes.forEach((c) => c.keys.forEach((k) => keymap.set(k, c.label)));
   // Skip's and undo's letters: the ones no class took (labeling/hotkeys.py), as their buttons show.
   const commands = cfg.commands || { skip: "s", undo: "u" };
+  // A structured label type's screen (spans.js: window.LBScreen) draws the item and keeps the answer
+  // being edited; this file still runs the queue, undo and skip. Classification has none: a key is a class.
+  const screen = cfg.screen && cfg.screen !== "classes" ? window.LBScreen : null;
 
   // `finished` holds ids labelled or skipped here: a refill that raced with their judgement may still
   // list them as held, and they must not be shown twice.
@@ -53,7 +56,9 @@
 
   function render(item) {
     view.replaceChildren();
-    if (cfg.dataType === "images") {
+    if (screen) {
+      screen.render(item, view);
+    } else if (cfg.dataType === "images") {
       const img = item._img && item._img.complete ? item._img : new Image();
       if (!img.src) img.src = item.media_url;
       img.alt = item.path;
@@ -180,18 +185,21 @@
     requestAnimationFrame(() => state.timings.push(performance.now() - t0));
   }
 
+  // name: the class (classification); null on a structured screen, whose answer is the screen's.
   async function label(name) {
     const item = state.current;
     if (!item) return;
     const t0 = performance.now();
     const timeTaken = (t0 - state.shownAt) / 1000;
+    const answer = screen ? screen.answer() : { label: name };
     state.finished.add(item.id);
-    flash(name);
+    if (name) flash(name);
+    else flashButton($("accept-btn"));
     advance();
     measure(t0);
     state.pending++;
     try {
-      await api(cfg.api.judgements, { method: "POST", body: { item: item.id, label: name, time_taken: timeTaken } });
+      await api(cfg.api.judgements, { method: "POST", body: { item: item.id, ...answer, time_taken: timeTaken } });
       refreshStats();
     } catch (err) {
       if (err.status === 409) {
@@ -200,6 +208,7 @@
         const allowed = err.data && err.data.allowed ? ` (allowed: ${err.data.allowed.join(", ")})` : "";
         toast(`Not saved: ${err.message}${allowed}`);
         state.finished.delete(item.id);
+        if (screen) item.answer = answer; // nothing the person marked is lost: it comes back as it was
         putBack(item);
       }
     } finally {
@@ -249,7 +258,9 @@
   }
 
   function flash(name) {
-    const btn = document.querySelector(`.class-btn[data-label="${CSS.escape(name)}"]`);
+    flashButton(document.querySelector(`.class-btn[data-label="${CSS.escape(name)}"]`));
+  }
+  function flashButton(btn) {
     if (!btn) return;
     btn.classList.add("pressed");
     setTimeout(() => btn.classList.remove("pressed"), 150);
@@ -293,6 +304,27 @@
     if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
     if (document.querySelector("dialog[open]")) return;  // the key list (?) is open: keys are for it
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
+    if (screen) {
+      const used = state.current ? screen.handleKey(ev, key) : false;
+      if (used === "submit") {
+        ev.preventDefault();
+        label(null);
+        return;
+      }
+      if (used) {
+        ev.preventDefault();
+        return;
+      }
+      // Arrows move the token cursor here: skip and undo keep their letters (and Backspace undoes).
+      if (commands.skip && key === commands.skip) {
+        ev.preventDefault();
+        skip();
+      } else if ((commands.undo && key === commands.undo) || key === "Backspace") {
+        ev.preventDefault();
+        undo();
+      }
+      return;
+    }
     if (keymap.has(key)) {
       ev.preventDefault();
       label(keymap.get(key));
@@ -304,7 +336,12 @@
       undo();
     }
   });
-  document.querySelectorAll(".class-btn").forEach((b) => b.addEventListener("click", () => label(b.dataset.label)));
+  document.querySelectorAll(".class-btn").forEach((b) => b.addEventListener("click", () => {
+    if (screen) screen.pick(b.dataset.label);
+    else label(b.dataset.label);
+  }));
+  const accept = $("accept-btn");
+  if (accept) accept.addEventListener("click", () => label(null));
   $("skip-btn").addEventListener("click", skip);
   $("undo-btn").addEventListener("click", undo);
 

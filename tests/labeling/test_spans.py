@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from labeling.errors import InvalidValue
 from labeling.models import Judgement
 from labeling.services import do_record_judgement, do_undo_last_judgement, next_items
-from projects.models import Item, ItemStatus, Role
+from projects.models import Item, ItemStatus, Project, Role
 from projects.services import do_add_member
 from tests.conftest import write_config
 
@@ -23,7 +23,9 @@ TWEETS = [
 ]
 
 
-def make_sequence_project(root, *, owner: str = "alice", texts=TWEETS, tokenize: bool = True):
+def make_sequence_project(
+    root, *, owner: str = "alice", texts=TWEETS, tokenize: bool = True, title: str = "Tweets NER"
+):
     """A sequence project imported from a real config and JSONL, tokenized by the real spaCy task."""
     from interchange.config import load_config
     from interchange.importer import do_import_config
@@ -34,8 +36,8 @@ def make_sequence_project(root, *, owner: str = "alice", texts=TWEETS, tokenize:
         "".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8"
     )
     cfg = write_config(
-        root / "ner.yml",
-        "task: {title: Tweets NER}\ndataset: {directory: data, data_type: text}\n"
+        root / ("ner.yml" if title == "Tweets NER" else f"{title.lower().replace(' ', '-')}.yml"),  # its slug
+        f"task: {{title: {title}}}\ndataset: {{directory: data, data_type: text}}\n"
         f"label: {{type: sequence, classes: [person, geo-loc, company]}}\nmodel: {{directory: out}}\nuser: {owner}\n",
     )
     project = do_import_config(load_config(cfg)).project
@@ -193,3 +195,56 @@ def test_undo_gives_the_spans_back_to_the_service_caller(ner, alice):
     back = do_undo_last_judgement(ner, user=alice)
     back.refresh_from_db()
     assert back.pk == first.pk and back.status == ItemStatus.UNLABELLED
+
+
+def test_it_serves_the_span_screen_with_x_kept_for_removing(ner, alice, client):
+    client.force_login(alice)
+    page = client.get(f"/projects/{ner.pk}/label/")
+    assert page.status_code == 200
+    config = page.context["config"]
+    assert config["screen"] == "spans" and b"js/spans.js" in page.content
+    keys = {c["label"]: c["keys"] for c in config["classes"]}
+    assert keys == {"person": ["1", "p"], "geo-loc": ["2", "g"], "company": ["3", "c"]}
+    assert "x" not in config["commands"].values() and config["commands"] == {"skip": "s", "undo": "u"}
+    assert b"labeling is not available" not in page.content
+
+
+def test_it_keeps_x_for_removing_even_when_a_type_starts_with_it(tmp_path, alice, client):
+    project = make_sequence_project(tmp_path, tokenize=False)
+    project.classes = ["xenon", "sodium", "krypton"]
+    project.save(update_fields=["classes"])
+    client.force_login(alice)
+    config = client.get(f"/projects/{project.pk}/label/").context["config"]
+    keys = {c["label"]: c["keys"] for c in config["classes"]}
+    assert keys["xenon"] == ["1"] and "x" not in config["commands"].values()
+    assert config["commands"]["skip"] == "q"  # s (sodium) and k (krypton) are types' keys; x is the screen's
+
+
+def test_the_project_page_counts_spans_per_type(ner, alice, client):
+    first, third = item(ner, "t0"), item(ner, "t2")
+    do_record_judgement(ner, item=first, user=alice, role=Role.OWNER, value={"spans": [
+        span(first.text, "New York", "geo-loc"), span(first.text, "Alice", "person")]})
+    do_record_judgement(ner, item=third, user=alice, role=Role.OWNER, value={"spans": [
+        span(third.text, "Paris", "geo-loc"), span(third.text, "Apple", "company")]})
+    client.force_login(alice)
+    page = client.get(f"/projects/{ner.pk}/")
+    assert page.context["counts"]["per_class"] == [("person", 1), ("geo-loc", 2), ("company", 1)]
+    assert b"Entity types" in page.content and b'id="start-labeling"' in page.content
+    assert b"its model is not built yet" in page.content and b'id="try-model"' not in page.content
+
+
+def test_it_creates_sequence_projects_for_text_and_refuses_images_or_no_types(alice, settings):
+    client = APIClient()
+    settings.LIGHTBULB_ANYONE_CREATES_PROJECTS = True
+    client.force_authenticate(alice)
+    made = client.post("/api/projects/", {"title": "NER", "data_type": "text", "label_type": "sequence",
+                                          "classes": "person"}, format="json")
+    assert made.status_code == 201, made.content
+    assert made.json()["label_type"] == "sequence" and made.json()["classes"] == ["person"]
+    images = client.post("/api/projects/", {"title": "N2", "data_type": "images", "label_type": "sequence",
+                                            "classes": "person"}, format="json")
+    assert images.status_code == 400 and "spans of text" in images.json()["detail"]
+    empty = client.post("/api/projects/", {"title": "N3", "data_type": "json", "label_type": "sequence",
+                                           "classes": ""}, format="json")
+    assert empty.status_code == 400 and "at least one entity type" in empty.json()["detail"]
+    assert list(Project.objects.values_list("title", flat=True)) == ["NER"]

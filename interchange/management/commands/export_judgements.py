@@ -4,7 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from interchange.judgements_file import atomic_write_text, write_judgements
+from interchange.judgements_file import atomic_write_text, current_judgements, export_formats, write_judgements
+from interchange.span_formats import write_docbin
+from projects.label_kinds import kind_for
 from projects.models import Project
 from projects.services import ProjectError
 
@@ -18,12 +20,14 @@ def project_from_arg(value: str) -> Project:
 
 
 class Command(BaseCommand):
-    help = "Export a project's judgements as Light Bulb CSV or provenance JSONL (auto-labels marked, or left out)."
+    help = ("Export a project's judgements (auto-labels marked, or left out): classification as Light Bulb CSV or "
+            "provenance JSONL; sequence tagging as spans JSONL, CoNLL (BIO) or spaCy's DocBin (--format docbin -o F).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("project", help="project id or slug")
-        parser.add_argument("--format", choices=["csv", "jsonl"], default="csv")
-        parser.add_argument("--output", "-o", help="file to write (default: standard output)")
+        parser.add_argument("--format", choices=["csv", "jsonl", "conll", "docbin"],
+                            help="default: csv (classification) or jsonl (sequence tagging)")
+        parser.add_argument("--output", "-o", help="file to write (default: standard output; DocBin needs one)")
         parser.add_argument("--history", action="store_true", help="include superseded judgements too")
         parser.add_argument(
             "--no-auto", action="store_true",
@@ -32,9 +36,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         project = project_from_arg(options["project"])
-        fmt, history, auto = options["format"], options["history"], not options["no_auto"]
+        fmt = options["format"] or export_formats(project)[0]
+        history, auto = options["history"], not options["no_auto"]
         try:
-            if options.get("output"):
+            if fmt == "docbin":
+                if not kind_for(project).structured:
+                    raise CommandError("DocBin holds spans: it is a sequence tagging project's format")
+                if not options.get("output"):
+                    raise CommandError("a DocBin is binary: name the file to write with --output")
+                path = Path(options["output"])
+                chosen = current_judgements(project, history=history, include_auto=auto)
+                self.stderr.write(f"wrote {write_docbin(project, path, chosen=chosen)} text(s) to {path}")
+            elif options.get("output"):
                 path = Path(options["output"])
                 rows = atomic_write_text(
                     path, lambda fh: write_judgements(project, fmt=fmt, out=fh, history=history, include_auto=auto)
