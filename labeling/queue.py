@@ -89,6 +89,7 @@ class RandomOrdering:
 class ModelStatus:
     training: bool = False  # the model is in the loop (minimums met), as Light Bulb's "Training: yes"
     accuracy: float | None = None
+    f1: float | None = None  # sequence tagging: entity-level F1 on TEST (accuracy has no meaning there)
     model_version: int | None = None
     updating: bool = False  # a training run is going on right now
     detail: str = ""  # e.g. what is still needed before the first model

@@ -90,6 +90,7 @@ class StatsSerializer(serializers.Serializer):
     )
     training = serializers.BooleanField()
     accuracy = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True, help_text="sequence tagging: entity F1 on TEST")
     model_version = serializers.IntegerField(allow_null=True)
     updating = serializers.BooleanField(help_text="A training run is going on now")
     model_detail = serializers.CharField(help_text="What is still needed before the first model, if anything")

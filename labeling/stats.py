@@ -85,6 +85,7 @@ class ProjectStats(TypedDict):
     overlap: dict[str, int]  # "partial" and "disputed": overlap items that have no label yet
     training: bool
     accuracy: float | None
+    f1: float | None
     model_version: int | None
     updating: bool
     model_detail: str
@@ -156,6 +157,7 @@ def project_stats(project: Project, *, user: User | None = None, now: datetime |
         overlap={"partial": items["partial"], "disputed": items["disputed"]},
         training=status.training,
         accuracy=status.accuracy,
+        f1=status.f1,
         model_version=status.model_version,
         updating=status.updating,
         model_detail=status.detail,

@@ -414,6 +414,9 @@ LIGHTBULB_FINETUNE_AUTO = env_bool("LIGHTBULB_FINETUNE_AUTO", True)
 LIGHTBULB_FINETUNE_MIN_TRAIN = env_int("LIGHTBULB_FINETUNE_MIN_TRAIN", 100)
 LIGHTBULB_FINETUNE_GROWTH = env_float("LIGHTBULB_FINETUNE_GROWTH", 1.5)
 LIGHTBULB_FINETUNE_EPOCHS = env_int("LIGHTBULB_FINETUNE_EPOCHS", 8)
+# Sequence tagging (spaCy NER on the deep worker): passes over TRAIN, and a bound on one training's time.
+LIGHTBULB_NER_EPOCHS = env_int("LIGHTBULB_NER_EPOCHS", 15)
+LIGHTBULB_NER_TRAIN_SECONDS = env_float("LIGHTBULB_NER_TRAIN_SECONDS", 600.0)
 LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)

@@ -171,6 +171,7 @@ class ModelInTheLoop:
         return ModelStatus(
             training=in_the_loop,
             accuracy=current.accuracy if current else None,
+            f1=(current.metrics.get("overall") or {}).get("f1") if current else None,
             model_version=current.number if current else None,
             updating=updating,
             detail=state.waiting_for or state.last_error,

@@ -139,6 +139,8 @@ class ItemPrediction(models.Model):
         default=0.0, help_text="What the queue orders by, 0..1: margin or entropy, as the project's sampling says"
     )
     scores = models.JSONField(default=list, help_text="Probabilities in class order")
+    # A structured kind's predicted answer ({"spans": [...]} for sequence tagging); null for classification.
+    value = models.JSONField(null=True, blank=True)
     # Coarse locality-sensitive hash of the embedding: near-duplicates share a bucket, so concurrent
     # annotators are not all handed the same kind of uncertain item at once.
     bucket = models.PositiveIntegerField(default=0)

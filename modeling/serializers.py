@@ -25,6 +25,9 @@ class CurrentVersionSerializer(VersionSerializer):
     confusion = serializers.ListField(
         child=serializers.ListField(child=serializers.IntegerField()), help_text="rows: true class, columns: predicted"
     )
+    entities = serializers.DictField(
+        allow_null=True, help_text="sequence tagging: entity-level precision, recall, F1 on TEST (exact span and "
+        "type), overall (micro) and per_type; null for classification")
 
 
 class ModelSummarySerializer(serializers.Serializer):

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any, TypedDict, TypeVar
+from typing import IO, Any, NotRequired, TypedDict, TypeVar
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -20,7 +20,7 @@ from django.utils import timezone
 from labeling.models import Judgement, Stage
 from lightbulb_site.errors import DomainError
 from projects.encoders import EncoderSpec
-from projects.label_kinds import kind_for
+from projects.label_kinds import item_text, kind_for
 from projects.models import Item, ItemStatus, Project
 
 from .ml.embeddings import project_encoder
@@ -36,10 +36,10 @@ def loop_enabled() -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def _enqueue(func: str, project_id: int, group: str) -> None:
+def _enqueue(func: str, project_id: int, group: str, *, cluster: str | None = None) -> None:
     from django_q.tasks import async_task
 
-    async_task(func, project_id, group=group)
+    async_task(func, project_id, group=group, **({"cluster": cluster} if cluster else {}))
 
 
 def request_embedding(project_id: int) -> None:
@@ -78,7 +78,12 @@ def request_training(project_id: int, *, force: bool = False) -> None:
         requested_revision=revision, requested_at=timezone.now()
     )
     if claim_enqueue(ModelState.objects.filter(project_id=project_id), "train_queued_at") or force:
-        _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}")
+        project = Project.objects.filter(pk=project_id).only("label_type").first()
+        # A structured kind's head trains for minutes (spaCy's NER): on the deep worker, never ahead of the
+        # quick classification fits of other projects.
+        deep = project is not None and kind_for(project).structured
+        _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}",
+                 **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
 
 def request_proposals(project_id: int) -> None:
@@ -89,7 +94,10 @@ def request_proposals(project_id: int) -> None:
 
 def request_ranking(project_id: int) -> None:
     if loop_enabled():
-        _enqueue("modeling.tasks.rank_project", project_id, f"rank-{project_id}")
+        project = Project.objects.filter(pk=project_id).only("label_type").first()
+        deep = project is not None and kind_for(project).structured  # spaCy tags every text: the deep worker's
+        _enqueue("modeling.tasks.rank_project", project_id, f"rank-{project_id}",
+                 **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
 
 def resume_pending_work() -> list[str]:
@@ -106,9 +114,12 @@ def resume_pending_work() -> list[str]:
         if kind_for(project).structured and untokenized_items(project).exists():
             request_tokenizing(project.pk)
             enqueued.append(f"tokenize {project.slug}")
-        if not project.modelled:
-            continue
         state = ModelState.objects.filter(project=project).first()
+        if not project.modelled:
+            if kind_for(project).structured and state is not None and state.requested_revision > state.trained_revision:
+                request_training(project.pk)  # the NER head: no embeddings, ranking or proposals (yet)
+                enqueued.append(f"train {project.slug}")
+            continue
         job = current_embedding_job(project)
         if job is None or not job.complete:
             request_embedding(project.pk)
@@ -137,8 +148,8 @@ def needs_training(project: Project, state: ModelState) -> bool:
     if state.trained_revision < project.judgement_revision:
         return True
     current = state.current_version
-    if current is None:
-        return False
+    if current is None or kind_for(project).structured:
+        return False  # a structured kind's head reads the text itself: no encoder to follow
     spec = project_encoder(project).spec
     return (current.encoder, current.encoder_version) != (spec.name, spec.version)
 
@@ -228,6 +239,41 @@ def training_data(project: Project) -> TrainingData:
     return data
 
 
+@dataclass
+class SpanRows:
+    """A sequence project's labelled texts: (item id, text, spans) per stage."""
+
+    train: list[tuple[int, str, list[dict]]]
+    test: list[tuple[int, str, list[dict]]]
+
+
+def span_training_rows(project: Project) -> SpanRows:
+    """The current TRAIN and TEST answers of a sequence project (auto-labels, stage AUTO, never train)."""
+    rows = (
+        Judgement.objects.filter(project=project, is_current=True, stage__in=[Stage.TRAIN, Stage.TEST])
+        .exclude(value=None).select_related("item").order_by("item_id")
+    )
+    types = set(project.classes)
+    data = SpanRows(train=[], test=[])
+    for j in rows:
+        # A type the owner has since removed is not the model's to learn.
+        spans = [s for s in (j.value or {}).get("spans") or [] if s.get("label") in types]
+        (data.test if j.stage == Stage.TEST else data.train).append((j.item_id, item_text(j.item), spans))
+    return data
+
+
+def span_minimums_unmet(project: Project, data: SpanRows) -> str:
+    """Why there cannot be a sequence model yet ("" when there can)."""
+    needs = []
+    if len(data.test) < project.test_min_judgements:
+        needs.append(f"{project.test_min_judgements - len(data.test)} more TEST text(s)")
+    if len(data.train) < project.min_train_judgements:
+        needs.append(f"{project.min_train_judgements - len(data.train)} more TRAIN text(s)")
+    if not any(spans for _, _, spans in data.train):
+        needs.append("a TRAIN text with at least one span")
+    return "needs " + " and ".join(needs) if needs else ""
+
+
 def minimums_unmet(project: Project, data: TrainingData) -> str:
     """Why there cannot be a model yet ("" when there can): Light Bulb's minimums, configurable per project."""
     needs = []
@@ -304,6 +350,8 @@ class VersionPayload(TypedDict):
     thresholds_target: float | None
     review_thresholds: dict[str, dict[str, Any]]  # class -> modeling.ml.review.ReviewThreshold.as_dict()
     proposal_note: str
+    # Sequence tagging: entity-level {"overall": {precision, recall, f1, support, predicted}, "per_type": {...}}.
+    entities: dict[str, Any] | None
 
 
 class VersionRow(TypedDict):
@@ -336,6 +384,7 @@ class PredictionPayload(TypedDict):
     uncertainty: float
     scores: dict[str, float]  # class -> probability; empty when the classes changed since the version
     model_version: int
+    spans: NotRequired[list[dict]]  # sequence tagging: the predicted spans
 
 
 def model_summary(project: Project) -> ModelSummary:
@@ -350,8 +399,16 @@ def model_summary(project: Project) -> ModelSummary:
     )
     current = state.current_version if state else None
     in_the_loop, running = loop_flags(state)
+    if kind_for(project).structured:
+        # The NER head reads the text through the spaCy pipeline's own features: no sentence encoder, no cache.
+        encoder: EncoderInfo = {"name": f"spacy:{settings.LIGHTBULB_SPACY_PIPELINE}",
+                   "version": current.encoder_version if current else "",
+                   "description": "spaCy NER trained for the project's types on en_core_web_sm 3.8's pretrained "
+                                  "token features", "dim": 0}
+    else:
+        encoder = {"name": spec.name, "version": spec.version, "description": spec.description, "dim": spec.dim}
     return {
-        "encoder": {"name": spec.name, "version": spec.version, "description": spec.description, "dim": spec.dim},
+        "encoder": encoder,
         "embedding": {
             "total": job.total if job else 0,
             "embedded": job.embedded if job else 0,
@@ -398,6 +455,8 @@ def _version_payload(version: ModelVersion) -> VersionPayload:
         "thresholds_target": version.thresholds_target,
         "review_thresholds": version.review_thresholds,
         "proposal_note": version.proposal_note,
+        "entities": ({"overall": version.metrics.get("overall", {}), "per_type": version.metrics.get("per_type", {})}
+                     if version.metrics.get("kind") == "sequence" else None),
     }
 
 
@@ -415,6 +474,9 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, Predicti
             "scores": scores,
             "model_version": row.version,
         }
+        if row.value is not None:
+            # The spans the screen shows pre-filled (apart from a person's), kept with Enter.
+            out[row.item_id]["spans"] = list(row.value.get("spans") or [])
     return out
 
 
@@ -468,6 +530,18 @@ def export_bundle(project: Project, *, out: IO[bytes], number: int | None = None
         if numbered is None:
             raise NoModelYet(f"project {project.slug} has no model version {number}")
         version = numbered
+    if version.metrics.get("kind") == "sequence":
+        from .ml.bundle import write_span_bundle
+
+        write_span_bundle(out, folder=project.model_path / version.file, types=list(version.classes), meta={
+            "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type,
+                        "label_type": project.label_type},
+            "model_version": version.number, "encoder": version.encoder, "encoder_version": version.encoder_version,
+            "trained_at": version.created_at.isoformat(), "exported_at": tz.now().isoformat(),
+            "train_count": version.train_count, "test_count": version.test_count,
+            "metrics": {k: version.metrics.get(k) for k in ("overall", "per_type", "epochs")},
+        })
+        return f"{project.slug}-v{version.number}.lbmodel"
     head = Head.load(project.model_path / version.file)
     meta = {
         "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type},

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from django.conf import settings
 
 from lightbulb_site.errors import DomainError
 from projects.ingest import verify_image
-from projects.models import DataType, Project
+from projects.models import DataType, LabelType, Project
 
 from .fetch import FetchError, fetch_url
 from .inference.client import InferenceClient
@@ -81,12 +81,15 @@ class ScoresPayload(TypedDict):
     scores: list[list[float] | None]  # per input, in class order; None where it failed
     model_version: int
     errors: list[ScoreError]
+    # Sequence tagging: per input its spans ({"start", "end", "label", "text"}); None where it failed.
+    spans: NotRequired[list[list[dict] | None]]
 
 
 class PredictionsPayload(TypedDict):
     """/predict's answer."""
 
-    predictions: list[str | None]  # per input: the most likely class; None where it failed
+    # Per input: the most likely class (sequence tagging: its spans); None where it failed.
+    predictions: list[str | None] | list[list[dict] | None]
     confidences: list[float | None]
     labels: list[str]
     model_version: int
@@ -101,13 +104,20 @@ class ScoreOutcome:
     model_version: int
     batch_inputs: int = 0
     extra: dict = field(default_factory=dict)
+    spans: list[list[dict] | None] | None = None  # sequence tagging
 
     def as_scores(self) -> ScoresPayload:
         """Light Bulb's response, plus the version and the per-input errors."""
-        return {"labels": self.classes, "scores": self.scores, "model_version": self.model_version,
-                "errors": self.errors}
+        payload: ScoresPayload = {"labels": self.classes, "scores": self.scores, "model_version": self.model_version,
+                                  "errors": self.errors}
+        if self.spans is not None:
+            payload["spans"] = self.spans
+        return payload
 
     def as_predictions(self) -> PredictionsPayload:
+        if self.spans is not None:
+            return {"predictions": self.spans, "confidences": [None] * len(self.spans), "labels": self.classes,
+                    "model_version": self.model_version, "errors": self.errors}
         predictions: list[str | None] = []
         confidences: list[float | None] = []
         for row in self.scores:
@@ -170,7 +180,25 @@ def parse_inputs(project: Project, data: Mapping, files: Sequence) -> list[Score
     if not isinstance(texts, list):
         raise ScoreRequestError('"texts" must be a list')
     _check_count(len(texts), max_items)
+    if project.label_type == LabelType.SEQUENCE:
+        return [_check_span_text(t) for t in texts]
     return [_check_text(t, as_json=kind == "json") for t in texts]
+
+
+def _check_span_text(value: object) -> ScoreInput:
+    """A text to tag as it stands (offsets in the answer are into it); an object gives its "text" field."""
+    if isinstance(value, Mapping):
+        value = value.get("text")
+        if not isinstance(value, str):
+            return ScoreInput(source="(object)", error='an object to tag needs a "text" string')
+    if not isinstance(value, str):
+        raise ScoreRequestError('every entry of "texts" must be a string (or an object with a "text" string)')
+    limit = settings.LIGHTBULB_SCORE_MAX_TEXT_CHARS
+    if len(value) > limit:
+        return ScoreInput(source=_short(value), error=f"longer than {limit:,} characters")
+    if not value.strip():
+        return ScoreInput(source="(empty)", error="an empty text has nothing to tag")
+    return ScoreInput(source=_short(value), payload=value)
 
 
 def _check_count(n: int, max_items: int) -> None:
@@ -301,14 +329,17 @@ def score_inputs(
     except (InferenceUnavailable, InferenceFailed) as exc:
         raise ScoringUnavailable(str(exc)) from None
     scores: list[list[float] | None] = [None] * len(inputs)
+    spans: list[list[dict] | None] | None = [None] * len(inputs) if result.spans is not None else None
     for j, i in enumerate(usable):
         scores[i] = result.scores[j]
+        if spans is not None and result.spans is not None:
+            spans[i] = result.spans[j]
         if j in result.errors:
             errors.append({"index": i, "input": inputs[i].source, "detail": result.errors[j]})
     errors.sort(key=lambda e: e["index"])
-    if all(row is None for row in scores):
+    if all(row is None for row in (spans if spans is not None else scores)):
         raise NothingScored(f"none of the {len(inputs)} input(s) could be scored", errors)
     return ScoreOutcome(
         classes=result.classes, scores=scores, errors=errors, model_version=version.number,
-        batch_inputs=result.batch_inputs,
+        batch_inputs=result.batch_inputs, spans=spans,
     )

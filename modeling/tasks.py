@@ -37,6 +37,8 @@ from .services import (
     request_ranking,
     request_tokenizing,
     request_training,
+    span_minimums_unmet,
+    span_training_rows,
     training_data,
     untokenized_items,
 )
@@ -85,6 +87,8 @@ def tokenize_project(project_id: int) -> str:
     while True:
         rows = list(pending.order_by("id").only("id", "text", "data", "kind")[:TOKENIZE_CHUNK])
         if not rows:
+            if done and ModelState.objects.filter(project=project).exclude(current_version=None).exists():
+                request_ranking(project_id)  # new texts: the current version tags them for the queue
             return f"tokenized {done} texts"
         for item, tokens in zip(rows, tokenize([item_text(item) for item in rows]), strict=True):
             Item.objects.filter(pk=item.pk, tokens__isnull=True).update(tokens=tokens)
@@ -221,7 +225,8 @@ def train_project(project_id: int) -> str:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
-    if not project.modelled:
+    structured = kind_for(project).structured
+    if not project.modelled and not structured:
         return "no model for this label type"
     state, _ = ModelState.objects.get_or_create(project=project)
     # From here on a new label enqueues a new task (services.request_training); until here it needed none.
@@ -246,7 +251,8 @@ def train_project(project_id: int) -> str:
             state = ModelState.objects.select_related("current_version").get(pk=project.pk)
             if not needs_training(project, state):
                 break
-            message, made_version = _train_once(project, revision=revision, token=token)
+            train_once = _train_spans_once if structured else _train_once
+            message, made_version = train_once(project, revision=revision, token=token)
             results.append(message)
             if not made_version:
                 break
@@ -257,7 +263,7 @@ def train_project(project_id: int) -> str:
         raise
     finally:
         release(ModelState, filters=filters, token=token)
-    if results and any(r.startswith("v") for r in results):
+    if results and any(r.startswith("v") for r in results) and not structured:
         from .deep import maybe_request_finetune
 
         started = maybe_request_finetune(project)
@@ -343,6 +349,80 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     return f"v{number}: {len(y_train)} train, {len(y_test)} test, accuracy {accuracy}", True
 
 
+def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[str, bool]:
+    """A sequence project's version: spaCy's NER trained on the TRAIN texts, scored on TEST (modeling/ml/ner.py)."""
+    filters = {"pk": project.pk}
+    data = span_training_rows(project)
+    unmet = span_minimums_unmet(project, data)
+    if unmet:
+        heartbeat(ModelState, filters=filters, token=token, waiting_for=unmet, trained_revision=revision)
+        return unmet, False
+
+    from .ml.ner import train_ner
+    from .ml.spans import pipeline_name, pipeline_version
+
+    number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+    relative = f"versions/v{number:05d}.spacy"
+    # Folder first, row second: a crash between leaves an unreferenced folder the next run overwrites.
+    result = train_ner(
+        types=list(project.classes), train=[(t, s) for _, t, s in data.train], test=[(t, s) for _, t, s in data.test],
+        out_dir=project.model_path / relative, epochs=settings.LIGHTBULB_NER_EPOCHS,
+        seconds=settings.LIGHTBULB_NER_TRAIN_SECONDS, seed=number,
+        on_epoch=lambda _n: heartbeat(ModelState, filters=filters, token=token),
+    )
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            project=project, number=number, encoder=f"spacy:{pipeline_name()}", encoder_version=pipeline_version(),
+            classes=list(project.classes), file=relative, judgement_revision=revision,
+            train_count=len(data.train), test_count=len(data.test), accuracy=None, loss=None,
+            metrics=result.metrics, training_seconds=result.seconds,
+        )
+        ModelState.objects.filter(pk=project.pk).update(
+            current_version=version, trained_revision=revision, waiting_for="", last_error=""
+        )
+    rank_spans_version(project, version=version)
+    f1 = "–" if result.f1 is None else f"{result.f1:.3f}"
+    return f"v{number}: {len(data.train)} train, {len(data.test)} test, entity F1 {f1}", True
+
+
+def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
+    """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
+    `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
+    point the queue at this version. Written in batches of upserts; older versions' rows go at the end."""
+    from .ml.ner import load_head, tag_with_confidence
+
+    kind = kind_for(project)
+    nlp = load_head(project.model_path / version.file)
+    types = list(version.classes)
+    items = Item.objects.filter(project=project, tokens__isnull=False).exclude(status=ItemStatus.REJECTED)
+    written = 0
+    ids = list(items.order_by("pk").values_list("pk", flat=True))
+    for start in range(0, len(ids), UPSERT_BATCH):
+        chunk = list(Item.objects.filter(pk__in=ids[start:start + UPSERT_BATCH]).order_by("pk").only(
+            "pk", "text", "data"))
+        tagged = tag_with_confidence(nlp, [item_text(i) for i in chunk], types=types)
+        rows = [
+            ItemPrediction(
+                item_id=item.pk, project=project, version=version.number, label=kind.summary({"spans": t.spans}),
+                confidence=t.confidence, entropy=max(0.0, t.entropy),
+                uncertainty=max(0.0, t.entropy if project.sampling == "entropy" else 1.0 - t.confidence),
+                scores=[], value={"spans": t.spans}, bucket=0,
+            )
+            for item, t in zip(chunk, tagged, strict=True)
+        ]
+        with transaction.atomic():
+            ItemPrediction.objects.bulk_create(
+                rows, update_conflicts=True, unique_fields=["item"],
+                update_fields=["version", "label", "confidence", "entropy", "uncertainty", "scores", "value",
+                               "bucket"],
+            )
+        written += len(rows)
+    with transaction.atomic():
+        ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
+        ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number)
+    return written
+
+
 # --------------------------------------------------------------------------------------------------
 # Before the first model: where TRAIN starts
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +494,8 @@ def rank_project(project_id: int) -> str:
     if isinstance(found, str):
         return found
     project, _state, version = found
+    if version.metrics.get("kind") == "sequence":
+        return f"ranked {rank_spans_version(project, version=version)} texts with v{version.number}"
     head = Head.load(project.model_path / version.file)
     _, store = store_for(project)
     embeddings = store.load()

@@ -22,6 +22,7 @@ from labeling.autolabels import do_withdraw_auto_labels
 from labeling.errors import AutoLabelError, LabelingError
 from labeling.services import do_exclude_item, do_record_judgement, get_item
 from lightbulb_site.errors import sentence
+from projects.label_kinds import kind_for
 from projects.models import Project, ProposalGuarantee, Role
 from projects.permissions import get_project_for_user, has_role, signed_in
 
@@ -37,7 +38,7 @@ from .label_check import (
     open_findings,
     request_label_check,
 )
-from .models import FineTuneRun, LabelCheck, ModelState
+from .models import FineTuneRun, LabelCheck, ModelState, ModelVersion
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -146,6 +147,25 @@ def first_model_status(project: Project, summary: ModelSummary) -> str:
         return (f"waiting for embeddings ({done:,} of {embedding['total']:,}{left}); the first version trains "
                 "between two chunks")
     return "waiting for the worker to train the first version"
+
+
+def span_model_card_context(project: Project) -> dict:
+    """The sequence tagging model card: the current version's entity-level scores on TEST, per type, and
+    the versions before it (modeling/ml/ner.py)."""
+    summary = model_summary(project)
+    current = summary["current_version"]
+    entities: dict = (current["entities"] if current else None) or {}
+    per_type = entities.get("per_type") or {}
+    versions = list(ModelVersion.objects.filter(project=project).order_by("-number")[:12])
+    return {"span_card": {
+        "summary": summary,
+        "current": current,
+        "overall": entities.get("overall") or {},
+        "rows": [{"name": t, **per_type.get(t, {})} for t in project.classes],
+        "versions": [{"number": v.number, "train_count": v.train_count, "test_count": v.test_count,
+                      "f1": (v.metrics.get("overall") or {}).get("f1"), "epochs": v.metrics.get("epochs"),
+                      "seconds": v.training_seconds, "created_at": v.created_at} for v in versions],
+    }}
 
 
 def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
@@ -323,12 +343,18 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
     results: list[dict[str, Any]] = []  # per input: preview, bars, error, name
     context: dict[str, Any] = {"project": project, "version": version, "results": results, "error": "", "text": "",
                                "url": "", "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
+    sequence = kind_for(project).structured
+    context["sequence"] = sequence
+    if sequence and version is not None:
+        context["f1"] = (version.metrics.get("overall") or {}).get("f1")
     status = 200
     if request.method == "POST" and version is not None:
         files = request.FILES.getlist("images")
         context["text"] = request.POST.get("text", "")
         context["url"] = request.POST.get("url", "").strip()
-        if project.data_type == "images":
+        if sequence:
+            data = {"type": "sequence", "texts": [context["text"]]}
+        elif project.data_type == "images":
             data = {} if files else {"type": "images", "urls": [context["url"]] if context["url"] else []}
         else:
             data = {"type": "json" if project.data_type == "json" else "text", "texts": [context["text"]]}
@@ -343,7 +369,10 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
             context["error"], status = f"Scoring is unavailable right now: {exc}", 503
         else:
             errors = {e["index"]: e["detail"] for e in outcome.errors}
-            for i, row in enumerate(outcome.scores):
+            for i, found in enumerate(outcome.spans or []):
+                results.append({"error": errors.get(i, ""), "spans": found or [],
+                                "segments": span_segments(context["text"], found or [], types=list(project.classes))})
+            for i, row in enumerate(outcome.scores if outcome.spans is None else []):
                 bars = sorted(zip(outcome.classes, row or [], strict=False), key=lambda pair: -pair[1])
                 results.append(
                     {"preview": previews[i] if i < len(previews) else "", "bars": bars, "error": errors.get(i, ""),
@@ -352,6 +381,22 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
     elif request.method == "POST":
         context["error"], status = "This project has no trained model yet: label more items first.", 409
     return render(request, "modeling/classify.html", context, status=status)
+
+
+def span_segments(text: str, spans: list[dict], *, types: list[str]) -> list[dict]:
+    """The text cut at its spans, for the page to mark them: [{"text", "label", "tint"}], label "" between."""
+    out, at = [], 0
+    for s in sorted(spans, key=lambda s: s["start"]):
+        if s["start"] < at:
+            continue
+        if s["start"] > at:
+            out.append({"text": text[at:s["start"]], "label": "", "tint": 0})
+        tint = types.index(s["label"]) % 8 if s["label"] in types else 0
+        out.append({"text": text[s["start"]:s["end"]], "label": s["label"], "tint": tint})
+        at = s["end"]
+    if at < len(text):
+        out.append({"text": text[at:], "label": "", "tint": 0})
+    return out
 
 
 def _preview(upload) -> str:

@@ -113,6 +113,10 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
 
         context.update(model_card_context(project, role=role))
+    elif kind_for(project).structured:
+        from modeling.views import span_model_card_context
+
+        context.update(span_model_card_context(project))
     return render(request, "projects/project_detail.html", context)
 
 

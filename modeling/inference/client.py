@@ -23,6 +23,8 @@ class ScoreResult:
     scores: list[list[float] | None]  # one row per input, None where that input failed
     errors: dict[int, str]  # input index -> why it could not be scored
     batch_inputs: int  # how many inputs the encoder ran together with these (batching across requests)
+    # Sequence tagging: per input its spans ({"start", "end", "label", "text"}), None where it failed.
+    spans: list[list[dict] | None] | None = None
 
 
 class InferenceClient:
@@ -72,6 +74,7 @@ class InferenceClient:
             scores=answer["scores"],
             errors={int(k): v for k, v in answer.get("errors", {}).items()},
             batch_inputs=int(answer.get("batch_inputs", len(blobs))),
+            spans=answer.get("spans"),
         )
 
     def status(self) -> dict:

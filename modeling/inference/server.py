@@ -192,6 +192,9 @@ class InferenceServer:
             finetuned=str(header.get("finetuned") or ""),
         )
         if not job.inputs:
+            if is_span_model(job.encoder):
+                return {"ok": True, "classes": self._ner(job.head_path).meta["lightbulb"]["types"], "scores": [],
+                        "spans": [], "errors": {}, "batch_inputs": 0}
             head = self._head(job.head_path)
             return {"ok": True, "classes": head.classes, "scores": [], "errors": {}, "batch_inputs": 0}
         with self._cv:
@@ -289,8 +292,63 @@ class InferenceServer:
                 self._heads.move_to_end(key)
             return head
 
+    def _ner(self, path: str):
+        """A sequence project's spaCy NER version (a pipeline folder), cached by (path, its meta's mtime)."""
+        folder = Path(path)
+        if folder.suffix != ".spacy" or not (folder / "meta.json").is_file():
+            raise ValueError(f"not a sequence tagging model: {path}")
+        st = (folder / "meta.json").stat()
+        key = (str(folder), st.st_mtime_ns, st.st_size)
+        with self._heads_lock:
+            nlp = self._heads.get(key)
+            if nlp is None:
+                from ..ml.ner import load_head
+
+                nlp = load_head(folder)
+                self._heads[key] = nlp
+                while len(self._heads) > self._head_cache:
+                    self._heads.popitem(last=False)
+            else:
+                self._heads.move_to_end(key)
+            return nlp
+
+    def _run_spans(self, batch: list[_Job]) -> None:
+        """Sequence tagging: each job's NER version tags its texts (spans of the project's types only)."""
+        import spacy
+
+        from ..ml.ner import predict
+
+        for job in batch:
+            pipeline = job.encoder.split(":", 1)[1]
+            installed = spacy.util.get_package_version(pipeline)
+            if installed != job.encoder_version:
+                job.answer = {"ok": False, "error": f"the model was trained on {pipeline}@{job.encoder_version}; "
+                                                    f"this worker has {pipeline}@{installed or 'nothing'}"}
+                continue
+            try:
+                nlp = self._ner(job.head_path)
+            except (OSError, ValueError) as exc:
+                job.answer = {"ok": False, "error": f"cannot read the model: {exc}"}
+                continue
+            types = list(nlp.meta.get("lightbulb", {}).get("types", []))
+            spans: list[list[dict] | None] = []
+            errors: dict[str, str] = {}
+            for i, text in enumerate(job.inputs):
+                try:
+                    found = predict(nlp, [text], types=types)[0]
+                except Exception as exc:  # noqa: BLE001 - reported for this input only; the others are tagged
+                    spans.append(None)
+                    errors[str(i)] = f"cannot be tagged: {exc}"
+                    continue
+                spans.append([{**s, "text": text[s["start"]:s["end"]]} for s in found])
+            job.answer = {"ok": True, "classes": types, "scores": [None] * len(job.inputs), "spans": spans,
+                          "errors": errors, "batch_inputs": len(job.inputs)}
+
     def _run_batch(self, batch: list[_Job]) -> None:
         name = batch[0].encoder
+        if is_span_model(name):
+            self._run_spans(batch)
+            return
         spec = REGISTRY.get(name)
         if spec is None:
             for job in batch:
@@ -336,6 +394,11 @@ class InferenceServer:
                     scores.append([float(p) for p in probs[i]])
             job.answer = {"ok": True, "classes": head.classes, "scores": scores, "errors": errors,
                           "batch_inputs": len(inputs)}
+
+
+def is_span_model(encoder: str) -> bool:
+    """A sequence tagging version names its spaCy pipeline as its encoder ("spacy:<package>")."""
+    return encoder.startswith("spacy:")
 
 
 def _embed(encoder, inputs: list, dim: int) -> tuple[np.ndarray, dict[int, str]]:

@@ -10,6 +10,9 @@ Usage, anywhere torch and torchvision / sentence-transformers are installed and 
     bundle.predict_proba([open("x.png", "rb").read()])  # images: bytes (or paths); text: strings
     bundle.predict(["a text", "another"])          # the most likely class of each
 
+    from modeling.ml.bundle import load_bundle      # either kind; a sequence tagging bundle (spaCy 3.8):
+    load_bundle("ner.lbmodel").predict(["Alice flew to Paris"])  # [[{"start", "end", "label", "text"}]]
+
 The file is a zip holding `bundle.json` (format, classes, the encoder's name, version and
 preprocessing, calibration, TEST metrics, thresholds, where it came from) and `head.npz` (the head's
 weights, written by `modeling.ml.head.Head.save`). The encoder's own weights are not copied: they are
@@ -107,6 +110,101 @@ def write_bundle(out: IO[bytes], *, head: Head, meta: dict[str, Any], finetuned:
                 archive.write(file, FINETUNED + file.relative_to(finetuned).as_posix())
 
 
+SPACY = "spacy/"  # in a sequence tagging bundle: the spaCy pipeline folder of the version
+MAX_SPACY_BYTES = 512 * 1024 * 1024  # en_core_web_sm's NER is about 6 MB
+
+
+def write_span_bundle(out: IO[bytes], *, folder: Path, types: list[str], meta: dict[str, Any]) -> None:
+    """A sequence tagging version as an `.lbmodel`: `bundle.json` plus its spaCy pipeline folder under `spacy/`.
+    Zip only (no spaCy): the web process serves it."""
+    document = {
+        "format": FORMAT,
+        "kind": "sequence",
+        "classes": list(types),
+        "encoder": {"name": meta.get("encoder", ""), "version": meta.get("encoder_version", ""),
+                    "description": "spaCy NER on en_core_web_sm 3.8's pretrained token features",
+                    "preprocessing": "text as is; spaCy's English tokenizer; offsets are characters into the text"},
+        "head": "spaCy EntityRecognizer (transition-based), trained for the project's entity types",
+        **meta,
+    }
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            archive.write(file, SPACY + file.relative_to(folder).as_posix())
+
+
+def _safe_name(name: str) -> None:
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.drive or windows.anchor or ".." in posix.parts or ".." in windows.parts:
+        raise BundleError(f"the bundle names a file outside itself: {name}")
+
+
+@dataclass
+class SpanBundle:
+    """A sequence tagging model: `predict(texts)` gives each text's spans ({"start", "end", "label", "text"})."""
+
+    meta: dict[str, Any]
+    files: dict[str, bytes]
+    _nlp: Any = None
+    _unpacked: Path | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.get("classes", []))
+
+    @classmethod
+    def load(cls, path: str | Path | io.BytesIO) -> SpanBundle:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read("bundle.json").decode("utf-8"))
+                members = [i for i in archive.infolist() if i.filename.startswith(SPACY) and not i.is_dir()]
+                if sum(i.file_size for i in members) > MAX_SPACY_BYTES:
+                    raise BundleError(f"the bundle's spaCy model is over {MAX_SPACY_BYTES:,} bytes")
+                files = {i.filename[len(SPACY):]: archive.read(i) for i in members}
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
+        if meta.get("format") != FORMAT or meta.get("kind") != "sequence":
+            raise BundleError("not a sequence tagging bundle (load a classification one with Bundle.load)")
+        if "meta.json" not in files:
+            raise BundleError("the bundle holds no spaCy pipeline")
+        for name in files:
+            _safe_name(name)
+        return cls(meta=meta, files=files)
+
+    def pipeline(self):
+        """The spaCy pipeline (needs spaCy 3.8 installed), unpacked once to a temporary folder."""
+        if self._nlp is None:
+            import spacy
+
+            folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
+            weakref.finalize(self, shutil.rmtree, folder, True)
+            for name, data in self.files.items():
+                target = folder / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            self._unpacked = folder
+            self._nlp = spacy.load(folder)
+        return self._nlp
+
+    def predict(self, texts: list[str]) -> list[list[dict]]:
+        from .ner import predict
+
+        found = predict(self.pipeline(), [str(t) for t in texts], types=self.classes)
+        return [[{**s, "text": t[s["start"]:s["end"]]} for s in spans] for t, spans in zip(texts, found, strict=True)]
+
+
+def load_bundle(path: str | Path | io.BytesIO) -> Bundle | SpanBundle:
+    """Either kind of `.lbmodel`, by what it says it is."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            kind = json.loads(archive.read("bundle.json").decode("utf-8")).get("kind")
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
+    if isinstance(path, io.BytesIO):
+        path.seek(0)
+    return SpanBundle.load(path) if kind == "sequence" else Bundle.load(path)
+
+
 @dataclass
 class Bundle:
     meta: dict[str, Any]
@@ -123,6 +221,8 @@ class Bundle:
         try:
             with zipfile.ZipFile(path) as archive:
                 meta = json.loads(archive.read("bundle.json").decode("utf-8"))
+                if meta.get("kind") == "sequence":
+                    raise BundleError("a sequence tagging bundle: load it with SpanBundle.load (or load_bundle)")
                 head_bytes = archive.read("head.npz")
                 members = [i for i in archive.infolist() if i.filename.startswith(FINETUNED) and not i.is_dir()]
                 if sum(i.file_size for i in members) > MAX_FINETUNED_BYTES:

@@ -40,6 +40,13 @@ def load_pipeline(*, exclude: list[str] | None = None) -> Language:
         ) from exc
 
 
+def pipeline_version() -> str:
+    """The installed pipeline's version (its meta), which a model version records as its encoder's."""
+    import spacy
+
+    return str(spacy.util.get_package_version(pipeline_name()) or "unknown")
+
+
 @lru_cache(maxsize=1)
 def tokenizer() -> Tokenizer:
     """The pipeline's own tokenizer (spans a person draws snap to the tokens the model reads)."""

@@ -282,6 +282,7 @@
       set("training", s.training ? (s.updating ? "yes · updating" : "yes") : "no");
       document.querySelectorAll('[data-stat="training"]').forEach((el) => (el.title = s.model_detail || ""));
       set("accuracy", s.accuracy == null ? "–" : `${(s.accuracy * 100).toFixed(1)}%`);
+      set("f1", s.f1 == null ? "–" : `${(s.f1 * 100).toFixed(1)}%`);
       const ready = s.proposals ? s.proposals.ready : 0;
       const link = $("proposals-link");
       if (link) {
