@@ -559,6 +559,8 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
             "--reviewer-miss-rate", str(options["reviewer_miss_rate"]),
             "--label-noise", str(options.get("label_noise", 0.0)),
         ]
+        if options.get("checkpoints"):
+            argv += ["--checkpoints", str(options["checkpoints"])]
         argv += ["--annotators", str(options.get("annotators", 1)),
                  "--annotator-error", str(options.get("annotator_error", 0.1)),
                  "--overlap-share", str(options.get("overlap_share", 0.25)),
@@ -588,6 +590,13 @@ def run_or_exit(run: Callable[[], R], *, stderr: OutputWrapper | TextIO) -> R:
 
 def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: OutputWrapper | TextIO) -> None:
     """Run the simulation in this process (the child that `run_in_throwaway_database` starts)."""
+    from interchange.config import load_config
+
+    if load_config(Path(options["config"])).label_type == "sequence":
+        from .sequence import simulate_sequence_here
+
+        simulate_sequence_here(options, stdout=stdout, stderr=stderr)
+        return
     opts = Options(
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         budget=options["budget"], step=options["step"], holdout=options["holdout"], seed=options["seed"],

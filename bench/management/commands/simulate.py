@@ -3,6 +3,8 @@
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \\
         [--strategy active|random] [--budget 200] [--step 10] [--holdout 0.2] [--seed 0] [--label-all] \\
         [--reviewer-miss-rate 0.05] [--auto-label]
+    python manage.py simulate --config ner.yml --oracle labels.jsonl --out result.json [--checkpoints 50,100,400]
+        # a sequence tagging config: the oracle is {"id", "text", "spans"} lines (bench/sequence.py)
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \
         --annotators 3 --annotator-error 0.1 [--overlap-share 0.25] [--overlap-k 2] [--reviewer-error 0]
 
@@ -45,6 +47,9 @@ class Command(BaseCommand):
         parser.add_argument("--label-noise", type=float, default=0.0,
                             help="the annotator gives another class to this share of the curve's labels; the run "
                                  "ends with a label check that looks for them")
+        parser.add_argument("--checkpoints", default="",
+                            help="sequence tagging: train and score at these labelled-text counts "
+                                 "(default 50,100,200,300,400)")
         parser.add_argument("--reference", action="store_true",
                             help="also report the holdout accuracy of the same head trained on every pool label")
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
