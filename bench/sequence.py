@@ -13,8 +13,8 @@
   would: training takes seconds to a minute here, and the curve is what is measured. Each version re-ranks
   the pool (rank_spans_version), as in the product.
 - `--reference`: the NER trained on every pool text's spans, scored on the same holdout (the "all labels" F1).
-- `--label-all`: then go on until every pool text has an answer, training at doubling checkpoints. A text is
-  costed as the screen offers it: a TRAIN text with the model's spans pre-filled costs reviewing them (1.0 s
+- `--label-all`: then go on until every pool text has an answer, training at doubling checkpoints, taking the
+  review queue (texts the cost rule sends to review) whenever it has any. A text is costed as the screen offers it: a TRAIN text with the model's spans pre-filled costs reviewing them (1.0 s
   + 2.0 s per span fixed, added or removed); a TEST text (blind), or one shown before any model, is labelled
   by hand (2.5 s + 2.0 s per entity). Labelling every text by hand is the comparison.
 """
@@ -33,34 +33,16 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from labeling.models import Stage
-from labeling.services import do_record_judgement, next_items
+from labeling.services import do_record_judgement, next_items, next_review_items
+from modeling.ml.ner import HAND_PER_ENTITY, HAND_PER_TEXT, REVIEW_PER_EDIT, REVIEW_PER_TEXT, edits
 from projects.label_kinds import item_text
 from projects.models import Item, ItemStatus, Project, Role
 
-# The issue's cost model (seconds).
-HAND_PER_TEXT, HAND_PER_ENTITY = 2.5, 2.0
-REVIEW_PER_TEXT, REVIEW_PER_EDIT = 1.0, 2.0
 DEFAULT_CHECKPOINTS = (50, 100, 200, 300, 400)
 
 
 def hand_seconds(spans: list[dict]) -> float:
     return HAND_PER_TEXT + HAND_PER_ENTITY * len(spans)
-
-
-def edits(predicted: list[dict], gold: list[dict]) -> int:
-    """Spans to fix, add or remove to turn `predicted` into `gold` (exact span and type): a wrong span that
-    overlaps a missing one is one fix, not a removal and an addition."""
-    key = lambda s: (s["start"], s["end"], s["label"])  # noqa: E731
-    wrong = [s for s in predicted if key(s) not in {key(g) for g in gold}]
-    missing = [g for g in gold if key(g) not in {key(s) for s in predicted}]
-    fixed, used = 0, set()
-    for g in missing:
-        for n, s in enumerate(wrong):
-            if n not in used and s["start"] < g["end"] and g["start"] < s["end"]:
-                used.add(n)
-                fixed += 1
-                break
-    return len(wrong) + len(missing) - fixed
 
 
 def review_seconds(predicted: list[dict], gold: list[dict]) -> float:
@@ -163,7 +145,7 @@ class SequenceSimulation:
                                 snapping={"spans": total, "widened": widened, "dropped": dropped},
                                 commit=_commit(), settings=_settings())
         labelled = 0
-        cost: dict[str, float] = {"model": 0.0, "reviewed": 0, "by_hand": 0}
+        cost: dict[str, float] = {"model": 0.0, "reviewed": 0, "by_hand": 0, "review_queue": 0, "accepted": 0}
         goal = max(self.checkpoints) if self.checkpoints else 0
         targets = list(self.checkpoints)
         if self.label_all:
@@ -186,6 +168,7 @@ class SequenceSimulation:
             hand_all = sum(hand_seconds(s) for s in gold_by_key.values())
             result.label_all = {
                 "texts": n, "reviewed": cost["reviewed"], "by_hand": cost["by_hand"],
+                "from_review_queue": cost["review_queue"], "accepted_unchanged": cost["accepted"],
                 "seconds_per_text": round(cost["model"] / n, 3),
                 "hand_seconds_per_text": round(hand_all / len(gold_by_key), 3),
                 "ratio": round(cost["model"] / hand_all, 3) if hand_all else None,
@@ -203,7 +186,10 @@ class SequenceSimulation:
 
         done = project.items.exclude(status=ItemStatus.UNLABELLED).count()
         while done < target:
-            leased = next_items(project, user=user, count=min(10, target - done))
+            # Labelling everything, a team takes the review queue (texts the model is sure of) whenever it has
+            # any, as the label page offers it; the curve before it is the plain queue's, active or random.
+            leased = next_review_items(project, user=user, count=min(10, target - done)) if count_costs else []
+            leased = leased or next_items(project, user=user, count=min(10, target - done))
             if not leased:
                 break
             predictions = predictions_for(project, [li.item.pk for li in leased])
@@ -214,6 +200,8 @@ class SequenceSimulation:
                     if shown is not None and "spans" in shown:
                         cost["model"] += review_seconds(shown["spans"], spans)
                         cost["reviewed"] += 1
+                        cost["review_queue"] += li.picked_by == "review"
+                        cost["accepted"] += li.picked_by == "review" and edits(shown["spans"], spans) == 0
                     else:
                         cost["model"] += hand_seconds(spans)
                         cost["by_hand"] += 1

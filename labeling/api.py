@@ -52,6 +52,7 @@ from .services import (
     do_undo_last_judgement,
     get_item,
     next_items,
+    next_review_items,
     undone_value,
 )
 from .stats import project_stats
@@ -97,7 +98,14 @@ class ItemViewSet(ViewSet):
             raise ValidationError({"count": "must be a whole number"}) from None
         if not 1 <= count <= MAX_BATCH:
             raise ValidationError({"count": f"must be between 1 and {MAX_BATCH}"})
-        leased = next_items(project, user=signed_in(request), count=count)
+        mode = request.query_params.get("mode", "")
+        if mode not in ("", "label", "review"):
+            raise ValidationError({"mode": "label (the default) or review"})
+        if mode == "review":
+            # Sequence tagging: the texts the model is confident about, its spans pre-filled (empty otherwise).
+            leased = next_review_items(project, user=signed_in(request), count=count)
+        else:
+            leased = next_items(project, user=signed_in(request), count=count)
         return Response(leased_payloads(project, leased))
 
     @extend_schema(request=None, responses={204: None})

@@ -24,6 +24,8 @@ from .audits import AUDIT
 from .models import Judgement, Stage
 from .overlap import OVERLAP, hidden_in_open_rounds, hidden_votes
 
+REVIEW = "review"  # picked_by of a text leased from the review queue (sequence tagging)
+
 # The lowest role that sees other people's TEST labels.
 SEES_TEST_LABELS = Role.REVIEWER
 
@@ -35,6 +37,8 @@ def sees_others_test_labels(role: str | None) -> bool:
 def shows_prediction(project: Project, *, stage: str | None, picked_by: str | None, overlap: bool = False) -> bool:
     """Whether an item of this stage, picked so, may show the model's guess (`overlap`: the item is
     labelled by several people independently)."""
+    if stage != Stage.TEST and picked_by == REVIEW:
+        return True  # a text from the review queue is there to check the model's spans: they are the point
     return (stage != Stage.TEST and picked_by not in (AUDIT, OVERLAP) and not overlap
             and project.show_model_guesses)
 

@@ -102,6 +102,8 @@ class ModelHooks(Protocol):
 
     def status(self, project) -> ModelStatus: ...
 
+    def review_items(self, project, *, exclude: QuerySet | None = None) -> QuerySet: ...
+
 
 class NoModel:
     """What the queue knows before any model exists."""
@@ -114,6 +116,11 @@ class NoModel:
 
     def status(self, project) -> ModelStatus:
         return ModelStatus()
+
+    def review_items(self, project, *, exclude: QuerySet | None = None) -> QuerySet:
+        from projects.models import Item
+
+        return Item.objects.none()
 
 
 _hooks: ModelHooks = NoModel()

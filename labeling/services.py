@@ -21,7 +21,7 @@ from projects.label_kinds import InvalidAnswer, kind_for
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
-from .blind import sees_others_test_labels
+from .blind import REVIEW, sees_others_test_labels
 from .errors import (
     AwaitingReview,
     BlindLabel,
@@ -251,6 +251,48 @@ def next_items(
     return result
 
 
+def next_review_items(
+    project: Project, *, user: User, count: int = 1, now: datetime | None = None,
+) -> list[LeasedItem]:
+    """Lease up to `count` texts the model is confident about (sequence tagging's review queue: the model's
+    spans are shown pre-filled, Enter accepts them), most confident first, the user's live review leases
+    first. They are TRAIN texts: TEST stays drawn at random by `next_items`.
+
+    Preconditions: a structured label type; otherwise there is nothing to review (an empty list)."""
+    if not kind_for(project).structured:
+        return []
+    count = max(1, min(int(count), MAX_BATCH))
+    now = now or timezone.now()
+    until = now + timedelta(seconds=project.lease_seconds)
+    held = list(Item.objects.filter(project=project, leased_to=user, leased_until__gt=now, lease_picked_by=REVIEW,
+                                    status=ItemStatus.UNLABELLED).order_by("leased_until", "id")[:count])
+    if held:
+        Item.objects.filter(pk__in=[i.pk for i in held], leased_to=user).update(leased_until=until)
+    result = [LeasedItem(item=i, stage=Stage.TRAIN, picked_by=REVIEW, probability=None) for i in held]
+    skipped = Skip.objects.filter(user=user).values("item_id")
+    queue = model_hooks().review_items(project, exclude=skipped).filter(free_lease(now))
+    for item_id in list(queue.values_list("pk", flat=True)[: (count - len(result)) * 3 + 5]):
+        if len(result) >= count:
+            break
+        claimed = _claim(Candidate(item_id=item_id, picked_by=REVIEW, probability=None), user=user,
+                         stage=Stage.TRAIN, now=now, until=until)
+        if claimed is not None:
+            result.append(LeasedItem(item=claimed, stage=Stage.TRAIN, picked_by=REVIEW, probability=None))
+    return result
+
+
+def review_source(project: Project, *, item: Item, value: object) -> str:
+    """A reviewed text's source: `confirmed_proposal` when the person kept the model's spans exactly as shown
+    from the review queue, else `human` (they fixed it: their answer)."""
+    if item.lease_picked_by != REVIEW or not isinstance(value, dict):
+        return JudgementSource.HUMAN
+    shown = model_hooks().predictions(project, [item.pk]).get(item.pk, {}).get("spans")
+    if shown is None:
+        return JudgementSource.HUMAN
+    key = lambda spans: sorted((s.get("start"), s.get("end"), s.get("label")) for s in spans)  # noqa: E731
+    return JudgementSource.CONFIRMED_PROPOSAL if key(value.get("spans") or []) == key(shown) else JudgementSource.HUMAN
+
+
 def _lease_audit_items(
     project: Project, *, user: User, count: int, now: datetime, until: datetime
 ) -> list[LeasedItem]:
@@ -385,6 +427,9 @@ def do_record_judgement(
         if item.leased_to_id not in (None, user.pk) and item.leased_until and item.leased_until > now:
             raise LeaseConflict(f"item {item.key} is being labelled by someone else")
         holds_lease = item.leased_to_id == user.pk and bool(item.lease_stage)
+        if source == JudgementSource.HUMAN and value is not None and holds_lease:
+            # From the review queue, the model's spans kept as shown are a confirmed proposal.
+            source = review_source(project, item=item, value=value)
         if item.status == ItemStatus.DISPUTED:
             return _decide_dispute(project, item=item, user=user, label=label, time_taken=time_taken, role=role,
                                    reason=reason, now=now)

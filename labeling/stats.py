@@ -221,8 +221,10 @@ def proposal_stats(project: Project, *, now: datetime | None = None) -> Proposal
         rejected=Count("id", filter=Q(status=ProposalStatus.REJECTED)),
     )
     audits = Proposal.objects.filter(project=project, audit_status=AuditStatus.PENDING).count()
+    # Sequence tagging reviews whole texts on the span screen (the review queue), not class batches.
+    ready = model_hooks().review_items(project).count() if kind_for(project).structured else sum(waiting.values())
     return ProposalStats(
-        ready=sum(waiting.values()),
+        ready=ready,
         pending=sum(pending.values()),
         by_class={label: waiting.get(label, 0) for label in project.classes},
         accepted=totals["accepted"],

@@ -48,6 +48,8 @@ def label_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project.pk,
         "dataType": project.data_type,
         "screen": kind.screen,
+        # Sequence tagging's review queue: the texts the model is sure of, its spans pre-filled.
+        "review": kind.structured and request.GET.get("review") == "1",
         "classes": keys,
         "commands": command_keys(keys, reserved=kind.reserved_keys),
         "recheck_seconds": settings.LIGHTBULB_LABEL_RECHECK_SECONDS,

@@ -158,6 +158,21 @@ class ModelInTheLoop:
             return TypicalOrdering(list(cold_start), random_share=project.random_share)
         return None
 
+    def review_items(self, project: Project, *, exclude: QuerySet | None = None) -> QuerySet:
+        """Sequence tagging: the unlabelled texts the current ranking sends to review (`goes_to_review`: the
+        cost rule at the project's floor), most confident first, as a queryset of items."""
+        from projects.models import Item
+
+        ranked = ModelState.objects.filter(project=project).values_list("ranked_version", flat=True).first()
+        if not ranked:
+            return Item.objects.none()
+        flagged = ItemPrediction.objects.filter(project=project, version=ranked, value__review=True,
+                                                item=OuterRef("pk"))
+        items = Item.objects.filter(project=project, status=ItemStatus.UNLABELLED).filter(Exists(flagged))
+        if exclude is not None:
+            items = items.exclude(pk__in=exclude)
+        return items.order_by("-prediction__confidence", "pk")
+
     def predictions(self, project: Project, item_ids: list[int]) -> dict[int, dict]:
         # The queue's ModelHooks protocol (labeling.queue) declares plain dicts; each of these is one.
         return cast(dict[int, dict], predictions_for(project, item_ids))

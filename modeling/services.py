@@ -116,9 +116,14 @@ def resume_pending_work() -> list[str]:
             enqueued.append(f"tokenize {project.slug}")
         state = ModelState.objects.filter(project=project).first()
         if not project.modelled:
-            if kind_for(project).structured and state is not None and state.requested_revision > state.trained_revision:
-                request_training(project.pk)  # the NER head: no embeddings, ranking or proposals (yet)
-                enqueued.append(f"train {project.slug}")
+            if kind_for(project).structured and state is not None:
+                # The NER head: no embeddings or proposals; its ranking follows each version.
+                if state.requested_revision > state.trained_revision:
+                    request_training(project.pk)
+                    enqueued.append(f"train {project.slug}")
+                elif state.current_version is not None and state.ranked_version != state.current_version.number:
+                    request_ranking(project.pk)
+                    enqueued.append(f"rank {project.slug}")
             continue
         job = current_embedding_job(project)
         if job is None or not job.complete:

@@ -370,6 +370,14 @@ def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[s
         seconds=settings.LIGHTBULB_NER_TRAIN_SECONDS, seed=number,
         on_epoch=lambda _n: heartbeat(ModelState, filters=filters, token=token),
     )
+    if data.test:
+        # What reviewing costs at each confidence, on TEST (never trained on): the review rule reads it.
+        from .ml.ner import load_head, review_bins, tag_with_confidence
+
+        tagged = tag_with_confidence(load_head(project.model_path / relative), [t for _, t, _ in data.test],
+                                     types=list(project.classes))
+        result.metrics["review"] = {"bins": review_bins([t.confidence for t in tagged], [t.spans for t in tagged],
+                                                        [s for _, _, s in data.test])}
     with transaction.atomic():
         version = ModelVersion.objects.create(
             project=project, number=number, encoder=f"spacy:{pipeline_name()}", encoder_version=pipeline_version(),
@@ -389,9 +397,11 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
     """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
     `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
     point the queue at this version. Written in batches of upserts; older versions' rows go at the end."""
-    from .ml.ner import load_head, tag_with_confidence
+    from .ml.ner import goes_to_review, load_head, tag_with_confidence
 
     kind = kind_for(project)
+    bins = (version.metrics.get("review") or {}).get("bins") or []
+    floor = project.review_precision_floor
     nlp = load_head(project.model_path / version.file)
     types = list(version.classes)
     items = Item.objects.filter(project=project, tokens__isnull=False).exclude(status=ItemStatus.REJECTED)
@@ -406,7 +416,8 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
                 item_id=item.pk, project=project, version=version.number, label=kind.summary({"spans": t.spans}),
                 confidence=t.confidence, entropy=max(0.0, t.entropy),
                 uncertainty=max(0.0, t.entropy if project.sampling == "entropy" else 1.0 - t.confidence),
-                scores=[], value={"spans": t.spans}, bucket=0,
+                scores=[], value={"spans": t.spans, "review": goes_to_review(bins, t.confidence, floor=floor)},
+                bucket=0,
             )
             for item, t in zip(chunk, tagged, strict=True)
         ]
@@ -561,6 +572,9 @@ def propose_project(project_id: int) -> str:
     if isinstance(found, str):
         return found
     project, state, version = found
+    if version.metrics.get("kind") == "sequence":
+        # A text goes to review by the floor and the cost rule: ranking decides it again for every text.
+        return f"ranked {rank_spans_version(project, version=version)} texts with v{version.number}"
     if state.ranked_version != version.number:
         return "waiting for the ranking"  # rank_project proposes when it finishes
     head = Head.load(project.model_path / version.file)

@@ -116,7 +116,9 @@
       const p = item.prediction;
       const why = item.stage === "TRAIN" && item.picked_by === "active"
         ? ` · picked as uncertain (${(p.uncertainty ?? p.entropy ?? 0).toFixed(2)})` : "";
-      pred.textContent = `Model: ${p.label} (${Math.round((p.confidence ?? 0) * 100)}%)${why}`;
+      // A text's spans: how sure the model was of its least sure decision (begin, end or leave out a span).
+      const sure = p.spans ? `least sure decision ${Math.round((p.confidence ?? 0) * 100)}%` : `${Math.round((p.confidence ?? 0) * 100)}%`;
+      pred.textContent = `Model: ${p.label} (${sure})${why}`;
       pred.title = Object.entries(p.scores || {}).map(([k, v]) => `${k}: ${(v * 100).toFixed(1)}%`).join("\n");
       pred.hidden = false;
     } else if (item.stage === "TRAIN" && item.picked_by === "typical") {
@@ -160,7 +162,8 @@
       try {
         // The server returns the items we already hold first, then new ones.
         const held = state.queue.length + (state.current ? 1 : 0);
-        const items = await api(`${cfg.api.next}?count=${Math.min(held + 3, 50)}`);
+        const mode = cfg.review ? "&mode=review" : "";
+        const items = await api(`${cfg.api.next}?count=${Math.min(held + 3, 50)}${mode}`);
         const known = new Set([state.current?.id, ...state.queue.map((i) => i.id), ...state.finished]);
         for (const item of items) {
           if (!known.has(item.id)) {
@@ -286,7 +289,7 @@
       const ready = s.proposals ? s.proposals.ready : 0;
       const link = $("proposals-link");
       if (link) {
-        link.hidden = !ready;
+        link.hidden = !ready || cfg.review;
         set("proposals", ready);
       }
       if (s.you) {

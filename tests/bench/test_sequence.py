@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from bench.sequence import SequenceSimulation, edits, hand_seconds, review_seconds, snap
+from bench.sequence import SequenceSimulation, hand_seconds, review_seconds, snap
+from modeling.ml.ner import edits
 from tests.conftest import SHARED, write_config
 
 WNUT = SHARED / "datasets" / "wnut16_ner" / "labels.jsonl"

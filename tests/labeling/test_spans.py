@@ -230,7 +230,7 @@ def test_the_project_page_counts_spans_per_type(ner, alice, client):
     page = client.get(f"/projects/{ner.pk}/")
     assert page.context["counts"]["per_class"] == [("person", 1), ("geo-loc", 2), ("company", 1)]
     assert b"Entity types" in page.content and b'id="start-labeling"' in page.content
-    assert b"it does not choose or propose yet" in page.content and b'id="try-model"' not in page.content
+    assert b"picks the texts it is least sure of" in page.content and b'id="try-model"' not in page.content
 
 
 def test_it_creates_sequence_projects_for_text_and_refuses_images_or_no_types(alice, settings):

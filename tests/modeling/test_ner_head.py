@@ -5,12 +5,13 @@ the model card and in the API; a web request never loads spaCy."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rest_framework.test import APIClient
 
 from interchange.span_formats import SpanRecord, do_import_span_records
-from labeling.models import Stage
+from labeling.models import Judgement, Stage
 from labeling.services import do_record_judgement
 from modeling.models import ModelState, ModelVersion
 from modeling.tasks import train_project
@@ -232,3 +233,168 @@ def test_it_ranks_the_pool_by_uncertainty_and_pre_fills_its_spans(tweets, alice,
     assert rank_project(tweets.pk) == "ranked 80 texts with v1"
     for r in ItemPrediction.objects.filter(project=tweets):
         assert abs(r.uncertainty - r.entropy) < 1e-9 and 0.0 <= r.entropy <= 1.0
+
+
+CITIES = ["Paris", "London", "Berlin", "Madrid", "Rome", "Vienna", "Lisbon", "Prague", "Dublin", "Oslo"]
+NAMES = ["Alice", "Maria", "John", "Pedro", "Anna", "Tom", "Laura", "Omar", "Sofia", "Ivan"]
+
+
+def spans_of(text):
+    city = next(c for c in CITIES if f" {c} " in text)
+    name = next(n for n in NAMES if f" {n} " in text)
+    return sorted([{"start": text.index(city), "end": text.index(city) + len(city), "label": "geo-loc"},
+                   {"start": text.index(name), "end": text.index(name) + len(name), "label": "person"}],
+                  key=lambda s: s["start"])
+
+
+def pattern_project(tmp_path, settings, *, n: int = 60, labelled: int = 50):
+    """Texts of one pattern ("Flying to <city> with <name> today"), so a model trained on 40 of them in seconds
+    marks the others: 10 TEST and 40 TRAIN answers imported, the rest unlabelled, trained once."""
+    settings.LIGHTBULB_NER_EPOCHS = 10
+    texts = [f"Flying to {CITIES[i % 10]} with {NAMES[(i * 3) % 10]} today {i}" for i in range(n)]
+    project = make_sequence_project(tmp_path, texts=texts)
+    project.min_train_judgements = project.test_min_judgements = 10
+    project.random_share = 0.0
+    project.test_ratio = 0.0  # the 10 TEST texts imported are enough: every text offered is TRAIN
+    project.save(update_fields=["min_train_judgements", "test_min_judgements", "random_share", "test_ratio"])
+    records = [SpanRecord(where=str(k), key=f"t{k}", text=t, spans=spans_of(t),
+                          stage=Stage.TEST if k < 10 else Stage.TRAIN) for k, t in enumerate(texts[:labelled])]
+    assert do_import_span_records(project, records=records)[0] == labelled
+    train_project(project.pk)
+    return project
+
+
+def test_the_review_queue_serves_confident_texts_and_an_unchanged_accept_is_a_confirmed_proposal(
+        tmp_path, settings, alice, bob, charlie):
+    from labeling.models import JudgementSource
+    from labeling.services import next_review_items
+    from modeling.models import ItemPrediction
+    from projects.services import do_add_member
+
+    project = pattern_project(tmp_path, settings)
+    version = ModelVersion.objects.get(project=project)
+    bins = version.metrics["review"]["bins"]
+    assert bins and sum(b["texts"] for b in bins) == 10 and all(0 <= b["clean_share"] <= 1 for b in bins)
+    flagged = ItemPrediction.objects.filter(project=project, value__review=True, item__status="unlabelled")
+    assert flagged.exists(), [(p.confidence, p.value) for p in ItemPrediction.objects.filter(project=project)]
+    expected = list(flagged.order_by("-confidence", "item_id").values_list("item_id", flat=True))
+
+    do_add_member(project, user=bob, role=Role.ANNOTATOR)
+    project.show_model_guesses = False  # the review queue shows the model's spans all the same
+    project.save(update_fields=["show_model_guesses"])
+    api = APIClient()
+    api.force_authenticate(bob)
+    base = f"/api/projects/{project.pk}"
+    assert api.get(f"{base}/stats/").json()["proposals"]["ready"] == len(expected)
+    leased = api.get(f"{base}/items/next/?count=2&mode=review").json()
+    assert [i["id"] for i in leased] == expected[:2]
+    assert all(i["stage"] == "TRAIN" and i["picked_by"] == "review" and i["prediction"]["spans"] for i in leased)
+    assert api.get(f"{base}/items/next/?mode=bogus").status_code == 400
+
+    kept, fixed = leased
+    made = api.post(f"{base}/judgements/", {"item": kept["id"], "spans": kept["prediction"]["spans"]}, format="json")
+    assert made.status_code == 201 and made.json()["source"] == JudgementSource.CONFIRMED_PROPOSAL
+    changed = api.post(f"{base}/judgements/", {"item": fixed["id"], "spans": []}, format="json")
+    assert changed.status_code == 201 and changed.json()["source"] == JudgementSource.HUMAN
+    assert [li.item.pk for li in next_review_items(project, user=bob, count=50)] == expected[2:]
+
+    # A stricter floor sends fewer texts (or none) to review once the ranking is redone.
+    from modeling.tasks import propose_project
+
+    project.review_precision_floor = 1.0
+    project.save(update_fields=["review_precision_floor"])
+    propose_project(project.pk)
+    from modeling.ml.ner import goes_to_review
+
+    for p in ItemPrediction.objects.filter(project=project):
+        assert p.value["review"] == goes_to_review(bins, p.confidence, floor=1.0)
+        if p.value["review"]:  # only where every TEST text of its confidence was right as it stood
+            chosen = next((b for b in bins if p.confidence <= b["high"]), bins[-1])
+            assert chosen["clean_share"] == 1.0
+
+    api.force_authenticate(charlie)
+    real = api.get(f"{base}/items/next/?mode=review")
+    missing = api.get("/api/projects/999999/items/next/?mode=review")
+    assert real.status_code == missing.status_code == 404 and real.json() == missing.json()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_span_screen_shows_the_models_spans_apart_and_enter_keeps_them(page, live_server, tmp_path, alice,
+                                                                         settings):
+    """The real model's spans on a TRAIN text are drawn dashed (proposed); Enter saves them as they stand."""
+    from modeling.models import ItemPrediction
+    from tests.browser import login
+
+    project = pattern_project(tmp_path, settings)
+    with_spans = {p.item_id: p.value["spans"] for p in ItemPrediction.objects.filter(project=project)
+                  if p.value["spans"] and p.item.status == "unlabelled"}
+    assert with_spans, "the model predicts no span on any unlabelled text"
+    login(page, live_server, "alice", "alice-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    page.goto(f"{live_server.url}/projects/{project.pk}/label/")
+    for _ in range(12):
+        page.wait_for_selector("#item-view[data-item-id] .span-text .tok")
+        shown = int(page.get_attribute("#item-view", "data-item-id"))
+        if shown in with_spans:
+            break
+        page.keyboard.press("s")
+        page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId != '{shown}'")
+    else:
+        raise AssertionError("no text with the model's spans came up")
+    assert page.inner_text("#item-stage") == "TRAIN"
+    assert page.locator(".span-text mark.ent.proposed").count() == len(with_spans[shown])
+    assert "the model's" in page.inner_text("#span-count")
+    assert page.inner_text("#prediction").startswith("Model: ")
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 10
+    while not Judgement.objects.filter(item_id=shown, is_current=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert Judgement.objects.get(item_id=shown, is_current=True).value == {"spans": with_spans[shown]}
+
+
+def test_the_cost_rule_weighs_review_against_labelling_by_hand():
+    from modeling.ml.ner import goes_to_review, review_bins
+
+    # Ten TEST texts: the five least confident all wrong (one missed entity each), the five most sure all right.
+    gold = [[{"start": 0, "end": 3, "label": "person"}]] * 10
+    predicted = [[]] * 5 + gold[:5]
+    bins = review_bins([0.1 * k for k in range(10)], predicted, gold)
+    assert [b["texts"] for b in bins] == [10] and bins[0]["mean_edits"] == 0.5  # ten texts: one bin
+    bins = review_bins([k / 20 for k in range(20)], predicted * 2, gold * 2)
+    assert len(bins) == 2 and bins[0]["clean_share"] == 0.5 and bins[1]["clean_share"] == 0.5
+    sure = [{"low": 0.9, "high": 1.0, "texts": 10, "mean_edits": 0.1, "clean_share": 0.9, "mean_entities": 1.0}]
+    unsure = [{"low": 0.0, "high": 1.0, "texts": 10, "mean_edits": 1.5, "clean_share": 0.5, "mean_entities": 1.0}]
+    assert goes_to_review(sure, 0.95, floor=0.8)  # 1.0 + 0.2 s beats 2.5 + 2.0 s, and 90% accepted as shown
+    assert not goes_to_review(sure, 0.95, floor=0.95)  # below the floor
+    assert goes_to_review(unsure, 0.95, floor=0.0)  # 4.0 s < 4.5 s: cheaper even with fixes
+    costly = [{**unsure[0], "mean_edits": 2.0}]
+    assert not goes_to_review(costly, 0.95, floor=0.0)  # 5.0 s > 4.5 s by hand
+    assert not goes_to_review([], 0.99, floor=0.0)  # no TEST measurement, no review
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_label_page_links_to_the_review_queue_and_enter_confirms(page, live_server, tmp_path, alice, settings):
+    from labeling.models import JudgementSource
+    from modeling.models import ItemPrediction
+    from tests.browser import login
+
+    project = pattern_project(tmp_path, settings)
+    first = (ItemPrediction.objects.filter(project=project, value__review=True, item__status="unlabelled")
+             .order_by("-confidence", "item_id").first())
+    assert first is not None
+    login(page, live_server, "alice", "alice-pass-123")
+    page.wait_for_url(f"{live_server.url}/projects/")
+    page.goto(f"{live_server.url}/projects/{project.pk}/label/")
+    page.wait_for_selector("#proposals-link:not([hidden])")
+    page.click("#review-link")
+    page.wait_for_selector("#review-mode")
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId == '{first.item_id}'")
+    assert page.locator(".span-text mark.ent.proposed").count() == len(first.value["spans"])
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + 10
+    while not Judgement.objects.filter(item_id=first.item_id).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    judgement = Judgement.objects.get(item_id=first.item_id)
+    assert judgement.source == JudgementSource.CONFIRMED_PROPOSAL and judgement.value == {"spans": first.value["spans"]}
