@@ -14,9 +14,10 @@
   the pool (rank_spans_version), as in the product.
 - `--reference`: the NER trained on every pool text's spans, scored on the same holdout (the "all labels" F1).
 - `--label-all`: then go on until every pool text has an answer, training at doubling checkpoints, taking the
-  review queue (texts the cost rule sends to review) whenever it has any. A text is costed as the screen offers it: a TRAIN text with the model's spans pre-filled costs reviewing them (1.0 s
-  + 2.0 s per span fixed, added or removed); a TEST text (blind), or one shown before any model, is labelled
-  by hand (2.5 s + 2.0 s per entity). Labelling every text by hand is the comparison.
+  review queue (texts the cost rule sends to review) whenever it has any. A text is costed as the screen
+  offers it: a TRAIN text with the model's spans pre-filled costs reviewing them (1.0 s + 2.0 s per span
+  fixed, added or removed); a TEST text (blind), or one shown before any model, is labelled by hand (2.5 s
+  + 2.0 s per entity). Labelling every text by hand is the comparison.
 """
 
 from __future__ import annotations

@@ -3,7 +3,11 @@ stage and source are read."""
 
 from __future__ import annotations
 
-from labeling.models import JudgementSource, Stage
+from django.db import transaction
+
+from labeling.leases import bump_revision
+from labeling.models import Judgement, JudgementSource, Stage
+from projects.models import Item, ItemStatus, Project
 from projects.services import ProjectError
 
 BULK_BATCH = 2000
@@ -11,6 +15,24 @@ BULK_BATCH = 2000
 
 class InterchangeError(ProjectError):
     """A file or config that cannot be imported or written as asked (400), with the reason."""
+
+
+def store_imported(project: Project, per_item: dict[int, list[Judgement]]) -> int:
+    """Write imported judgements, each item's in file order with the last one current, and mark the items
+    labelled, in one transaction. Returns how many judgements were written."""
+    to_create: list[Judgement] = []
+    for judgements in per_item.values():
+        judgements[-1].is_current = True
+        to_create.extend(judgements)
+    with transaction.atomic():
+        for start in range(0, len(to_create), BULK_BATCH):
+            Judgement.objects.bulk_create(to_create[start : start + BULK_BATCH])
+        ids = list(per_item)
+        for start in range(0, len(ids), BULK_BATCH):
+            Item.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(status=ItemStatus.LABELLED)
+        if to_create:
+            bump_revision(project)
+    return len(to_create)
 
 
 def stage_and_source(raw_stage: str, raw_source: str) -> tuple[str, str] | str:

@@ -19,17 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.utils import timezone
 
-from labeling.leases import bump_revision
 from labeling.models import Judgement, JudgementSource
 from lightbulb_site.atomic import atomic_write
 from projects.ingest import decode_text
 from projects.label_kinds import kind_for
-from projects.models import Item, ItemStatus, Project
+from projects.models import ItemStatus, Project
 
-from .common import BULK_BATCH, InterchangeError, stage_and_source
+from .common import InterchangeError, stage_and_source, store_imported
 from .span_formats import (
     SEQUENCE_EXPORT_FORMATS,
     SEQUENCE_FILE_FORMATS,
@@ -127,19 +125,7 @@ def do_import_judgement_rows(project: Project, *, rows: list[dict], config_dir: 
                 is_current=False,
             )
         )
-    to_create: list[Judgement] = []
-    for judgements in per_item.values():
-        judgements[-1].is_current = True
-        to_create.extend(judgements)
-    with transaction.atomic():
-        for start in range(0, len(to_create), BULK_BATCH):
-            Judgement.objects.bulk_create(to_create[start : start + BULK_BATCH])
-        ids = list(per_item)
-        for start in range(0, len(ids), BULK_BATCH):
-            Item.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(status=ItemStatus.LABELLED)
-        if to_create:
-            bump_revision(project)
-    return len(to_create), problems
+    return store_imported(project, per_item), problems
 
 
 def current_judgements(

@@ -28,15 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.contrib.auth.models import User
-from django.db import transaction
 
-from labeling.leases import bump_revision
 from labeling.models import Judgement, JudgementSource
 from projects.ingest import decode_text
 from projects.label_kinds import InvalidAnswer, item_text, kind_for
 from projects.models import Item, ItemStatus, Project
 
-from .common import BULK_BATCH, InterchangeError, stage_and_source
+from .common import InterchangeError, stage_and_source, store_imported
 
 SEQUENCE_EXPORT_FORMATS = ("jsonl", "conll")  # streamed by the web process; DocBin is written by the command line
 SEQUENCE_FILE_FORMATS = {".jsonl": "jsonl", ".conll": "conll", ".bio": "conll", ".iob": "conll", ".csv": "csv",
@@ -423,17 +421,5 @@ def do_import_span_records(project: Project, *, records: list[SpanRecord]) -> tu
             user=users.get(record.labelled_by), labelled_by=record.labelled_by, stage=stage, source=source,
             time_taken=record.time_taken, is_current=False,
         ))
-    to_create: list[Judgement] = []
-    for judgements in per_item.values():
-        judgements[-1].is_current = True
-        to_create.extend(judgements)
-    with transaction.atomic():
-        for start in range(0, len(to_create), BULK_BATCH):
-            Judgement.objects.bulk_create(to_create[start : start + BULK_BATCH])
-        ids = list(per_item)
-        for start in range(0, len(ids), BULK_BATCH):
-            Item.objects.filter(pk__in=ids[start : start + BULK_BATCH]).update(status=ItemStatus.LABELLED)
-        if to_create:
-            bump_revision(project)
-    return len(to_create), problems
+    return store_imported(project, per_item), problems
 

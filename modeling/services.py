@@ -267,13 +267,19 @@ def span_training_rows(project: Project) -> SpanRows:
     return data
 
 
+def _counts_unmet(project: Project, *, test: int, train: int, noun: str) -> list[str]:
+    """Light Bulb's minimums, configurable per project: what TEST and TRAIN still lack."""
+    needs = []
+    if test < project.test_min_judgements:
+        needs.append(f"{project.test_min_judgements - test} more TEST {noun}(s)")
+    if train < project.min_train_judgements:
+        needs.append(f"{project.min_train_judgements - train} more TRAIN {noun}(s)")
+    return needs
+
+
 def span_minimums_unmet(project: Project, data: SpanRows) -> str:
     """Why there cannot be a sequence model yet ("" when there can)."""
-    needs = []
-    if len(data.test) < project.test_min_judgements:
-        needs.append(f"{project.test_min_judgements - len(data.test)} more TEST text(s)")
-    if len(data.train) < project.min_train_judgements:
-        needs.append(f"{project.min_train_judgements - len(data.train)} more TRAIN text(s)")
+    needs = _counts_unmet(project, test=len(data.test), train=len(data.train), noun="text")
     if not any(spans for _, _, spans in data.train):
         needs.append("a TRAIN text with at least one span")
     return "needs " + " and ".join(needs) if needs else ""
@@ -281,11 +287,7 @@ def span_minimums_unmet(project: Project, data: SpanRows) -> str:
 
 def minimums_unmet(project: Project, data: TrainingData) -> str:
     """Why there cannot be a model yet ("" when there can): Light Bulb's minimums, configurable per project."""
-    needs = []
-    if len(data.test) < project.test_min_judgements:
-        needs.append(f"{project.test_min_judgements - len(data.test)} more TEST label(s)")
-    if len(data.train) < project.min_train_judgements:
-        needs.append(f"{project.min_train_judgements - len(data.train)} more TRAIN label(s)")
+    needs = _counts_unmet(project, test=len(data.test), train=len(data.train), noun="label")
     if len({label for _, label in data.train}) < 2:
         needs.append("TRAIN labels of at least two classes")
     return "needs " + " and ".join(needs) if needs else ""

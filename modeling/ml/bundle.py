@@ -133,6 +133,28 @@ def write_span_bundle(out: IO[bytes], *, folder: Path, types: list[str], meta: d
             archive.write(file, SPACY + file.relative_to(folder).as_posix())
 
 
+def _members(archive: zipfile.ZipFile, prefix: str, *, limit: int, what: str) -> dict[str, bytes]:
+    """The files under `prefix` in a bundle (relative names), refused past `limit` bytes or outside the bundle."""
+    members = [i for i in archive.infolist() if i.filename.startswith(prefix) and not i.is_dir()]
+    if sum(i.file_size for i in members) > limit:
+        raise BundleError(f"the bundle's {what} are over {limit:,} bytes")
+    files = {i.filename[len(prefix):]: archive.read(i) for i in members}
+    for name in files:
+        _safe_name(name)
+    return files
+
+
+def _unpack(owner: object, files: dict[str, bytes]) -> Path:
+    """Files written to a temporary folder that goes with `owner` (or at exit)."""
+    folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
+    weakref.finalize(owner, shutil.rmtree, folder, True)
+    for name, data in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return folder
+
+
 def _safe_name(name: str) -> None:
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.drive or windows.anchor or ".." in posix.parts or ".." in windows.parts:
@@ -157,18 +179,13 @@ class SpanBundle:
         try:
             with zipfile.ZipFile(path) as archive:
                 meta = json.loads(archive.read("bundle.json").decode("utf-8"))
-                members = [i for i in archive.infolist() if i.filename.startswith(SPACY) and not i.is_dir()]
-                if sum(i.file_size for i in members) > MAX_SPACY_BYTES:
-                    raise BundleError(f"the bundle's spaCy model is over {MAX_SPACY_BYTES:,} bytes")
-                files = {i.filename[len(SPACY):]: archive.read(i) for i in members}
+                files = _members(archive, SPACY, limit=MAX_SPACY_BYTES, what="spaCy model files")
         except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
         if meta.get("format") != FORMAT or meta.get("kind") != "sequence":
             raise BundleError("not a sequence tagging bundle (load a classification one with Bundle.load)")
         if "meta.json" not in files:
             raise BundleError("the bundle holds no spaCy pipeline")
-        for name in files:
-            _safe_name(name)
         return cls(meta=meta, files=files)
 
     def pipeline(self):
@@ -176,14 +193,8 @@ class SpanBundle:
         if self._nlp is None:
             import spacy
 
-            folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
-            weakref.finalize(self, shutil.rmtree, folder, True)
-            for name, data in self.files.items():
-                target = folder / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            self._unpacked = folder
-            self._nlp = spacy.load(folder)
+            self._unpacked = _unpack(self, self.files)
+            self._nlp = spacy.load(self._unpacked)
         return self._nlp
 
     def predict(self, texts: list[str]) -> list[list[dict]]:
@@ -224,10 +235,7 @@ class Bundle:
                 if meta.get("kind") == "sequence":
                     raise BundleError("a sequence tagging bundle: load it with SpanBundle.load (or load_bundle)")
                 head_bytes = archive.read("head.npz")
-                members = [i for i in archive.infolist() if i.filename.startswith(FINETUNED) and not i.is_dir()]
-                if sum(i.file_size for i in members) > MAX_FINETUNED_BYTES:
-                    raise BundleError(f"the bundle's fine-tuned weights are over {MAX_FINETUNED_BYTES:,} bytes")
-                finetuned = {i.filename[len(FINETUNED):]: archive.read(i) for i in members}
+                finetuned = _members(archive, FINETUNED, limit=MAX_FINETUNED_BYTES, what="fine-tuned weights")
         except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
         if meta.get("format") != FORMAT:
@@ -236,10 +244,6 @@ class Bundle:
             head = Head.load(io.BytesIO(head_bytes))
         except (ValueError, KeyError, OSError) as exc:
             raise BundleError(f"the bundle's head is unreadable: {exc}") from None
-        for name in finetuned:
-            posix, windows = PurePosixPath(name), PureWindowsPath(name)
-            if posix.is_absolute() or windows.drive or windows.anchor or ".." in posix.parts or ".." in windows.parts:
-                raise BundleError(f"the bundle names a file outside itself: {name}")
         return cls(meta=meta, head=head, finetuned=finetuned)
 
     def _encoder(self):
@@ -261,13 +265,7 @@ class Bundle:
     def _unpack(self) -> Path:
         """The fine-tuned weights as files (the encoders load folders), once per bundle, in a temporary folder."""
         if self._unpacked is None:
-            folder = Path(tempfile.mkdtemp(prefix="lbmodel-"))
-            weakref.finalize(self, shutil.rmtree, folder, True)  # gone with the bundle (or at exit)
-            for name, data in self.finetuned.items():
-                target = folder / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            self._unpacked = folder
+            self._unpacked = _unpack(self, self.finetuned)  # gone with the bundle (or at exit)
         return self._unpacked
 
     def features(self, inputs: list) -> np.ndarray:
