@@ -481,8 +481,9 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, Predicti
             "scores": scores,
             "model_version": row.version,
         }
-        if row.value is not None:
-            # The spans the screen shows pre-filled (apart from a person's), kept with Enter.
+        if row.value is not None and (row.value.get("prefill") or row.value.get("review")):
+            # The spans the screen shows pre-filled (apart from a person's), kept with Enter: only where fixing
+            # them is expected to be quicker than labelling by hand (modeling.ml.ner.review_is_cheaper).
             out[row.item_id]["spans"] = list(row.value.get("spans") or [])
     return out
 

@@ -397,7 +397,7 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
     """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
     `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
     point the queue at this version. Written in batches of upserts; older versions' rows go at the end."""
-    from .ml.ner import goes_to_review, load_head, tag_with_confidence
+    from .ml.ner import goes_to_review, load_head, review_is_cheaper, tag_with_confidence
 
     kind = kind_for(project)
     bins = (version.metrics.get("review") or {}).get("bins") or []
@@ -416,7 +416,8 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
                 item_id=item.pk, project=project, version=version.number, label=kind.summary({"spans": t.spans}),
                 confidence=t.confidence, entropy=max(0.0, t.entropy),
                 uncertainty=max(0.0, t.entropy if project.sampling == "entropy" else 1.0 - t.confidence),
-                scores=[], value={"spans": t.spans, "review": goes_to_review(bins, t.confidence, floor=floor)},
+                scores=[], value={"spans": t.spans, "review": goes_to_review(bins, t.confidence, floor=floor),
+                                  "prefill": review_is_cheaper(bins, t.confidence)},
                 bucket=0,
             )
             for item, t in zip(chunk, tagged, strict=True)

@@ -222,8 +222,15 @@ def test_it_ranks_the_pool_by_uncertainty_and_pre_fills_its_spans(tweets, alice,
     from labeling.queue import model_hooks
 
     predictions = model_hooks().predictions(tweets, train)
-    first = predictions[train[0]]
-    assert "spans" in first and first["label"].endswith(("span", "spans", "none"))
+    from modeling.ml.ner import review_is_cheaper
+
+    bins = ModelVersion.objects.get(project=tweets).metrics["review"]["bins"]
+    for item_id in train:
+        row = ItemPrediction.objects.get(item_id=item_id)
+        # The spans are pre-filled exactly where fixing them is expected to be quicker than labelling by hand.
+        assert row.value["prefill"] == review_is_cheaper(bins, row.confidence)
+        assert ("spans" in predictions[item_id]) == (row.value["prefill"] or row.value["review"])
+        assert predictions[item_id]["label"].endswith(("span", "spans", "none"))
 
     # Under the entropy rule the ranking is the mean normalised entropy of the decisions.
     from modeling.tasks import rank_project
@@ -328,7 +335,7 @@ def test_the_span_screen_shows_the_models_spans_apart_and_enter_keeps_them(page,
 
     project = pattern_project(tmp_path, settings)
     with_spans = {p.item_id: p.value["spans"] for p in ItemPrediction.objects.filter(project=project)
-                  if p.value["spans"] and p.item.status == "unlabelled"}
+                  if p.value["spans"] and p.value["prefill"] and p.item.status == "unlabelled"}
     assert with_spans, "the model predicts no span on any unlabelled text"
     login(page, live_server, "alice", "alice-pass-123")
     page.wait_for_url(f"{live_server.url}/projects/")
@@ -398,3 +405,13 @@ def test_the_label_page_links_to_the_review_queue_and_enter_confirms(page, live_
         time.sleep(0.1)
     judgement = Judgement.objects.get(item_id=first.item_id)
     assert judgement.source == JudgementSource.CONFIRMED_PROPOSAL and judgement.value == {"spans": first.value["spans"]}
+
+
+def test_it_pre_fills_spans_only_where_fixing_them_is_quicker():
+    from modeling.ml.ner import review_is_cheaper
+
+    bins = [{"low": 0.1, "high": 0.5, "texts": 10, "mean_edits": 2.5, "clean_share": 0.1, "mean_entities": 1.0},
+            {"low": 0.5, "high": 1.0, "texts": 10, "mean_edits": 0.2, "clean_share": 0.8, "mean_entities": 1.0}]
+    assert not review_is_cheaper(bins, 0.3)  # 1.0 + 5.0 s to fix against 4.5 s by hand
+    assert review_is_cheaper(bins, 0.9)  # 1.4 s against 4.5 s
+    assert not review_is_cheaper(bins, 0.05) and not review_is_cheaper([], 0.9)
