@@ -74,6 +74,7 @@ class SequenceResult:
     dataset: str
     strategy: str
     seed: int
+    sampling: str
     pool: int
     holdout: int
     types: list[str]
@@ -88,7 +89,9 @@ class SequenceResult:
 
 class SequenceSimulation:
     def __init__(self, *, config: Path, oracle: Path, strategy: str, seed: int, holdout: float,
-                 checkpoints: list[int], reference: bool, label_all: bool, work: Path, progress=None) -> None:
+                 checkpoints: list[int], reference: bool, label_all: bool, work: Path, progress=None,
+                 sampling: str = "") -> None:
+        self.sampling = sampling  # "" (the project's default: margin, 1 - the least sure decision) or "entropy"
         self.config, self.oracle, self.strategy, self.seed = config, oracle, strategy, seed
         self.holdout_share, self.checkpoints = holdout, sorted(checkpoints)
         self.reference, self.label_all, self.work, self.progress = reference, label_all, work, progress
@@ -107,19 +110,22 @@ class SequenceSimulation:
         holdout = [rows[i] for i in order[:n_holdout]]
         pool = [rows[i] for i in order[n_holdout:]]
         # The pool as the user would import it: {"id", "text"} lines, in a folder of this run's own.
-        data = self.work / f"pool-{self.strategy}-{self.seed}"
+        run = f"{self.strategy}{'-' + self.sampling if self.sampling else ''}-{self.seed}"
+        data = self.work / f"pool-{run}"
         data.mkdir(parents=True, exist_ok=True)
         (data / "tweets.jsonl").write_text(
             "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in pool), encoding="utf-8")
         config = load_config(self.config)
         config = replace(config, dataset_directory=data, judgements_file=None,
-                         slug=f"{config.slug}-{self.strategy}-{self.seed}",
-                         model_directory=self.work / f"models-{self.strategy}-{self.seed}")
+                         slug=f"{config.slug}-{run}", model_directory=self.work / f"models-{run}")
         project = do_import_config(config).project
         tokenize_project(project.pk)
         if self.strategy == "random":
             project.random_share = 1.0
             project.save(update_fields=["random_share"])
+        if self.sampling:
+            project.sampling = self.sampling
+            project.save(update_fields=["sampling"])
         user, _ = User.objects.get_or_create(username="oracle")
         project.memberships.get_or_create(user=user, defaults={"role": Role.ANNOTATOR})
         types = list(project.classes)
@@ -142,6 +148,7 @@ class SequenceSimulation:
             widened, dropped, total = widened + w, dropped + d, total + len(r["spans"])
 
         result = SequenceResult(dataset=self.oracle.parent.name, strategy=self.strategy, seed=self.seed,
+                                sampling=project.sampling,
                                 pool=len(pool), holdout=len(holdout), types=types,
                                 snapping={"spans": total, "widened": widened, "dropped": dropped},
                                 commit=_commit(), settings=_settings())
@@ -276,7 +283,7 @@ def simulate_sequence_here(options: dict, *, stdout, stderr) -> None:
     simulation = SequenceSimulation(
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],
         seed=options["seed"], holdout=options["holdout"], checkpoints=checkpoints, reference=options["reference"],
-        label_all=options["label_all"], work=Path(settings.DATA_ROOT),
+        label_all=options["label_all"], work=Path(settings.DATA_ROOT), sampling=options.get("sampling") or "",
         progress=None if options.get("no_progress") else (lambda line: stderr.write(line)),
     )
     result = simulation.run()

@@ -561,6 +561,8 @@ def run_in_throwaway_database(options: dict, *, stdout: OutputWrapper | TextIO, 
         ]
         if options.get("checkpoints"):
             argv += ["--checkpoints", str(options["checkpoints"])]
+        if options.get("sampling"):
+            argv += ["--sampling", str(options["sampling"])]
         argv += ["--annotators", str(options.get("annotators", 1)),
                  "--annotator-error", str(options.get("annotator_error", 0.1)),
                  "--overlap-share", str(options.get("overlap_share", 0.25)),

@@ -38,16 +38,24 @@ def _mean(values: list) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
+def run_name(result: dict) -> str:
+    """active (margin: 1 - the least sure decision), entropy (active, mean entropy of the decisions) or random."""
+    if result["strategy"] == "active" and result.get("sampling") == "entropy":
+        return "entropy"
+    return result["strategy"]
+
+
 def summary(results: list[dict], checkpoints: list[int]) -> str:
-    by = {(r["strategy"], r["seed"]): r for r in results}
+    by = {(run_name(r), r["seed"]): r for r in results}
     seeds = sorted({r["seed"] for r in results})
-    lines = ["| labelled texts | " + " | ".join(f"active s{s}" for s in seeds) + " | active mean | "
-             + " | ".join(f"random s{s}" for s in seeds) + " | random mean |",
-             "|---" * (2 * len(seeds) + 3) + "|"]
-    means: dict[str, dict[int, float | None]] = {"active": {}, "random": {}}
+    names = [n for n in ("active", "entropy", "random") if any(run_name(r) == n for r in results)]
+    lines = ["| labelled texts | " + " | ".join(
+        " | ".join(f"{name} s{s}" for s in seeds) + f" | {name} mean" for name in names) + " |",
+             "|---" * ((len(seeds) + 1) * len(names) + 1) + "|"]
+    means: dict[str, dict[int, float | None]] = {name: {} for name in ("active", "entropy", "random")}
     for n in checkpoints:
         cells = []
-        for strategy in ("active", "random"):
+        for strategy in names:
             row = []
             for s in seeds:
                 point = next((p for p in by.get((strategy, s), {}).get("curve", []) if p["labels"] == n), None)
@@ -70,8 +78,12 @@ def summary(results: list[dict], checkpoints: list[int]) -> str:
         active, rand = means["active"].get(n), means["random"].get(n)
         if active is not None and rand is not None and active > rand:
             ahead.append(n)
-    out.append(f"Active ahead of random (mean over seeds) at {len(ahead)} of {len(checkpoints)} checkpoints"
+    out.append(f"Active (margin) ahead of random (mean over seeds) at {len(ahead)} of {len(checkpoints)} checkpoints"
                f"{': ' + ', '.join(map(str, ahead)) if ahead else ''}.")
+    if "entropy" in names:
+        better = [n for n in checkpoints if (means["entropy"].get(n) or 0) > (means["random"].get(n) or 0)]
+        out.append(f"Active by mean entropy ahead of random at {len(better)} of {len(checkpoints)} checkpoints"
+                   f"{': ' + ', '.join(map(str, better)) if better else ''}.")
     label_all = [r["label_all"] for r in results if r.get("label_all")]
     if label_all:
         ratio = _mean([la["ratio"] for la in label_all])
@@ -98,6 +110,8 @@ class Command(BaseCommand):
         parser.add_argument("--checkpoints", default="50,100,200,300,400")
         parser.add_argument("--holdout", type=float, default=0.25)
         parser.add_argument("--no-label-all", action="store_true")
+        parser.add_argument("--entropy", action="store_true",
+                            help="also the active order by the mean entropy of the decisions (one more run per seed)")
         parser.add_argument("--out", default="docs/bench")
         parser.add_argument("--doc", default="")
         parser.add_argument("--resume", action="store_true", help="keep finished results of the same settings")
@@ -113,10 +127,12 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory(prefix="bench-sequence-") as tmp:
             config = Path(tmp) / "wnut16_ner.yml"
             config.write_text(CONFIG % dataset.resolve(), encoding="utf-8")
+            runs = ["active", "random"] + (["entropy"] if options["entropy"] else [])
             for seed in range(options["seeds"]):
-                for strategy in ("active", "random"):
-                    path = out / f"wnut16_ner-{strategy}-{seed}.json"
-                    label_all = strategy == "active" and seed == 0 and not options["no_label_all"]
+                for name in runs:
+                    strategy = "random" if name == "random" else "active"
+                    path = out / f"wnut16_ner-{name}-{seed}.json"
+                    label_all = name == "active" and seed == 0 and not options["no_label_all"]
                     wanted = {"checkpoints": checkpoints, "holdout": options["holdout"], "label_all": label_all,
                               "epochs": settings.LIGHTBULB_NER_EPOCHS}
                     if options["resume"] and path.exists():
@@ -124,13 +140,14 @@ class Command(BaseCommand):
                         if old.get("bench") == wanted:
                             results.append(old)
                             continue
-                    self.stderr.write(f"wnut16_ner {strategy} seed {seed} ...")
+                    self.stderr.write(f"wnut16_ner {name} seed {seed} ...")
                     try:
                         run_in_throwaway_database({
                             "config": config, "oracle": dataset / "labels.jsonl", "out": path, "strategy": strategy,
                             "budget": max(checkpoints), "step": 10, "holdout": options["holdout"], "seed": seed,
                             "cache": tmp, "reviewer_miss_rate": 0.0, "label_all": label_all,
-                            "reference": strategy == "active" and seed == 0, "no_progress": False,
+                            "reference": name == "active" and seed == 0, "no_progress": False,
+                            "sampling": "entropy" if name == "entropy" else None,
                             "checkpoints": ",".join(map(str, checkpoints)),
                         }, stdout=self.stdout, stderr=self.stderr)
                     except SimulationError as exc:

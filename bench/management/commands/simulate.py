@@ -47,6 +47,9 @@ class Command(BaseCommand):
         parser.add_argument("--label-noise", type=float, default=0.0,
                             help="the annotator gives another class to this share of the curve's labels; the run "
                                  "ends with a label check that looks for them")
+        parser.add_argument("--sampling", choices=["margin", "entropy"], default=None,
+                            help="sequence tagging: the uncertainty rule of the active order (default: the "
+                                 "project's, margin = 1 - the least sure decision)")
         parser.add_argument("--checkpoints", default="",
                             help="sequence tagging: train and score at these labelled-text counts "
                                  "(default 50,100,200,300,400)")
