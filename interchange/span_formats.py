@@ -2,7 +2,8 @@
 
 - JSONL, one text per line: `{"id", "text", "spans": [{"start", "end", "label"}]}` (character offsets,
   `end` exclusive) plus the judgement's provenance (labelled_by, stage, source, time_taken, created_at).
-- CoNLL (BIO): a `# id = <item>` line, then one `token<TAB>tag` line per token (B-type, I-type or O),
+- CoNLL (BIO): a `# id = <item>` line (and `# stage =`, `# labelled_by =`), then one `token<TAB>tag` line per
+  token (B-type, I-type or O),
   a blank line after each text. Tokens are the item's own (`Item.tokens`, the project model's
   tokenizer), so spans come back exactly; whitespace tokens are left out, as CoNLL has no place for them.
   A file without `# id` lines (most CoNLL in the wild) is matched to items by its text.
@@ -41,6 +42,8 @@ SEQUENCE_FILE_FORMATS = {".jsonl": "jsonl", ".conll": "conll", ".bio": "conll", 
                          ".spacy": "docbin"}
 SPAN_CSV_COLUMNS = ["path", "label", "labelled_by", "stage", "time_taken", "source", "spans"]
 ID_LINE = re.compile(r"^#\s*id\s*=\s*(.*)$")
+# After `# id`, the judgement's provenance, so a CoNLL judgements file keeps the TEST split when read back.
+META_LINE = re.compile(r"^#\s*(stage|labelled_by)\s*=\s*(.*)$")
 
 
 @dataclass
@@ -63,6 +66,7 @@ class TaggedText:
     key: str | None
     words: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    meta: dict[str, str] = field(default_factory=dict)  # "stage", "labelled_by" from `# key = value` lines
 
 
 def format_for_path(path: Path) -> str:
@@ -133,7 +137,9 @@ def conll_lines(chosen) -> Iterator[str]:
         text = item_text(j.item)
         tokens = _tokens(j.item, text)
         tags = bio_tags(tokens, (j.value or {}).get("spans") or [])
-        lines = [f"# id = {' '.join(j.item.key.split())}\n"]
+        lines = [f"# id = {' '.join(j.item.key.split())}\n", f"# stage = {j.stage}\n"]
+        if j.labelled_by:
+            lines.append(f"# labelled_by = {' '.join(j.labelled_by.split())}\n")
         for (a, b), tag in zip(tokens, tags, strict=True):
             word = text[a:b]
             if word.strip():
@@ -242,6 +248,7 @@ def read_conll(raw: bytes) -> tuple[list[TaggedText], list[str]]:
     problems: list[str] = []
     current: TaggedText | None = None
     pending_key: str | None = None
+    pending_meta: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         match = ID_LINE.match(stripped)
@@ -249,7 +256,11 @@ def read_conll(raw: bytes) -> tuple[list[TaggedText], list[str]]:
             if current is not None and current.words:  # a new text without a blank line before it
                 texts.append(current)
             current = None
-            pending_key = match.group(1).strip()
+            pending_key, pending_meta = match.group(1).strip(), {}
+            continue
+        meta = META_LINE.match(stripped)
+        if meta and (current is None or not current.words):
+            pending_meta[meta.group(1)] = meta.group(2).strip()
             continue
         if not stripped or stripped.startswith("-DOCSTART-"):
             if current is not None and current.words:
@@ -263,8 +274,8 @@ def read_conll(raw: bytes) -> tuple[list[TaggedText], list[str]]:
             problems.append(f"line {n}: a token line needs the token and its tag")
             continue
         if current is None:
-            current = TaggedText(where=f"line {n}", key=pending_key)
-            pending_key = None
+            current = TaggedText(where=f"line {n}", key=pending_key, meta=pending_meta)
+            pending_key, pending_meta = None, {}
         current.words.append(columns[0])
         current.tags.append(columns[-1])
     if current is not None and current.words:
@@ -327,7 +338,8 @@ def conll_records(project: Project, texts: list[TaggedText]) -> tuple[list[SpanR
         if error:
             problems.append(f"{tagged.where}: {error}")
             continue
-        records.append(SpanRecord(where=tagged.where, key=item.key, text=text, spans=spans))
+        records.append(SpanRecord(where=tagged.where, key=item.key, text=text, spans=spans,
+                                  stage=tagged.meta.get("stage", ""), labelled_by=tagged.meta.get("labelled_by", "")))
     return records, problems
 
 

@@ -600,8 +600,10 @@ def do_undo_last_judgement(project: Project, *, user: User, now: datetime | None
     with transaction.atomic():
         last = (
             Judgement.objects.select_for_update()
-            # Undo takes back single labels; a confirmed batch is not undone one item at a time.
-            .filter(project=project, user=user, undone_at__isnull=True, source=JudgementSource.HUMAN)
+            # Undo takes back single labels (a text accepted from the review queue is one); a confirmed batch
+            # is not undone one item at a time.
+            .filter(Q(source=JudgementSource.HUMAN) | Q(source=JudgementSource.CONFIRMED_PROPOSAL, picked_by=REVIEW),
+                    project=project, user=user, undone_at__isnull=True)
             .filter(Q(is_current=True) | Q(is_vote=True))
             .select_related("item")
             .order_by("-created_at", "-id")

@@ -89,7 +89,10 @@ def request_training(project_id: int, *, force: bool = False) -> None:
 def request_proposals(project_id: int) -> None:
     """Recompute thresholds and proposals for the current version (the target precision changed)."""
     if loop_enabled():
-        _enqueue("modeling.tasks.propose_project", project_id, f"propose-{project_id}")
+        project = Project.objects.filter(pk=project_id).only("label_type").first()
+        deep = project is not None and kind_for(project).structured  # it re-tags every text with spaCy
+        _enqueue("modeling.tasks.propose_project", project_id, f"propose-{project_id}",
+                 **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
 
 def request_ranking(project_id: int) -> None:

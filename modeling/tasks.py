@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 from django.conf import settings
@@ -388,12 +389,12 @@ def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[s
         ModelState.objects.filter(pk=project.pk).update(
             current_version=version, trained_revision=revision, waiting_for="", last_error=""
         )
-    rank_spans_version(project, version=version)
+    rank_spans_version(project, version=version, beat=lambda: heartbeat(ModelState, filters=filters, token=token))
     f1 = "–" if result.f1 is None else f"{result.f1:.3f}"
     return f"v{number}: {len(data.train)} train, {len(data.test)} test, entity F1 {f1}", True
 
 
-def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
+def rank_spans_version(project: Project, *, version: ModelVersion, beat: Callable[[], object] | None = None) -> int:
     """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
     `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
     point the queue at this version. Written in batches of upserts; older versions' rows go at the end."""
@@ -407,10 +408,17 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
     items = Item.objects.filter(project=project, tokens__isnull=False).exclude(status=ItemStatus.REJECTED)
     written = 0
     ids = list(items.order_by("pk").values_list("pk", flat=True))
+    current = ModelState.objects.filter(pk=project.pk, current_version=version)
     for start in range(0, len(ids), UPSERT_BATCH):
+        if not current.exists():
+            return written  # a newer version was made meanwhile: its own ranking writes the queue's rows
         chunk = list(Item.objects.filter(pk__in=ids[start:start + UPSERT_BATCH]).order_by("pk").only(
             "pk", "text", "data"))
         tagged = tag_with_confidence(nlp, [item_text(i) for i in chunk], types=types)
+        if beat is not None:
+            beat()  # tagging a large pool takes minutes inside the training claim
+        # Items deleted while they were tagged (duplicates dropped) are not written back.
+        alive = set(Item.objects.filter(pk__in=[i.pk for i in chunk]).values_list("pk", flat=True))
         rows = [
             ItemPrediction(
                 item_id=item.pk, project=project, version=version.number, label=kind.summary({"spans": t.spans}),
@@ -420,7 +428,7 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
                                   "prefill": review_is_cheaper(bins, t.confidence)},
                 bucket=0,
             )
-            for item, t in zip(chunk, tagged, strict=True)
+            for item, t in zip(chunk, tagged, strict=True) if item.pk in alive
         ]
         with transaction.atomic():
             ItemPrediction.objects.bulk_create(
@@ -430,8 +438,9 @@ def rank_spans_version(project: Project, *, version: ModelVersion) -> int:
             )
         written += len(rows)
     with transaction.atomic():
-        ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
-        ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number)
+        # Only the current version's ranking points the queue here and clears older rows.
+        if current.update(ranked_version=version.number):
+            ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
     return written
 
 

@@ -118,6 +118,7 @@ def write_span_bundle(out: IO[bytes], *, folder: Path, types: list[str], meta: d
     """A sequence tagging version as an `.lbmodel`: `bundle.json` plus its spaCy pipeline folder under `spacy/`.
     Zip only (no spaCy): the web process serves it."""
     document = {
+        **meta,
         "format": FORMAT,
         "kind": "sequence",
         "classes": list(types),
@@ -125,7 +126,6 @@ def write_span_bundle(out: IO[bytes], *, folder: Path, types: list[str], meta: d
                     "description": "spaCy NER on en_core_web_sm 3.8's pretrained token features",
                     "preprocessing": "text as is; spaCy's English tokenizer; offsets are characters into the text"},
         "head": "spaCy EntityRecognizer (transition-based), trained for the project's entity types",
-        **meta,
     }
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))

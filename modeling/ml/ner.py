@@ -75,14 +75,26 @@ def load_head(path: Path):
     return spacy.load(path)
 
 
+def _spans(doc, wanted: set[str]) -> list[dict]:
+    """A doc's entities of the project's types as spans. spaCy may end an entity on a whitespace token ("New
+    York\n\n"), which `Item.tokens` leaves out: the span is trimmed to its words, so it lies on the tokens
+    the screen and the save check use."""
+    out = []
+    for e in doc.ents:
+        if e.label_ not in wanted:
+            continue
+        text = e.text
+        start = e.start_char + (len(text) - len(text.lstrip()))
+        end = e.start_char + len(text.rstrip())
+        if end > start:
+            out.append({"start": start, "end": end, "label": e.label_})
+    return out
+
+
 def predict(nlp, texts: Sequence[str], *, types: Sequence[str], batch_size: int = 64) -> list[list[dict]]:
     """Each text's predicted spans, of the project's types only."""
     wanted = set(types)
-    out = []
-    for doc in nlp.pipe(texts, batch_size=batch_size):
-        out.append([{"start": e.start_char, "end": e.end_char, "label": e.label_} for e in doc.ents
-                    if e.label_ in wanted])
-    return out
+    return [_spans(doc, wanted) for doc in nlp.pipe(texts, batch_size=batch_size)]
 
 
 # The cost model of sequence tagging (seconds): labelling a text by hand, and reviewing the model's spans.
@@ -179,6 +191,9 @@ def tag_with_confidence(nlp, texts: Sequence[str], *, types: Sequence[str], batc
     out: list[Tagged] = []
     for start in range(0, len(texts), batch_size):
         docs = [nlp.make_doc(t) for t in texts[start:start + batch_size]]
+        if not any(len(d) for d in docs):  # nothing to parse (spaCy's own greedy parse skips such a batch too)
+            out.extend(Tagged(spans=[], confidence=1.0, entropy=0.0) for _ in docs)
+            continue
         batch = ner.moves.init_batch(docs)
         where = {id(state): i for i, state in enumerate(batch)}
         confidence = np.ones(len(docs))
@@ -203,9 +218,7 @@ def tag_with_confidence(nlp, texts: Sequence[str], *, types: Sequence[str], batc
         model.clear_memory()
         ner.set_annotations(docs, batch)
         for i, doc in enumerate(docs):
-            spans = [{"start": e.start_char, "end": e.end_char, "label": e.label_} for e in doc.ents
-                     if e.label_ in wanted]
-            out.append(Tagged(spans=spans, confidence=float(confidence[i]),
+            out.append(Tagged(spans=_spans(doc, wanted), confidence=float(confidence[i]),
                               entropy=float(entropy_sum[i] / steps[i]) if steps[i] else 0.0))
     return out
 

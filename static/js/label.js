@@ -220,7 +220,11 @@
   }
 
   function putBack(item) {
-    if (state.current) state.queue.unshift(state.current);
+    if (state.current) {
+      // What the person marked on the text being put aside comes back with it.
+      if (screen) state.current.answer = screen.answer();
+      state.queue.unshift(state.current);
+    }
     state.current = item;
     showDone(false);
     render(item);
@@ -306,6 +310,10 @@
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    // A held key repeats: one press is one label (held Enter would accept text after text unseen).
+    if (ev.repeat && !ev.key.startsWith("Arrow")) return;
+    // Enter on a focused link or button is that control's (a span's ×, "back to labelling"), not a save.
+    if (ev.key === "Enter" && ev.target.closest("a, button:not(.class-btn):not(#accept-btn)")) return;
     if (document.querySelector("dialog[open]")) return;  // the key list (?) is open: keys are for it
     const key = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
     if (screen) {

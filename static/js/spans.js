@@ -118,8 +118,11 @@
     draw();
   }
 
+  // No text shown (the last one saved, the next not come): the keys and buttons have nothing to act on.
+  const showing = () => Boolean(s.view && s.view.dataset.itemId && s.item && String(s.item.id) === s.view.dataset.itemId);
+
   function mark(label) {
-    if (!s.tokens.length) return;
+    if (!s.tokens.length || !showing()) return;
     const [lo, hi] = selection();
     const inside = lo === hi ? spanAtToken(lo) : -1;
     if (inside !== -1) {
@@ -136,7 +139,7 @@
   }
 
   function removeAtSelection() {
-    if (!s.tokens.length) return;
+    if (!s.tokens.length || !showing()) return;
     const [lo, hi] = selection();
     const [start, end] = tokenRange(lo, hi);
     s.spans = s.spans.filter((sp) => !overlaps(sp, start, end));

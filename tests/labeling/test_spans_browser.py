@@ -131,3 +131,19 @@ def test_a_refused_answer_keeps_what_the_person_marked(page, live_server, tmp_pa
     page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId == '{item.pk}'")
     assert page.locator(".span-text mark.ent .ent-tag").text_content() == "company"
     assert not Judgement.objects.filter(item=item).exists()
+
+
+def test_spans_marked_on_a_text_survive_an_undo_of_the_one_before(page, live_server, tmp_path, alice):
+    project = make_sequence_project(tmp_path)
+    first = open_screen(page, live_server, project)
+    page.keyboard.press("Enter")  # the first text: no entities
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId != '{first.pk}'")
+    second = shown_item(page)
+    page.keyboard.press("Home")
+    page.keyboard.press("p")  # marked, not saved
+    page.keyboard.press("u")  # undo the first text's answer: it comes back first
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId == '{first.pk}'")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#item-view').dataset.itemId == '{second.pk}'")
+    assert page.locator(".span-text mark.ent").count() == 1  # what was marked is still there
+    assert page.locator(".span-text mark.ent .ent-tag").text_content() == "person"

@@ -415,3 +415,52 @@ def test_it_pre_fills_spans_only_where_fixing_them_is_quicker():
     assert not review_is_cheaper(bins, 0.3)  # 1.0 + 5.0 s to fix against 4.5 s by hand
     assert review_is_cheaper(bins, 0.9)  # 1.4 s against 4.5 s
     assert not review_is_cheaper(bins, 0.05) and not review_is_cheaper([], 0.9)
+
+
+def test_undo_takes_back_a_text_accepted_from_the_review_queue(tmp_path, settings, alice, bob):
+    from labeling.services import do_undo_last_judgement, next_review_items
+    from projects.services import do_add_member
+
+    project = pattern_project(tmp_path, settings)
+    do_add_member(project, user=bob, role=Role.ANNOTATOR)
+    by_hand = Item.objects.get(project=project, key="t55")
+    do_record_judgement(project, item=by_hand, user=bob, role=Role.ANNOTATOR, value={"spans": spans_of(by_hand.text)})
+    leased = next_review_items(project, user=bob, count=1)
+    assert leased, "the review queue is empty"
+    shown = model_hooks_predictions(project, leased[0].item.pk)
+    do_record_judgement(project, item=leased[0].item, user=bob, role=Role.ANNOTATOR, value={"spans": shown})
+    back = do_undo_last_judgement(project, user=bob)
+    assert back.pk == leased[0].item.pk  # the reviewed text, not an older label of bob's
+
+
+def model_hooks_predictions(project, item_id):
+    from labeling.queue import model_hooks
+
+    return model_hooks().predictions(project, [item_id])[item_id]["spans"]
+
+
+def test_a_stale_versions_ranking_leaves_the_newer_one_alone(tmp_path, settings, alice):
+    from modeling.models import ItemPrediction
+    from modeling.tasks import rank_spans_version
+
+    project = pattern_project(tmp_path, settings)
+    first = Item.objects.get(project=project, key="t55")
+    do_record_judgement(project, item=first, user=alice, role=Role.OWNER, value={"spans": spans_of(first.text)})
+    assert train_project(project.pk).startswith("v2:")
+    old = ModelVersion.objects.get(project=project, number=1)
+    assert rank_spans_version(project, version=old) == 0
+    assert set(ItemPrediction.objects.filter(project=project).values_list("version", flat=True)) == {2}
+    assert ModelState.objects.get(project=project).ranked_version == 2
+
+
+def test_predicted_spans_never_end_on_whitespace():
+    import spacy
+
+    from modeling.ml.ner import _spans
+
+    nlp = spacy.blank("en")
+    doc = nlp.make_doc("New York\n\nSee you")
+    doc.ents = [doc.char_span(0, 10, label="geo-loc", alignment_mode="expand")]
+    assert doc.ents[0].text == "New York\n\n"
+    assert _spans(doc, {"geo-loc"}) == [{"start": 0, "end": 8, "label": "geo-loc"}]
+    assert _spans(doc, {"person"}) == []
