@@ -330,7 +330,7 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     )
     heartbeat(ModelState, filters=filters, token=token)
 
-    number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+    number = _next_version_number(project)
     relative = f"versions/v{number:05d}.npz"
     # File first, row second: a crash between leaves an unreferenced file that the next run overwrites.
     result.head.save(project.model_path / relative)
@@ -350,6 +350,11 @@ def _train_once(project: Project, *, revision: int, token: str) -> tuple[str, bo
     return f"v{number}: {len(y_train)} train, {len(y_test)} test, accuracy {accuracy}", True
 
 
+def _next_version_number(project: Project) -> int:
+    """The number the project's next model version gets (either kind's head)."""
+    return (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+
+
 def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[str, bool]:
     """A sequence project's version: spaCy's NER trained on the TRAIN texts, scored on TEST (modeling/ml/ner.py)."""
     filters = {"pk": project.pk}
@@ -362,7 +367,7 @@ def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[s
     from .ml.ner import train_ner
     from .ml.spans import pipeline_name, pipeline_version
 
-    number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+    number = _next_version_number(project)
     relative = f"versions/v{number:05d}.spacy"
     # Folder first, row second: a crash between leaves an unreferenced folder the next run overwrites.
     result = train_ner(
