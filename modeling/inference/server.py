@@ -280,17 +280,20 @@ class InferenceServer:
         if file.suffix != ".npz":
             raise ValueError(f"not a model head file: {path}")
         st = file.stat()
-        key = (str(file), st.st_mtime_ns, st.st_size)
+        return self._cached((str(file), st.st_mtime_ns, st.st_size), lambda: Head.load(file))
+
+    def _cached(self, key: tuple, load):
+        """A loaded model from the shared LRU cache (heads and NER pipelines), loading it on a miss."""
         with self._heads_lock:
-            head = self._heads.get(key)
-            if head is None:
-                head = Head.load(file)
-                self._heads[key] = head
+            model = self._heads.get(key)
+            if model is None:
+                model = load()
+                self._heads[key] = model
                 while len(self._heads) > self._head_cache:
                     self._heads.popitem(last=False)
             else:
                 self._heads.move_to_end(key)
-            return head
+            return model
 
     def _ner(self, path: str):
         """A sequence project's spaCy NER version (a pipeline folder), cached by (path, its meta's mtime)."""
@@ -298,19 +301,9 @@ class InferenceServer:
         if folder.suffix != ".spacy" or not (folder / "meta.json").is_file():
             raise ValueError(f"not a sequence tagging model: {path}")
         st = (folder / "meta.json").stat()
-        key = (str(folder), st.st_mtime_ns, st.st_size)
-        with self._heads_lock:
-            nlp = self._heads.get(key)
-            if nlp is None:
-                from ..ml.ner import load_head
+        from ..ml.ner import load_head
 
-                nlp = load_head(folder)
-                self._heads[key] = nlp
-                while len(self._heads) > self._head_cache:
-                    self._heads.popitem(last=False)
-            else:
-                self._heads.move_to_end(key)
-            return nlp
+        return self._cached((str(folder), st.st_mtime_ns, st.st_size), lambda: load_head(folder))
 
     def _run_spans(self, batch: list[_Job]) -> None:
         """Sequence tagging: each job's NER version tags its texts (spans of the project's types only)."""
