@@ -216,7 +216,16 @@ def load_config(path: str | Path, *, slug: str | None = None) -> ProjectConfig:
         # reader): a DocBin imports once with `manage.py import_labels`.
         raise ConfigError("a sequence project's dataset.judgements_file is .jsonl, .conll (.bio, .iob) or .csv; "
                           "import a DocBin (.spacy) with manage.py import_labels")
-    if default_class and label_type != LabelType.SEQUENCE and default_class not in classes:
+    if label_type == LabelType.OBJECT_DETECTION and data_type != DataType.IMAGES:
+        raise ConfigError("label.type 'object_detection' draws boxes on images: dataset.data_type must be images")
+    if (label_type == LabelType.OBJECT_DETECTION and judgements_file is not None
+            and judgements_file.suffix.lower() not in {".csv", ".json"}):
+        # The file is rewritten as labels change: one file, not a zip or a folder of VOC / YOLO files (those
+        # import once with `manage.py import_labels`).
+        raise ConfigError("a detection project's dataset.judgements_file is .csv (path,xmin,ymin,xmax,ymax,label) "
+                          "or .json (COCO); import Pascal VOC or YOLO with manage.py import_labels")
+    if default_class and label_type not in (LabelType.SEQUENCE, LabelType.OBJECT_DETECTION) \
+            and default_class not in classes:
         raise ConfigError(f"label.default_class '{default_class}' is not one of label.classes")
 
     model = raw.get("model")

@@ -17,10 +17,12 @@ from django.utils import timezone
 from labeling.models import JudgementSource, Stage
 from projects.models import Project
 
-from .judgements_file import EXPORT_FORMATS, InterchangeError, judgement_lines
+from .judgements_file import EXPORT_FORMATS, NO_HISTORY_FORMATS, InterchangeError, export_chunks
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8",
-                 "conll": "text/plain; charset=utf-8"}
+                 "conll": "text/plain; charset=utf-8", "coco": "application/json", "voc": "application/zip",
+                 "yolo": "application/zip"}
+SUFFIXES = {"coco": "coco.json", "voc": "voc.zip", "yolo": "yolo.zip"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ def parse_export(
     fmt = (fmt or formats[0]).strip().lower()
     if fmt not in formats:
         raise InterchangeError(f"unknown export format {fmt!r} for this project: {' or '.join(formats)}")
+    wants_history = (history or "").lower() in {"1", "true", "yes", "on"}
+    if wants_history and fmt in NO_HISTORY_FORMATS:
+        raise InterchangeError(f"{fmt.upper()} holds one file per image, so it cannot hold an image's history: "
+                               "export the history as COCO or CSV")
     picked_sources = tuple(s for s in (v.strip() for v in sources) if s)
     unknown = [s for s in picked_sources if s not in JudgementSource.values]
     if unknown:
@@ -48,17 +54,18 @@ def parse_export(
     unknown = [s for s in picked_stages if s not in Stage.values]
     if unknown:
         raise InterchangeError(f"unknown stage {unknown[0]!r}: one of {', '.join(Stage.values)}")
-    return ExportRequest(fmt=fmt, history=(history or "").lower() in {"1", "true", "yes", "on"},
+    return ExportRequest(fmt=fmt, history=wants_history,
                          sources=picked_sources, stages=picked_stages)
 
 
 def export_response(project: Project, request: ExportRequest) -> StreamingHttpResponse:
     """The export as a download, streamed line by line from the database."""
-    lines: Iterator[str] = judgement_lines(project, fmt=request.fmt, history=request.history,
-                                           sources=request.sources, stages=request.stages)
-    response = StreamingHttpResponse((line.encode("utf-8") for line in lines), content_type=CONTENT_TYPES[request.fmt])
+    chunks: Iterator[bytes] = export_chunks(project, fmt=request.fmt, history=request.history,
+                                            sources=request.sources, stages=request.stages)
+    response = StreamingHttpResponse(chunks, content_type=CONTENT_TYPES[request.fmt])
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     suffix = "-history" if request.history else ""
-    response["Content-Disposition"] = f'attachment; filename="{project.slug}-labels{suffix}-{stamp}.{request.fmt}"'
+    name = f"{project.slug}-labels{suffix}-{stamp}.{SUFFIXES.get(request.fmt, request.fmt)}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response

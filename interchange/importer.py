@@ -16,6 +16,7 @@ from projects.models import LabelType, Membership, Project, Role
 from projects.services import IngestResult, do_add_items, scan_dataset
 from projects.signals import announce_items_added, announce_settings_changed
 
+from .box_formats import do_import_box_records, read_box_file
 from .config import ProjectConfig
 from .judgements_file import (
     InterchangeError,
@@ -59,7 +60,10 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         progress=progress,
     )
     sequence = config.label_type == LabelType.SEQUENCE
-    judgement_rows = read_judgement_rows(config.judgements_file) if config.judgements_file and not sequence else []
+    boxes = config.label_type == LabelType.OBJECT_DETECTION
+    structured = sequence or boxes
+    judgement_rows = (read_judgement_rows(config.judgements_file)
+                      if config.judgements_file and not structured else [])
 
     with transaction.atomic():
         owner, created_user = _get_or_create_owner(config.user)
@@ -95,10 +99,15 @@ def do_import_config(config: ProjectConfig, *, progress: bool = False) -> Import
         Membership.objects.update_or_create(project=project, user=owner, defaults={"role": Role.OWNER})
         ingested = do_add_items(project, scan=scan)
         result = ImportResult(**vars(ingested), created_project=created_project, created_user=created_user)
-        if sequence and config.judgements_file and config.judgements_file.exists():
-            # Read once the items exist: a CoNLL file without ids finds its items by their text.
-            records, problems = read_span_file(project, config.judgements_file)
-            imported, more = do_import_span_records(project, records=records)
+        if structured and config.judgements_file and config.judgements_file.exists():
+            # Read once the items exist: a CoNLL file without ids finds its items by their text, a box file
+            # checks each box against its image's size.
+            if boxes:
+                box_records, problems = read_box_file(project, config.judgements_file)
+                imported, more = do_import_box_records(project, records=box_records)
+            else:
+                records, problems = read_span_file(project, config.judgements_file)
+                imported, more = do_import_span_records(project, records=records)
             problems += more
             result.judgements_imported = imported
             result.judgements_unimported = len(problems)
@@ -138,7 +147,8 @@ def _check_compatible(project: Project, config: ProjectConfig) -> None:
                 if label in removed:
                     counts[label] = counts.get(label, 0) + 1
         if counts:
-            detail = ", ".join(f"{label} ({n} spans)" for label, n in sorted(counts.items()))
+            parts = "boxes" if kind.name == "object_detection" else "spans"
+            detail = ", ".join(f"{label} ({n} {parts})" for label, n in sorted(counts.items()))
             raise ImportConflict(f"cannot remove entity types that spans use: {detail}")
     elif removed:
         used = (

@@ -27,6 +27,7 @@ from projects.ingest import decode_text
 from projects.label_kinds import kind_for
 from projects.models import ItemStatus, Project
 
+from .box_formats import BOX_EXPORT_FORMATS, box_csv_lines, box_export_chunks, coco_lines
 from .common import InterchangeError, stage_and_source, store_imported
 from .span_formats import (
     SEQUENCE_EXPORT_FORMATS,
@@ -155,19 +156,53 @@ def judgement_lines(
 
     Auto-labels are marked (source `auto`, stage AUTO, the model version) or, with include_auto=False,
     left out, so that what is written is only what people labelled or looked at."""
+    kind = kind_for(project)
     # A sequence project's judgements file may be CSV (with a spans column); downloads offer JSONL and CoNLL.
-    formats = export_formats(project) + (("csv",) if kind_for(project).structured else ())
+    # A detection project's text formats are COCO and CSV (VOC and YOLO are zips: `export_chunks`).
+    formats = (("coco", "csv") if kind.name == "object_detection"
+               else export_formats(project) + (("csv",) if kind.structured else ()))
     if fmt not in formats:
         raise InterchangeError(f"unknown export format {fmt!r} for this project ({' or '.join(formats)})")
     chosen = current_judgements(project, history=history, include_auto=include_auto, sources=sources, stages=stages)
-    if kind_for(project).structured:
+    if kind.name == "object_detection":
+        return coco_lines(project, chosen) if fmt == "coco" else box_csv_lines(chosen)
+    if kind.structured:
         return {"conll": conll_lines, "csv": span_csv_lines}.get(fmt, span_jsonl_lines)(chosen)
     return _csv_lines(chosen) if fmt == "csv" else _jsonl_lines(project, chosen)
 
 
+# Formats that hold one file per image: one image twice (its history) would be two files of one name.
+NO_HISTORY_FORMATS = ("voc", "yolo")
+
+
+def export_chunks(
+    project: Project, *, fmt: str, history: bool = False, include_auto: bool = True, sources: Sequence[str] = (),
+    stages: Sequence[str] = (),
+) -> Iterator[bytes]:
+    """Any of `export_formats(project)` as bytes, streamed (`judgement_lines` for the text formats; a detection
+    project's VOC and YOLO are zip archives). InterchangeError for a format or request the project cannot have."""
+    if fmt not in export_formats(project):
+        formats = " or ".join(export_formats(project))
+        raise InterchangeError(f"unknown export format {fmt!r} for this project ({formats})")
+    if history and fmt in NO_HISTORY_FORMATS:
+        raise InterchangeError(f"{fmt.upper()} holds one file per image, so it cannot hold an image's history: "
+                               "export the history as COCO or CSV")
+    if kind_for(project).name == "object_detection":
+        chosen = current_judgements(project, history=history, include_auto=include_auto, sources=sources,
+                                    stages=stages)
+        return box_export_chunks(project, chosen, fmt=fmt)
+    lines = judgement_lines(project, fmt=fmt, history=history, include_auto=include_auto, sources=sources,
+                            stages=stages)
+    return (line.encode("utf-8") for line in lines)
+
+
 def export_formats(project: Project) -> tuple[str, ...]:
-    """What the web process streams: Light Bulb CSV and provenance JSONL, or a sequence project's JSONL and CoNLL."""
-    return SEQUENCE_EXPORT_FORMATS if kind_for(project).structured else EXPORT_FORMATS
+    """What the web process streams: Light Bulb CSV and provenance JSONL, a sequence project's JSONL and CoNLL, or
+    a detection project's COCO, VOC, YOLO and CSV. The first is the default."""
+    kind = kind_for(project)
+    if kind.name == "object_detection":
+        return BOX_EXPORT_FORMATS
+    return SEQUENCE_EXPORT_FORMATS if kind.structured else EXPORT_FORMATS
 
 
 def _csv_lines(chosen) -> Iterator[str]:
@@ -234,6 +269,8 @@ def write_judgements(
     for n, line in enumerate(judgement_lines(project, fmt=fmt, history=history, include_auto=include_auto)):
         out.write(line)
         rows += 0 if fmt == "csv" and n == 0 else 1
+    if fmt == "coco":  # lines are JSON pieces, not judgements
+        return current_judgements(project, history=history, include_auto=include_auto).count()
     return rows
 
 
@@ -247,8 +284,13 @@ def sync_judgements_file(project: Project) -> int | None:
     if not project.judgements_file:
         return None
     path = Path(project.judgements_file)
-    # A sequence project's file keeps its own format (its extension: .jsonl, or .conll/.bio/.iob).
-    fmt = SEQUENCE_FILE_FORMATS.get(path.suffix.lower(), "jsonl") if kind_for(project).structured else "csv"
+    # A sequence project's file keeps its own format (its extension: .jsonl, or .conll/.bio/.iob); a detection
+    # project's is CSV or COCO (.json).
+    kind = kind_for(project)
+    if kind.name == "object_detection":
+        fmt = "coco" if path.suffix.lower() == ".json" else "csv"
+    else:
+        fmt = SEQUENCE_FILE_FORMATS.get(path.suffix.lower(), "jsonl") if kind.structured else "csv"
     return atomic_write_text(
         path, lambda fh: write_judgements(project, fmt=fmt, out=fh, include_auto=False),  # see the module docstring
     )

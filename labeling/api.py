@@ -163,7 +163,7 @@ class JudgementViewSet(ViewSet):
             item=get_item(project, data["item"]),
             user=signed_in(request),
             label=data["label"],
-            value=None if data.get("spans") is None else {"spans": data["spans"]},
+            value=answer_value(data),
             time_taken=data.get("time_taken"),
             role=self.role,
             reason=data.get("reason", ""),
@@ -184,6 +184,14 @@ class JudgementViewSet(ViewSet):
             item_payload(project, item, stage=item.lease_stage or None, prediction=prediction,
                          picked_by=item.lease_picked_by, answer=answer)
         )
+
+
+def answer_value(data: dict) -> dict | None:
+    """A structured answer as the request gave it (spans or boxes; the project's kind checks it), else None."""
+    for part in ("spans", "boxes"):
+        if data.get(part) is not None:
+            return {part: data[part]}
+    return None
 
 
 # `projects/<project_id>/stats/`: an action on one project (a `list` would be documented as an array).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from projects.label_kinds import item_text, kind_for
+from projects.label_kinds import image_size, item_text, kind_for
 from projects.models import Item, ItemKind, Project
 from projects.rendering import render_json_item, split_email
 
@@ -38,11 +38,17 @@ def item_payload(
         payload["data"] = item.text
         # E-mails show their body first, the headers folded (the model still reads the whole text).
         payload["email"] = split_email(item.text)
-    if kind_for(project).structured:
+    kind = kind_for(project)
+    if kind.tokenized:
         # Spans snap to these [start, end) offsets: the model's own tokenizer's (Item.tokens).
         payload["text"] = item_text(item)
         payload["tokens"] = item.tokens or []
+    if kind.structured:
         payload["answer"] = answer
+    if item.kind == ItemKind.FILE and kind.name == "object_detection":
+        # Boxes are in the original image's pixels, whatever size the screen draws it at.
+        width, height = image_size(item)
+        payload["width"], payload["height"] = width, height
     return payload
 
 

@@ -14,12 +14,19 @@ class JudgementCreateSerializer(serializers.Serializer):
     item = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     label = serializers.CharField(  # type: ignore[assignment]
         max_length=200, required=False, allow_blank=True, default="",
-        help_text="classification: the class (required); sequence tagging: leave out and send spans",
+        help_text="classification: the class (required); sequence tagging and object detection: leave out and "
+        "send spans or boxes",
     )
     spans = serializers.JSONField(
         required=False, default=None,
         help_text='sequence tagging: [{"start", "end", "label"}], character offsets into the text (end '
         "exclusive) on token boundaries, no overlaps; [] says the text has no entities",
+    )
+    boxes = serializers.JSONField(
+        required=False, default=None,
+        help_text='object detection: [{"xmin", "ymin", "xmax", "ymax", "label"}], pixels of the original image '
+        "(x right, y down from its top-left corner), inside it, at least a pixel wide and high; [] says the "
+        "image has no objects",
     )
     time_taken = serializers.FloatField(required=False, allow_null=True, min_value=0)
     reason = serializers.CharField(

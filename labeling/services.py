@@ -212,7 +212,7 @@ def next_items(
     if counts.audits_pending:  # the audit query is the costliest here: only when some audit is owed
         result += _lease_audit_items(project, user=user, count=count - len(result), now=now, until=until)
     pool = Item.objects.filter(free_lease(now), project=project, status=ItemStatus.UNLABELLED)
-    if kind_for(project).structured:
+    if kind_for(project).tokenized:
         # A text is offered once the model loop has tokenized it: spans snap to its tokens.
         pool = pool.filter(tokens__isnull=False)
     # By user alone (its own index): the pool is this project's already, and joining items here made
@@ -377,7 +377,7 @@ def validate_answer(project: Project, item: Item, *, label: str, value: object) 
         return validate_label(project, label), None
     if value is None:
         raise InvalidValue(
-            f'a {project.get_label_type_display()} label is a value: {{"spans": [{{"start", "end", "label"}}]}}'
+            f"a {project.get_label_type_display()} label is a value: {kind.value_shape}"
         )
     try:
         checked = kind.validate(project, item, value)

@@ -35,7 +35,7 @@ def embed_new_items(sender, *, project_id: int, **kwargs) -> None:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return
-    if kind_for(project).structured:
+    if kind_for(project).tokenized:
         request_tokenizing(project_id)  # spans snap to the model's tokens: the queue waits for them
     if project.modelled:
         request_embedding(project_id)

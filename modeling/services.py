@@ -81,7 +81,7 @@ def request_training(project_id: int, *, force: bool = False) -> None:
         project = Project.objects.filter(pk=project_id).only("label_type").first()
         # A structured kind's head trains for minutes (spaCy's NER): on the deep worker, never ahead of the
         # quick classification fits of other projects.
-        deep = project is not None and kind_for(project).structured
+        deep = project is not None and kind_for(project).trains_deep
         _enqueue("modeling.tasks.train_project", project_id, f"train-{project_id}",
                  **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
@@ -90,7 +90,7 @@ def request_proposals(project_id: int) -> None:
     """Recompute thresholds and proposals for the current version (the target precision changed)."""
     if loop_enabled():
         project = Project.objects.filter(pk=project_id).only("label_type").first()
-        deep = project is not None and kind_for(project).structured  # it re-tags every text with spaCy
+        deep = project is not None and kind_for(project).trains_deep  # it re-tags every text with spaCy
         _enqueue("modeling.tasks.propose_project", project_id, f"propose-{project_id}",
                  **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
@@ -98,7 +98,7 @@ def request_proposals(project_id: int) -> None:
 def request_ranking(project_id: int) -> None:
     if loop_enabled():
         project = Project.objects.filter(pk=project_id).only("label_type").first()
-        deep = project is not None and kind_for(project).structured  # spaCy tags every text: the deep worker's
+        deep = project is not None and kind_for(project).trains_deep  # spaCy tags every text: the deep worker's
         _enqueue("modeling.tasks.rank_project", project_id, f"rank-{project_id}",
                  **({"cluster": settings.LIGHTBULB_DEEP_CLUSTER} if deep else {}))
 
@@ -114,12 +114,12 @@ def resume_pending_work() -> list[str]:
     # queued" set: clear it, and re-request below what the database says is due.
     ModelState.objects.exclude(train_queued_at=None).update(train_queued_at=None)
     for project in Project.objects.all():
-        if kind_for(project).structured and untokenized_items(project).exists():
+        if kind_for(project).tokenized and untokenized_items(project).exists():
             request_tokenizing(project.pk)
             enqueued.append(f"tokenize {project.slug}")
         state = ModelState.objects.filter(project=project).first()
         if not project.modelled:
-            if kind_for(project).structured and state is not None:
+            if kind_for(project).trains_deep and state is not None:
                 # The NER head: no embeddings or proposals; its ranking follows each version.
                 if state.requested_revision > state.trained_revision:
                     request_training(project.pk)
@@ -156,7 +156,7 @@ def needs_training(project: Project, state: ModelState) -> bool:
     if state.trained_revision < project.judgement_revision:
         return True
     current = state.current_version
-    if current is None or kind_for(project).structured:
+    if current is None or kind_for(project).head != "classifier":
         return False  # a structured kind's head reads the text itself: no encoder to follow
     spec = project_encoder(project).spec
     return (current.encoder, current.encoder_version) != (spec.name, spec.version)
@@ -409,7 +409,7 @@ def model_summary(project: Project) -> ModelSummary:
     )
     current = state.current_version if state else None
     in_the_loop, running = loop_flags(state)
-    if kind_for(project).structured:
+    if kind_for(project).head == "ner":
         # The NER head reads the text through the spaCy pipeline's own features: no sentence encoder, no cache.
         encoder: EncoderInfo = {"name": f"spacy:{settings.LIGHTBULB_SPACY_PIPELINE}",
                    "version": current.encoder_version if current else "",

@@ -79,7 +79,7 @@ def tokenize_project(project_id: int) -> str:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
-    if not kind_for(project).structured:
+    if not kind_for(project).tokenized:
         return "not a sequence project"
     budget = settings.LIGHTBULB_EMBED_TASK_SECONDS
     deadline = time.monotonic() + budget if budget > 0 else None
@@ -226,7 +226,7 @@ def train_project(project_id: int) -> str:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return "project deleted"
-    structured = kind_for(project).structured
+    structured = kind_for(project).trains_deep
     if not project.modelled and not structured:
         return "no model for this label type"
     state, _ = ModelState.objects.get_or_create(project=project)

@@ -343,7 +343,7 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
     results: list[dict[str, Any]] = []  # per input: preview, bars, error, name
     context: dict[str, Any] = {"project": project, "version": version, "results": results, "error": "", "text": "",
                                "url": "", "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
-    sequence = kind_for(project).structured
+    sequence = kind_for(project).head == "ner"
     context["sequence"] = sequence
     if sequence and version is not None:
         context["f1"] = (version.metrics.get("overall") or {}).get("f1")

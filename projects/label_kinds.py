@@ -12,6 +12,7 @@ its answer in `Judgement.value` and a short summary in `label` ("2 spans", "none
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 # A tweet has a handful of entities and a long document a few hundred; more than this in one answer
 # is a client gone wrong, not a person's work.
 MAX_SPANS = 1000
+# Dense scenes (a tree canopy, a crowd) hold a few hundred objects; more is a client gone wrong.
+MAX_BOXES = 1000
+# A box under a pixel is a click that slipped, not an object.
+MIN_BOX_PIXELS = 1.0
+BOX_KEYS = ("xmin", "ymin", "xmax", "ymax")
 
 
 class InvalidAnswer(ValueError):
@@ -40,6 +46,19 @@ class LabelKind:
     screen: str = "classes"
     # Keys the screen keeps for itself: no type and no command takes them (`x` removes a span).
     reserved_keys: frozenset[str] = frozenset()
+    # Whether items are offered only once the model loop has tokenized them (spans snap to tokens).
+    tokenized: bool = False
+    # The model the loop trains: "classifier" (a head on cached encoder vectors), "ner" (spaCy), or ""
+    # (none yet: the items are labelled and exported, no model learns from them).
+    head: str = "classifier"
+    # What the answer looks like, for the error that asks for one.
+    value_shape: str = ""
+
+    @property
+    def trains_deep(self) -> bool:
+        """A head that trains for minutes (spaCy's NER, a detector): the deep worker's queue, never ahead of the
+        quick classification fits of other projects."""
+        return self.head not in ("classifier", "")
 
     def validate(self, project: Project, item: Item, value: Any) -> dict | None:
         """The value normalised (sorted, canonical keys), or InvalidAnswer naming what is wrong."""
@@ -109,6 +128,74 @@ class SequenceKind(LabelKind):
         return [str(s.get("label", "")) for s in (value or {}).get("spans") or [] if isinstance(s, Mapping)]
 
 
+@dataclass(frozen=True)
+class DetectionKind(LabelKind):
+    """Boxes on an image: `{"boxes": [{"xmin", "ymin", "xmax", "ymax", "label"}]}`, in pixels of the original
+    image (x to the right, y down, from its top-left corner; `xmax`/`ymax` are where the box ends).
+
+    A box lies inside the image (`Item.meta` width and height, read at ingest), is at least a pixel wide and
+    high, and carries one of the project's classes. Boxes may overlap (crowns, crowds). An empty list is an
+    answer: "no objects here". Coordinates are kept to 1/100 pixel, whole numbers as integers.
+    """
+
+    def validate(self, project: Project, item: Item, value: Any) -> dict:
+        raw = value.get("boxes") if isinstance(value, Mapping) else value
+        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
+            raise InvalidAnswer('boxes must be a list of {"xmin", "ymin", "xmax", "ymax", "label"} objects')
+        if len(raw) > MAX_BOXES:
+            raise InvalidAnswer(f"at most {MAX_BOXES} boxes in one image, not {len(raw)}")
+        classes = list(project.classes)
+        width, height = image_size(item)
+        boxes: list[dict[str, Any]] = []
+        for n, box in enumerate(raw, start=1):
+            if not isinstance(box, Mapping):
+                raise InvalidAnswer(f'box {n} must be an object with "xmin", "ymin", "xmax", "ymax" and "label"')
+            coords = [box.get(k) for k in BOX_KEYS]
+            if not all(_is_number(c) for c in coords):
+                raise InvalidAnswer(f"box {n}: xmin, ymin, xmax and ymax must be numbers (pixels)")
+            xmin, ymin, xmax, ymax = (pixel(float(c)) for c in coords)  # type: ignore[arg-type]
+            label = box.get("label")
+            if not isinstance(label, str) or label not in classes:
+                raise InvalidAnswer(
+                    f"box {n}: {str(label)[:60]!r} is not a class of this project (classes: {', '.join(classes)})"
+                )
+            if xmax - xmin < MIN_BOX_PIXELS or ymax - ymin < MIN_BOX_PIXELS:
+                raise InvalidAnswer(
+                    f"box {n}: {xmin},{ymin} to {xmax},{ymax} is not a box: it must be at least "
+                    f"{MIN_BOX_PIXELS:g} pixel wide and high (xmax > xmin, ymax > ymin)"
+                )
+            if xmin < 0 or ymin < 0 or (width is not None and xmax > width) or (height is not None and ymax > height):
+                size = f"{width}×{height}" if width is not None and height is not None else "its size unknown"
+                raise InvalidAnswer(f"box {n}: {xmin},{ymin} to {xmax},{ymax} is outside the image ({size} pixels)")
+            boxes.append({"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax, "label": label})
+        boxes.sort(key=lambda b: (b["xmin"], b["ymin"], b["xmax"], b["ymax"], b["label"]))
+        return {"boxes": boxes}
+
+    def summary(self, value: Mapping | None) -> str:
+        n = len((value or {}).get("boxes") or [])
+        return "none" if n == 0 else f"{n} box{'es' if n != 1 else ''}"
+
+    def part_labels(self, value: Mapping | None) -> list[str]:
+        return [str(b.get("label", "")) for b in (value or {}).get("boxes") or [] if isinstance(b, Mapping)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def pixel(value: float) -> int | float:
+    """A coordinate as stored: to 1/100 pixel, and an int when it is whole (so 12 and 12.0 are one value)."""
+    rounded = round(float(value), 2)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
+def image_size(item: Item) -> tuple[int | None, int | None]:
+    """The image's width and height in pixels, as ingest read them (None when unknown)."""
+    meta = item.meta if isinstance(item.meta, Mapping) else {}
+    width, height = meta.get("width"), meta.get("height")
+    return (width if _is_int(width) else None, height if _is_int(height) else None)
+
+
 def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -132,13 +219,22 @@ def token_boundaries(item: Item) -> tuple[set[int], set[int]] | tuple[None, None
 
 
 CLASSIFICATION = LabelKind(name="classification", structured=False)
-SEQUENCE = SequenceKind(name="sequence", structured=True, screen="spans", reserved_keys=frozenset({"x"}))
+SEQUENCE = SequenceKind(
+    name="sequence", structured=True, screen="spans", reserved_keys=frozenset({"x"}), tokenized=True, head="ner",
+    value_shape='{"spans": [{"start", "end", "label"}]}',
+)
+# `x` removes a box; `a` accepts the model's box under the cursor; `f` fits the image to the screen.
+DETECTION = DetectionKind(
+    name="object_detection", structured=True, screen="boxes", reserved_keys=frozenset({"x", "a", "f"}), head="",
+    value_shape='{"boxes": [{"xmin", "ymin", "xmax", "ymax", "label"}]}',
+)
 
 # Keyed by projects.models.LabelType's values (spelled out: models imports this module, not the reverse).
 KINDS: dict[str, LabelKind] = {
     "classification": CLASSIFICATION,
     "binary": CLASSIFICATION,
     "sequence": SEQUENCE,
+    "object_detection": DETECTION,
 }
 
 

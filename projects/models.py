@@ -21,12 +21,12 @@ class LabelType(models.TextChoices):
     OBJECT_DETECTION = "object_detection", "Object detection"
 
 
-# Label types whose labeling UI and model exist today; the others import and are stored, and the
-# pages say plainly that their UI comes later.
-# Sequence tagging (issue 23, in progress): span judgements are checked and stored (the REST API and
-# imports take them) and the model loop tokenizes its texts; its labelling screen and model are next.
-SUPPORTED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY, LabelType.SEQUENCE})
-# Label types whose model the loop trains today (sequence tagging's spaCy head is issue 23's next step).
+# Label types with a labelling screen (every type today: projects.label_kinds holds each one's parts).
+SUPPORTED_LABEL_TYPES = frozenset(
+    {LabelType.CLASSIFICATION, LabelType.BINARY, LabelType.SEQUENCE, LabelType.OBJECT_DETECTION}
+)
+# Label types whose model is a classification head on encoder vectors (sequence tagging trains spaCy's NER,
+# `LabelKind.head`; object detection's detector is not built yet: its boxes are labelled and exported).
 MODELLED_LABEL_TYPES = frozenset({LabelType.CLASSIFICATION, LabelType.BINARY})
 BINARY_CLASSES = ["YES", "NO"]
 

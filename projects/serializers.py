@@ -53,7 +53,8 @@ class GuidelinesSerializer(serializers.Serializer):
 class ProjectCreateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=300)
     data_type = serializers.ChoiceField(choices=["images", "text", "json"])
-    label_type = serializers.ChoiceField(choices=["classification", "binary", "sequence"], default="classification")
+    label_type = serializers.ChoiceField(choices=["classification", "binary", "sequence", "object_detection"],
+                                         default="classification")
     classes = serializers.JSONField(
         required=False,
         help_text="a list of names, or text with one per line or comma-separated (binary: YES and NO, fixed)",

@@ -92,6 +92,10 @@ def check_classes(classes: list[str], *, label_type: str) -> list[str]:
         # One entity type is a real project ("mark every person"); no spans is always an answer.
         if not classes:
             raise ProjectError("a sequence tagging project needs at least one entity type")
+    elif label_type == LabelType.OBJECT_DETECTION:
+        # One class is the common case (trees, cars); "no objects here" is always an answer.
+        if not classes:
+            raise ProjectError("an object detection project needs at least one class")
     elif len(classes) < 2:
         raise ProjectError("a classification project needs at least two classes")
     if len(classes) > CLASSES_MAX:
@@ -159,6 +163,8 @@ def do_create_project(
         raise ProjectError(f"the label type must be one of {choices}, not {str(label_type)[:40]!r}")
     if label_type == LabelType.SEQUENCE and data_type == DataType.IMAGES:
         raise ProjectError("sequence tagging marks spans of text: its data type is text or json (a \"text\" field)")
+    if label_type == LabelType.OBJECT_DETECTION and data_type != DataType.IMAGES:
+        raise ProjectError("object detection draws boxes on images: its data type is images")
     classes = check_classes(classes, label_type=label_type)
     description = str(description or "").strip()
     if len(description) > DESCRIPTION_MAX:

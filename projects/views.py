@@ -84,7 +84,8 @@ def project_new(request: HttpRequest) -> HttpResponse:
         "values": values, "data_types": DataType.choices,
         "label_types": [(LabelType.CLASSIFICATION, "Classification: one of several classes"),
                         (LabelType.BINARY, "Binary: YES or NO"),
-                        (LabelType.SEQUENCE, "Sequence tagging: mark entity spans in text")],
+                        (LabelType.SEQUENCE, "Sequence tagging: mark entity spans in text"),
+                        (LabelType.OBJECT_DETECTION, "Object detection: draw boxes around objects in images")],
     }, status=status)
 
 
@@ -113,7 +114,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         from modeling.views import model_card_context  # the model card is modeling's; it reads the DB only
 
         context.update(model_card_context(project, role=role))
-    elif kind_for(project).structured:
+    elif kind_for(project).head == "ner":
         from modeling.views import span_model_card_context
 
         context.update(span_model_card_context(project))

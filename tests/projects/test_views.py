@@ -54,14 +54,6 @@ def test_the_project_page_sanitises_the_description(client, image_project, alice
     assert "alert(1)" not in html and "onclick" not in html
 
 
-def test_it_says_plainly_when_a_label_type_has_no_ui_yet(client, image_project, alice):
-    image_project.label_type = "object_detection"
-    image_project.save()
-    client.force_login(alice)
-    html = client.get(reverse("projects:detail", args=[image_project.pk])).content.decode()
-    assert "stored, not yet labelable" in html
-
-
 def test_members_keep_at_least_one_owner(image_project, alice, bob):
     do_add_member(image_project, user=bob, role=Role.ANNOTATOR)
     with pytest.raises(MembershipError, match="at least one owner"):

@@ -4,8 +4,15 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from interchange.judgements_file import atomic_write_text, current_judgements, export_formats, write_judgements
+from interchange.judgements_file import (
+    atomic_write_text,
+    current_judgements,
+    export_chunks,
+    export_formats,
+    write_judgements,
+)
 from interchange.span_formats import write_docbin
+from lightbulb_site.atomic import atomic_write
 from projects.label_kinds import kind_for
 from projects.models import Project
 from projects.services import ProjectError
@@ -21,12 +28,13 @@ def project_from_arg(value: str) -> Project:
 
 class Command(BaseCommand):
     help = ("Export a project's judgements (auto-labels marked, or left out): classification as Light Bulb CSV or "
-            "provenance JSONL; sequence tagging as spans JSONL, CoNLL (BIO) or spaCy's DocBin (--format docbin -o F).")
+            "provenance JSONL; sequence tagging as spans JSONL, CoNLL (BIO) or spaCy's DocBin (--format docbin -o F); "
+            "object detection as COCO JSON, CSV, or Pascal VOC / YOLO zips (-o F).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("project", help="project id or slug")
-        parser.add_argument("--format", choices=["csv", "jsonl", "conll", "docbin"],
-                            help="default: csv (classification) or jsonl (sequence tagging)")
+        parser.add_argument("--format", choices=["csv", "jsonl", "conll", "docbin", "coco", "voc", "yolo"],
+                            help="default: csv (classification), jsonl (sequence tagging) or coco (detection)")
         parser.add_argument("--output", "-o", help="file to write (default: standard output; DocBin needs one)")
         parser.add_argument("--history", action="store_true", help="include superseded judgements too")
         parser.add_argument(
@@ -47,6 +55,21 @@ class Command(BaseCommand):
                 path = Path(options["output"])
                 chosen = current_judgements(project, history=history, include_auto=auto)
                 self.stderr.write(f"wrote {write_docbin(project, path, chosen=chosen)} text(s) to {path}")
+            elif fmt in ("voc", "yolo"):
+                if not options.get("output"):
+                    raise CommandError(f"a {fmt.upper()} export is a zip archive: name the file to write with --output")
+                path = Path(options["output"])
+                chunks = export_chunks(project, fmt=fmt, history=history, include_auto=auto)
+
+                def write(fh) -> None:
+                    for chunk in chunks:
+                        fh.write(chunk)
+
+                atomic_write(path, write)
+                rows = current_judgements(project, history=history, include_auto=auto).count()
+                self.stderr.write(f"wrote {rows} image(s) to {path}")
+            elif fmt not in export_formats(project):
+                raise CommandError(f"{fmt} is not a format of this project: {', '.join(export_formats(project))}")
             elif options.get("output"):
                 path = Path(options["output"])
                 rows = atomic_write_text(

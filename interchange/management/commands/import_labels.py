@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from interchange.box_formats import do_import_box_records, read_box_file
 from interchange.judgements_file import do_import_judgement_rows, read_judgement_rows
 from interchange.management.commands.export_judgements import project_from_arg
 from interchange.span_formats import do_import_span_records, read_span_file
@@ -14,19 +15,26 @@ from projects.services import ProjectError
 
 class Command(BaseCommand):
     help = ("Import a labels file as judgements for items nobody has labelled yet: Light Bulb CSV (classification), "
-            "or spans JSONL, CoNLL (.conll/.bio/.iob) or spaCy DocBin (.spacy) for sequence tagging.")
+            "spans JSONL, CoNLL (.conll/.bio/.iob) or spaCy DocBin (.spacy) for sequence tagging, or boxes as CSV, "
+            "COCO (.json), a Pascal VOC or YOLO zip, or a folder of VOC .xml / YOLO .txt files for object detection.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("project", help="project id or slug")
-        parser.add_argument("file", help="the labels file; its extension says its format")
+        parser.add_argument("file", help="the labels file (or a folder of VOC / YOLO files); its extension says "
+                                         "its format")
 
     def handle(self, *args, **options) -> None:
         project = project_from_arg(options["project"])
         path = Path(options["file"])
-        if not path.is_file():
+        kind = kind_for(project)
+        if not path.is_file() and not (kind.name == "object_detection" and path.is_dir()):
             raise CommandError(f"no file {path}")
         try:
-            if kind_for(project).structured:
+            if kind.name == "object_detection":
+                box_records, problems = read_box_file(project, path)
+                imported, more = do_import_box_records(project, records=box_records)
+                problems += more
+            elif kind.structured:
                 records, problems = read_span_file(project, path)
                 imported, more = do_import_span_records(project, records=records)
                 problems += more
