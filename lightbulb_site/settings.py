@@ -417,6 +417,10 @@ LIGHTBULB_FINETUNE_EPOCHS = env_int("LIGHTBULB_FINETUNE_EPOCHS", 8)
 # Sequence tagging (spaCy NER on the deep worker): passes over TRAIN, and a bound on one training's time.
 LIGHTBULB_NER_EPOCHS = env_int("LIGHTBULB_NER_EPOCHS", 15)
 LIGHTBULB_NER_TRAIN_SECONDS = env_float("LIGHTBULB_NER_TRAIN_SECONDS", 600.0)
+# Object detection (modeling/ml/detection.py): batches of two images per version, and a bound on its time.
+# 200 batches took 112 s on 16 trees tiles on these 2 cores (docs/design/label-types.md, D4).
+LIGHTBULB_DETECTOR_ITERATIONS = env_int("LIGHTBULB_DETECTOR_ITERATIONS", 400)
+LIGHTBULB_DETECTOR_TRAIN_SECONDS = env_float("LIGHTBULB_DETECTOR_TRAIN_SECONDS", 600.0)
 LIGHTBULB_CLAIM_STALE_SECONDS = env_int("LIGHTBULB_CLAIM_STALE_SECONDS", 300)  # a silent worker's job is taken over
 # Proposals reviewed per batch: a screenful of thumbnails, or of texts a person can actually read.
 LIGHTBULB_BATCH_SIZE_IMAGES = env_int("LIGHTBULB_BATCH_SIZE_IMAGES", 60)

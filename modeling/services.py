@@ -124,7 +124,8 @@ def resume_pending_work() -> list[str]:
                 if state.requested_revision > state.trained_revision:
                     request_training(project.pk)
                     enqueued.append(f"train {project.slug}")
-                elif state.current_version is not None and state.ranked_version != state.current_version.number:
+                elif (kind_for(project).head == "ner" and state.current_version is not None
+                      and state.ranked_version != state.current_version.number):
                     request_ranking(project.pk)
                     enqueued.append(f"rank {project.slug}")
             continue
@@ -270,6 +271,40 @@ def span_training_rows(project: Project) -> SpanRows:
     return data
 
 
+@dataclass
+class BoxRows:
+    """A detection project's labelled images: (item id, image file, boxes) per stage."""
+
+    train: list[tuple[int, Path, list[dict]]]
+    test: list[tuple[int, Path, list[dict]]]
+
+
+def box_training_rows(project: Project) -> BoxRows:
+    """The current TRAIN and TEST answers of a detection project whose image file is still there (auto-labels,
+    stage AUTO, never train; a class the owner has since removed is not the detector's to learn)."""
+    rows = (
+        Judgement.objects.filter(project=project, is_current=True, stage__in=[Stage.TRAIN, Stage.TEST])
+        .exclude(value=None).select_related("item").order_by("item_id")
+    )
+    classes = set(project.classes)
+    data = BoxRows(train=[], test=[])
+    for j in rows:
+        path = project.item_file_path(j.item)
+        if path is None or not path.is_file():
+            continue
+        boxes = [b for b in (j.value or {}).get("boxes") or [] if b.get("label") in classes]
+        (data.test if j.stage == Stage.TEST else data.train).append((j.item_id, path, boxes))
+    return data
+
+
+def box_minimums_unmet(project: Project, data: BoxRows) -> str:
+    """Why there cannot be a detector yet ("" when there can)."""
+    needs = _counts_unmet(project, test=len(data.test), train=len(data.train), noun="image")
+    if not any(boxes for _, _, boxes in data.train):
+        needs.append("a TRAIN image with at least one box")
+    return "needs " + " and ".join(needs) if needs else ""
+
+
 def _counts_unmet(project: Project, *, test: int, train: int, noun: str) -> list[str]:
     """Light Bulb's minimums, configurable per project: what TEST and TRAIN still lack."""
     needs = []
@@ -362,6 +397,8 @@ class VersionPayload(TypedDict):
     proposal_note: str
     # Sequence tagging: entity-level {"overall": {precision, recall, f1, support, predicted}, "per_type": {...}}.
     entities: dict[str, Any] | None
+    # Object detection: {"overall": {map50, map50_95, support, images}, "per_class": {class: {ap50, ap50_95, ...}}}.
+    boxes: dict[str, Any] | None
 
 
 class VersionRow(TypedDict):
@@ -415,6 +452,11 @@ def model_summary(project: Project) -> ModelSummary:
                    "version": current.encoder_version if current else "",
                    "description": "spaCy NER trained for the project's types on en_core_web_sm 3.8's pretrained "
                                   "token features", "dim": 0}
+    elif kind_for(project).head == "detector":
+        encoder = {"name": "torchvision:fasterrcnn_mobilenet_v2_fpn",
+                   "version": current.encoder_version if current else "",
+                   "description": "Faster R-CNN with a feature pyramid on the ImageNet MobileNetV2, trained on the "
+                                  "project's boxes", "dim": 0}
     else:
         encoder = {"name": spec.name, "version": spec.version, "description": spec.description, "dim": spec.dim}
     return {
@@ -467,6 +509,7 @@ def _version_payload(version: ModelVersion) -> VersionPayload:
         "proposal_note": version.proposal_note,
         "entities": ({"overall": version.metrics.get("overall", {}), "per_type": version.metrics.get("per_type", {})}
                      if version.metrics.get("kind") == "sequence" else None),
+        "boxes": version.metrics.get("boxes") if version.metrics.get("kind") == "object_detection" else None,
     }
 
 

@@ -28,6 +28,8 @@ from .ml.semisupervised import sample_rows
 from .models import EmbeddingJob, ItemPrediction, LabelCheck, ModelState, ModelVersion
 from .services import (
     TrainingData,
+    box_minimums_unmet,
+    box_training_rows,
     claim,
     claim_token,
     heartbeat,
@@ -252,7 +254,8 @@ def train_project(project_id: int) -> str:
             state = ModelState.objects.select_related("current_version").get(pk=project.pk)
             if not needs_training(project, state):
                 break
-            train_once = _train_spans_once if structured else _train_once
+            train_once = {"ner": _train_spans_once, "detector": _train_boxes_once}.get(kind_for(project).head,
+                                                                                        _train_once)
             message, made_version = train_once(project, revision=revision, token=token)
             results.append(message)
             if not made_version:
@@ -399,6 +402,43 @@ def _train_spans_once(project: Project, *, revision: int, token: str) -> tuple[s
     return f"v{number}: {len(data.train)} train, {len(data.test)} test, entity F1 {f1}", True
 
 
+def _train_boxes_once(project: Project, *, revision: int, token: str) -> tuple[str, bool]:
+    """A detection project's version: Faster R-CNN trained on the TRAIN images, scored on TEST
+    (modeling/ml/detection.py: mAP@0.5 and @0.5:0.95 per class)."""
+    filters = {"pk": project.pk}
+    data = box_training_rows(project)
+    unmet = box_minimums_unmet(project, data)
+    if unmet:
+        heartbeat(ModelState, filters=filters, token=token, waiting_for=unmet, trained_revision=revision)
+        return unmet, False
+
+    import torchvision
+
+    from .ml.detection import train_detector
+
+    number = _next_version_number(project)
+    relative = f"versions/v{number:05d}.detector.pt"
+    # File first, row second: a crash between leaves an unreferenced file the next run overwrites.
+    result = train_detector(
+        classes=list(project.classes), train=[(p, b) for _, p, b in data.train], test=[(p, b) for _, p, b in data.test],
+        out_path=project.model_path / relative, iterations=settings.LIGHTBULB_DETECTOR_ITERATIONS,
+        seconds=settings.LIGHTBULB_DETECTOR_TRAIN_SECONDS, seed=number,
+        on_step=lambda _n: heartbeat(ModelState, filters=filters, token=token),
+    )
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            project=project, number=number, encoder="torchvision:fasterrcnn_mobilenet_v2_fpn",
+            encoder_version=torchvision.__version__, classes=list(project.classes), file=relative,
+            judgement_revision=revision, train_count=len(data.train), test_count=len(data.test), accuracy=None,
+            loss=None, metrics=result.metrics, training_seconds=result.seconds,
+        )
+        ModelState.objects.filter(pk=project.pk).update(
+            current_version=version, trained_revision=revision, waiting_for="", last_error=""
+        )
+    score = "–" if result.map50 is None else f"{result.map50:.3f}"
+    return f"v{number}: {len(data.train)} train, {len(data.test)} test, mAP@0.5 {score}", True
+
+
 def rank_spans_version(project: Project, *, version: ModelVersion, beat: Callable[[], object] | None = None) -> int:
     """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
     `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
@@ -522,6 +562,8 @@ def rank_project(project_id: int) -> str:
     project, _state, version = found
     if version.metrics.get("kind") == "sequence":
         return f"ranked {rank_spans_version(project, version=version)} texts with v{version.number}"
+    if version.metrics.get("kind") == "object_detection":
+        return "no ranking for detection yet: images are offered at random"
     head = Head.load(project.model_path / version.file)
     _, store = store_for(project)
     embeddings = store.load()
@@ -590,6 +632,8 @@ def propose_project(project_id: int) -> str:
     if version.metrics.get("kind") == "sequence":
         # A text goes to review by the floor and the cost rule: ranking decides it again for every text.
         return f"ranked {rank_spans_version(project, version=version)} texts with v{version.number}"
+    if version.metrics.get("kind") == "object_detection":
+        return "no proposals for detection yet"
     if state.ranked_version != version.number:
         return "waiting for the ranking"  # rank_project proposes when it finishes
     head = Head.load(project.model_path / version.file)

@@ -168,6 +168,27 @@ def span_model_card_context(project: Project) -> dict:
     }}
 
 
+def box_model_card_context(project: Project) -> dict:
+    """The object detection model card: the current version's AP on TEST per class (modeling/ml/detection.py),
+    and the versions before it."""
+    summary = model_summary(project)
+    current = summary["current_version"]
+    scored: dict = (current["boxes"] if current else None) or {}
+    per_class = scored.get("per_class") or {}
+    versions = list(ModelVersion.objects.filter(project=project).order_by("-number")[:12])
+    return {"box_card": {
+        "summary": summary,
+        "current": current,
+        "overall": scored.get("overall") or {},
+        "rows": [{"name": c, **per_class.get(c, {})} for c in project.classes],
+        "versions": [{"number": v.number, "train_count": v.train_count, "test_count": v.test_count,
+                      "map50": ((v.metrics.get("boxes") or {}).get("overall") or {}).get("map50"),
+                      "map50_95": ((v.metrics.get("boxes") or {}).get("overall") or {}).get("map50_95"),
+                      "iterations": v.metrics.get("iterations"), "seconds": v.training_seconds,
+                      "created_at": v.created_at} for v in versions],
+    }}
+
+
 def model_card_context(project: Project, *, role: str | None = None) -> ModelCardContext:
     from labeling.stats import proposal_stats
 

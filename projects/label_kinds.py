@@ -48,8 +48,8 @@ class LabelKind:
     reserved_keys: frozenset[str] = frozenset()
     # Whether items are offered only once the model loop has tokenized them (spans snap to tokens).
     tokenized: bool = False
-    # The model the loop trains: "classifier" (a head on cached encoder vectors), "ner" (spaCy), or ""
-    # (none yet: the items are labelled and exported, no model learns from them).
+    # The model the loop trains: "classifier" (a head on cached encoder vectors), "ner" (spaCy) or
+    # "detector" (torchvision Faster R-CNN).
     head: str = "classifier"
     # What the answer looks like, for the error that asks for one.
     value_shape: str = ""
@@ -225,7 +225,8 @@ SEQUENCE = SequenceKind(
 )
 # `x` removes a box; `a` accepts the model's box under the cursor; `f` fits the image to the screen.
 DETECTION = DetectionKind(
-    name="object_detection", structured=True, screen="boxes", reserved_keys=frozenset({"x", "a", "f"}), head="",
+    name="object_detection", structured=True, screen="boxes", reserved_keys=frozenset({"x", "a", "f"}),
+    head="detector",
     value_shape='{"boxes": [{"xmin", "ymin", "xmax", "ymax", "label"}]}',
 )
 

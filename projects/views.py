@@ -118,6 +118,10 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         from modeling.views import span_model_card_context
 
         context.update(span_model_card_context(project))
+    elif kind_for(project).head == "detector":
+        from modeling.views import box_model_card_context
+
+        context.update(box_model_card_context(project))
     return render(request, "projects/project_detail.html", context)
 
 
