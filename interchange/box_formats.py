@@ -39,14 +39,13 @@ from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree
 
 import yaml
-from django.contrib.auth.models import User
 
 from labeling.models import Judgement
 from projects.ingest import decode_text
-from projects.label_kinds import InvalidAnswer, image_size, kind_for, pixel
+from projects.label_kinds import image_size, kind_for, pixel
 from projects.models import Item, ItemStatus, Project
 
-from .common import InterchangeError, stage_and_source, store_imported
+from .common import InterchangeError, imported_judgement, store_imported, users_named
 
 BOX_EXPORT_FORMATS = ("coco", "voc", "yolo", "csv")
 BOX_FILE_SUFFIXES = (".csv", ".json", ".zip", "a folder of VOC .xml or YOLO .txt files")
@@ -490,7 +489,7 @@ def do_import_box_records(project: Project, *, records: list[BoxRecord]) -> tupl
         raise InterchangeError("box files import into object detection projects only")
     finder = ItemFinder(project)
     already = set(Judgement.objects.filter(project=project).values_list("item_id", flat=True).distinct())
-    users = {u.username: u for u in User.objects.filter(username__in={r.labelled_by for r in records})}
+    users = users_named(records)
     problems: list[str] = []
     per_item: dict[int, list[Judgement]] = {}
     for record in records:
@@ -501,21 +500,10 @@ def do_import_box_records(project: Project, *, records: list[BoxRecord]) -> tupl
         if item is None:
             problems.append(f"{record.where}: no image {record.key or record.name!r} in this project")
             continue
-        picked = stage_and_source(record.stage, record.source)
-        if isinstance(picked, str):
-            problems.append(f"{record.where}: {picked}")
-            continue
-        try:
-            value = kind.validate(project, item, {"boxes": record.boxes})
-        except InvalidAnswer as exc:
-            problems.append(f"{record.where}: {exc}")
-            continue
-        if item.pk in already:
-            continue
-        stage, source = picked
-        per_item.setdefault(item.pk, []).append(Judgement(
-            project=project, item_id=item.pk, label=kind.summary(value), value=value,
-            user=users.get(record.labelled_by), labelled_by=record.labelled_by, stage=stage, source=source,
-            time_taken=record.time_taken, is_current=False,
-        ))
+        made = imported_judgement(project, kind=kind, item=item, value={"boxes": record.boxes}, record=record,
+                                  users=users)
+        if isinstance(made, str):
+            problems.append(made)
+        elif item.pk not in already:
+            per_item.setdefault(item.pk, []).append(made)
     return store_imported(project, per_item), problems

@@ -3,10 +3,14 @@ stage and source are read."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from labeling.leases import bump_revision
 from labeling.models import Judgement, JudgementSource, Stage
+from projects.label_kinds import InvalidAnswer, LabelKind
 from projects.models import Item, ItemStatus, Project
 from projects.services import ProjectError
 
@@ -48,3 +52,37 @@ def stage_and_source(raw_stage: str, raw_source: str) -> tuple[str, str] | str:
         # Light Bulb wrote batch-confirmed model labels with this stage: a person confirmed them.
         return Stage.TRAIN, JudgementSource.CONFIRMED_PROPOSAL
     return f"unknown stage {raw_stage!r} (TRAIN, TEST or MODEL_LABELLED)"
+
+
+class ImportedRecord(Protocol):
+    """What an importer read for one item (a span record, a box record): where, and its provenance."""
+
+    where: str
+    stage: str
+    source: str
+    labelled_by: str
+    time_taken: float | None
+
+
+def imported_judgement(
+    project: Project, *, kind: LabelKind, item: Item, value: dict, record: ImportedRecord, users: dict[str, User],
+) -> Judgement | str:
+    """An imported answer as an unsaved judgement (not yet current), or the problem that keeps it out: an
+    auto-label, an unknown stage, or a value the labelling screen would refuse (the kind's own check)."""
+    picked = stage_and_source(record.stage, record.source)
+    if isinstance(picked, str):
+        return f"{record.where}: {picked}"
+    try:
+        checked = kind.validate(project, item, value)
+    except InvalidAnswer as exc:
+        return f"{record.where}: {exc}"
+    stage, source = picked
+    return Judgement(
+        project=project, item_id=item.pk, label=kind.summary(checked), value=checked,
+        user=users.get(record.labelled_by), labelled_by=record.labelled_by, stage=stage, source=source,
+        time_taken=record.time_taken, is_current=False,
+    )
+
+
+def users_named(records) -> dict[str, User]:
+    return {u.username: u for u in User.objects.filter(username__in={r.labelled_by for r in records})}

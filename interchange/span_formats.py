@@ -28,14 +28,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.contrib.auth.models import User
-
 from labeling.models import Judgement, JudgementSource
 from projects.ingest import decode_text
-from projects.label_kinds import InvalidAnswer, item_text, kind_for
+from projects.label_kinds import item_text, kind_for
 from projects.models import Item, ItemStatus, Project
 
-from .common import InterchangeError, stage_and_source, store_imported
+from .common import InterchangeError, imported_judgement, store_imported, users_named
 
 SEQUENCE_EXPORT_FORMATS = ("jsonl", "conll")  # streamed by the web process; DocBin is written by the command line
 SEQUENCE_FILE_FORMATS = {".jsonl": "jsonl", ".conll": "conll", ".bio": "conll", ".iob": "conll", ".csv": "csv",
@@ -404,7 +402,7 @@ def do_import_span_records(project: Project, *, records: list[SpanRecord]) -> tu
         text = item_text(item)
         by_text[text] = None if text in by_text else item
     already = set(Judgement.objects.filter(project=project).values_list("item_id", flat=True).distinct())
-    users = {u.username: u for u in User.objects.filter(username__in={r.labelled_by for r in records})}
+    users = users_named(records)
     problems: list[str] = []
     per_item: dict[int, list[Judgement]] = {}
     for record in records:
@@ -416,22 +414,11 @@ def do_import_span_records(project: Project, *, records: list[SpanRecord]) -> tu
         if record.text is not None and record.text != item_text(item):
             problems.append(f"{record.where}: its text is not item {item.key!r}'s text")
             continue
-        picked = stage_and_source(record.stage, record.source)
-        if isinstance(picked, str):
-            problems.append(f"{record.where}: {picked}")
-            continue
-        try:
-            value = kind.validate(project, item, {"spans": record.spans})
-        except InvalidAnswer as exc:
-            problems.append(f"{record.where}: {exc}")
-            continue
-        if item.pk in already:
-            continue
-        stage, source = picked
-        per_item.setdefault(item.pk, []).append(Judgement(
-            project=project, item_id=item.pk, label=kind.summary(value), value=value,
-            user=users.get(record.labelled_by), labelled_by=record.labelled_by, stage=stage, source=source,
-            time_taken=record.time_taken, is_current=False,
-        ))
+        made = imported_judgement(project, kind=kind, item=item, value={"spans": record.spans}, record=record,
+                                  users=users)
+        if isinstance(made, str):
+            problems.append(made)
+        elif item.pk not in already:
+            per_item.setdefault(item.pk, []).append(made)
     return store_imported(project, per_item), problems
 

@@ -116,12 +116,7 @@
       if (b.proposed) g.classList.add("proposed");
       if (i === s.selected) g.classList.add("selected");
       g.dataset.box = String(i);
-      const r = document.createElementNS(SVG, "rect");
-      r.setAttribute("x", b.xmin);
-      r.setAttribute("y", b.ymin);
-      r.setAttribute("width", b.xmax - b.xmin);
-      r.setAttribute("height", b.ymax - b.ymin);
-      r.setAttribute("stroke-width", line);
+      const r = rectOf(b, line);
       if (b.proposed) r.setAttribute("stroke-dasharray", `${4 / s.zoom} ${3 / s.zoom}`);
       r.classList.add("box-rect");
       const title = document.createElementNS(SVG, "title");
@@ -154,13 +149,7 @@
       svg.append(g);
     });
     if (s.drag && s.drag.kind === "draw" && s.drag.box) {
-      const b = s.drag.box;
-      const r = document.createElementNS(SVG, "rect");
-      r.setAttribute("x", b.xmin);
-      r.setAttribute("y", b.ymin);
-      r.setAttribute("width", b.xmax - b.xmin);
-      r.setAttribute("height", b.ymax - b.ymin);
-      r.setAttribute("stroke-width", line);
+      const r = rectOf(s.drag.box, line);
       r.classList.add("box-rect", "drawing");
       const g = document.createElementNS(SVG, "g");
       g.classList.add("box", tint(s.current));
@@ -178,6 +167,16 @@
     document.querySelectorAll(".box-class").forEach((btn) => btn.classList.toggle("current", btn.dataset.label === s.current));
     const zoom = document.getElementById("box-zoom");
     if (zoom) zoom.textContent = `${Math.round(s.zoom * 100)}%`;
+  }
+
+  function rectOf(b, line) {
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("x", b.xmin);
+    r.setAttribute("y", b.ymin);
+    r.setAttribute("width", b.xmax - b.xmin);
+    r.setAttribute("height", b.ymax - b.ymin);
+    r.setAttribute("stroke-width", line);
+    return r;
   }
 
   function handles(b) {
