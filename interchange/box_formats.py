@@ -114,21 +114,27 @@ def box_csv_lines(chosen) -> Iterator[str]:
 
 
 def coco_lines(project: Project, chosen) -> Iterator[str]:
-    """COCO JSON, streamed: the images (one pass), then the annotations (a second), then the categories."""
+    """COCO JSON, streamed: the images (one pass), then the annotations (a second), then the categories. An
+    image's id is its judgement's, and the second pass keeps only images the first listed, so a label changed
+    between the two passes can never give an annotation to the wrong image."""
     category = {name: n for n, name in enumerate(project.classes, start=1)}
     yield '{"info": ' + json.dumps({"description": project.title, "version": "1.0",
                                      "contributor": "Light Bulb"}, ensure_ascii=False)
     yield ', "licenses": [], "images": ['
+    listed: set[int] = set()
     for n, j in enumerate(chosen.iterator(chunk_size=2000)):
         width, height = image_size(j.item)
-        image = {"id": n + 1, "file_name": j.item.key, "width": width, "height": height, "lightbulb": _provenance(j)}
+        image = {"id": j.pk, "file_name": j.item.key, "width": width, "height": height, "lightbulb": _provenance(j)}
+        listed.add(j.pk)
         yield ("," if n else "") + "\n" + json.dumps(image, ensure_ascii=False)
     yield '\n], "annotations": ['
     ann = 0
-    for n, j in enumerate(chosen.iterator(chunk_size=2000)):
+    for j in chosen.iterator(chunk_size=2000):
+        if j.pk not in listed:
+            continue
         for b in _boxes(j):
             w, h = pixel(b["xmax"] - b["xmin"]), pixel(b["ymax"] - b["ymin"])
-            row = {"id": ann + 1, "image_id": n + 1, "category_id": category.get(b["label"], 0),
+            row = {"id": ann + 1, "image_id": j.pk, "category_id": category.get(b["label"], 0),
                    "bbox": [b["xmin"], b["ymin"], w, h], "area": pixel(w * h), "iscrowd": 0}
             yield ("," if ann else "") + "\n" + json.dumps(row)
             ann += 1

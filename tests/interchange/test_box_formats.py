@@ -271,3 +271,23 @@ def test_the_command_line_writes_voc_and_yolo_zips(labelled, tmp_path):
         assert "wrote 3 image(s)" in err.getvalue() and zipfile.is_zipfile(target)
     with pytest.raises(Exception, match="zip archive: name the file"):
         call_command("export_judgements", labelled.slug, "--format", "voc")
+
+
+def test_a_relabel_during_a_coco_download_never_moves_boxes_to_another_image(labelled, alice):
+    """COCO streams images, then annotations: a label changed between the two passes drops that image's boxes
+    from the second pass rather than numbering them onto a neighbour."""
+    from interchange.box_formats import coco_lines
+    from interchange.judgements_file import current_judgements
+
+    chunks = coco_lines(labelled, current_judgements(labelled))
+    head = []
+    for chunk in chunks:
+        head.append(chunk)
+        if chunk.startswith('\n], "annotations"'):
+            break
+    wide = item(labelled, "wide.png")
+    do_record_judgement(labelled, item=wide, user=alice, role=Role.OWNER, value={"boxes": [box(0, 0, 5, 5)]})
+    doc = json.loads("".join(head) + "".join(chunks))
+    ids = {i["id"]: i["file_name"] for i in doc["images"]}
+    assert all(a["image_id"] in ids for a in doc["annotations"])
+    assert {ids[a["image_id"]] for a in doc["annotations"]} == {"tall.png"}  # wide's old boxes are not anyone's
