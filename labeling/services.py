@@ -282,15 +282,24 @@ def next_review_items(
 
 
 def review_source(project: Project, *, item: Item, value: object) -> str:
-    """A reviewed text's source: `confirmed_proposal` when the person kept the model's spans exactly as shown
-    from the review queue, else `human` (they fixed it: their answer)."""
+    """A reviewed item's source: `confirmed_proposal` when the person kept the model's spans or boxes exactly as
+    shown from the review queue, else `human` (they fixed it: their answer)."""
     if item.lease_picked_by != REVIEW or not isinstance(value, dict):
         return JudgementSource.HUMAN
-    shown = model_hooks().predictions(project, [item.pk]).get(item.pk, {}).get("spans")
+    prediction = model_hooks().predictions(project, [item.pk]).get(item.pk, {})
+    if "boxes" in prediction:
+        # Boxes as DetectionKind keeps them (1/100 pixel); the shown ones carry a score the answer does not.
+        key = lambda boxes: sorted(  # noqa: E731
+            (round(float(b["xmin"]), 2), round(float(b["ymin"]), 2), round(float(b["xmax"]), 2),
+             round(float(b["ymax"]), 2), b.get("label")) for b in boxes)
+        kept = key(value.get("boxes") or []) == key(prediction["boxes"])
+        return JudgementSource.CONFIRMED_PROPOSAL if kept else JudgementSource.HUMAN
+    shown = prediction.get("spans")
     if shown is None:
         return JudgementSource.HUMAN
-    key = lambda spans: sorted((s.get("start"), s.get("end"), s.get("label")) for s in spans)  # noqa: E731
-    return JudgementSource.CONFIRMED_PROPOSAL if key(value.get("spans") or []) == key(shown) else JudgementSource.HUMAN
+    span_key = lambda spans: sorted((s.get("start"), s.get("end"), s.get("label")) for s in spans)  # noqa: E731
+    kept = span_key(value.get("spans") or []) == span_key(shown)
+    return JudgementSource.CONFIRMED_PROPOSAL if kept else JudgementSource.HUMAN
 
 
 def _lease_audit_items(

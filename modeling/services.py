@@ -120,11 +120,11 @@ def resume_pending_work() -> list[str]:
         state = ModelState.objects.filter(project=project).first()
         if not project.modelled:
             if kind_for(project).trains_deep and state is not None:
-                # The NER head: no embeddings or proposals; its ranking follows each version.
+                # The NER head and the detector: no embeddings or proposals; their ranking follows each version.
                 if state.requested_revision > state.trained_revision:
                     request_training(project.pk)
                     enqueued.append(f"train {project.slug}")
-                elif (kind_for(project).head == "ner" and state.current_version is not None
+                elif (kind_for(project).head in ("ner", "detector") and state.current_version is not None
                       and state.ranked_version != state.current_version.number):
                     request_ranking(project.pk)
                     enqueued.append(f"rank {project.slug}")
@@ -432,6 +432,7 @@ class PredictionPayload(TypedDict):
     scores: dict[str, float]  # class -> probability; empty when the classes changed since the version
     model_version: int
     spans: NotRequired[list[dict]]  # sequence tagging: the predicted spans
+    boxes: NotRequired[list[dict]]  # object detection: the proposed boxes, each with its score
 
 
 def model_summary(project: Project) -> ModelSummary:
@@ -530,7 +531,11 @@ def predictions_for(project: Project, item_ids: list[int]) -> dict[int, Predicti
         if row.value is not None and (row.value.get("prefill") or row.value.get("review")):
             # The spans the screen shows pre-filled (apart from a person's), kept with Enter: only where fixing
             # them is expected to be quicker than labelling by hand (modeling.ml.ner.review_is_cheaper).
-            out[row.item_id]["spans"] = list(row.value.get("spans") or [])
+            # The same for a detection version's boxes (modeling.ml.detection.review_is_cheaper), with their scores.
+            if "spans" in row.value:
+                out[row.item_id]["spans"] = list(row.value.get("spans") or [])
+            if "boxes" in row.value:
+                out[row.item_id]["boxes"] = list(row.value.get("boxes") or [])
     return out
 
 

@@ -38,7 +38,7 @@ from .label_check import (
     open_findings,
     request_label_check,
 )
-from .models import FineTuneRun, LabelCheck, ModelState, ModelVersion
+from .models import FineTuneRun, ItemPrediction, LabelCheck, ModelState, ModelVersion
 from .services import ModelSummary, NoModelYet, VersionRow, current_version, export_bundle, model_summary
 from .serving import (
     NothingScored,
@@ -176,9 +176,21 @@ def box_model_card_context(project: Project) -> dict:
     scored: dict = (current["boxes"] if current else None) or {}
     per_class = scored.get("per_class") or {}
     versions = list(ModelVersion.objects.filter(project=project).order_by("-number")[:12])
+    review: dict = {}
+    if current:
+        version = ModelVersion.objects.filter(project=project, number=current["number"]).first()
+        review = dict((version.metrics.get("review") if version else None) or {})
+        images = review.get("images") or 0
+        if images:
+            review["review_per_image"] = review["review_seconds"] / images
+            review["hand_per_image"] = review["hand_seconds"] / images
+        predictions = ItemPrediction.objects.filter(project=project, version=current["number"])
+        review["proposed_images"] = predictions.filter(value__prefill=True).count()
+        review["to_review"] = predictions.filter(value__review=True).count()
     return {"box_card": {
         "summary": summary,
         "current": current,
+        "review": review,
         "overall": scored.get("overall") or {},
         "rows": [{"name": c, **per_class.get(c, {})} for c in project.classes],
         "versions": [{"number": v.number, "train_count": v.train_count, "test_count": v.test_count,

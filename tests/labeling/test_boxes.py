@@ -217,3 +217,80 @@ def test_a_detection_project_waits_for_its_minimums_and_embeds_nothing(street, a
     assert not EmbeddingJob.objects.filter(project=street).exists()
     state = ModelState.objects.get(project=street)
     assert state.current_version is None and state.waiting_for.startswith("needs ")
+
+
+def seed_detections(project, rows: dict[str, tuple[list[dict], float, bool, bool]]) -> None:
+    """A detection version's ranking as `modeling.tasks.rank_boxes_version` writes it, for the screens and the queue:
+    per image key, (proposed boxes with scores, confidence, goes to review, shown pre-filled). The detector itself
+    is exercised in tests/modeling/test_detection_head.py; here the labelling side reads what it wrote."""
+    from modeling.models import ItemPrediction, ModelState, ModelVersion
+
+    version = ModelVersion.objects.create(project=project, number=1, encoder="torchvision:fasterrcnn_mobilenet_v2_fpn",
+                                          encoder_version="0.29.1", classes=list(project.classes),
+                                          file="versions/v00001.detector.pt", metrics={"kind": "object_detection"})
+    ModelState.objects.update_or_create(project=project, defaults={"current_version": version, "ranked_version": 1})
+    for key, (boxes, confidence, review, prefill) in rows.items():
+        ItemPrediction.objects.create(
+            item=item(project, key), project=project, version=1, label=f"{len(boxes)} boxes", confidence=confidence,
+            entropy=0.1, uncertainty=1 - confidence, scores=[],
+            value={"boxes": boxes, "review": review, "prefill": prefill})
+
+
+def scored(b: dict, score: float) -> dict:
+    return {**b, "score": score}
+
+
+def test_the_review_queue_serves_confident_images_and_keeping_the_boxes_is_a_confirmed_proposal(api, street, charlie):
+    from labeling.models import JudgementSource
+
+    seed_detections(street, {
+        "wide.png": ([scored(box(2, 3, 30, 39), 0.97), scored(box(31, 0, 64, 40, "person"), 0.93)], 0.93, True, True),
+        "empty.png": ([], 0.99, True, True),  # sure there is nothing to box
+        "tall.png": ([scored(box(1, 1, 20, 20), 0.6)], 0.6, False, True),  # shown when labelled, not reviewed
+    })
+    street.show_model_guesses = False  # the review queue shows the model's boxes all the same
+    # TEST is blind (no guess is shown on it): these images are all TRAIN.
+    street.test_ratio, street.test_min_judgements = 0.0, 0
+    street.save(update_fields=["show_model_guesses", "test_ratio", "test_min_judgements"])
+    base = f"/api/projects/{street.pk}"
+    assert api.get(f"{base}/stats/").json()["proposals"]["ready"] == 2
+    leased = api.get(f"{base}/items/next/?count=3&mode=review").json()
+    assert [i["path"] for i in leased] == ["empty.png", "wide.png"]  # most confident first, tall.png not at all
+    assert all(i["picked_by"] == "review" and i["stage"] == "TRAIN" for i in leased)
+    empty, wide = leased
+    assert empty["prediction"]["boxes"] == [] and [b["score"] for b in wide["prediction"]["boxes"]] == [0.97, 0.93]
+
+    kept = [{k: v for k, v in b.items() if k != "score"} for b in wide["prediction"]["boxes"]]
+    made = api.post(f"{base}/judgements/", {"item": wide["id"], "boxes": kept}, format="json")
+    assert made.status_code == 201 and made.json()["source"] == JudgementSource.CONFIRMED_PROPOSAL
+    fixed = api.post(f"{base}/judgements/", {"item": empty["id"], "boxes": [box(3, 3, 9, 9, "person")]}, format="json")
+    assert fixed.status_code == 201 and fixed.json()["source"] == JudgementSource.HUMAN  # they drew what it missed
+    assert api.get(f"{base}/items/next/?mode=review").json() == []
+
+    # One by one, an image whose proposals are cheaper to fix than drawing opens with them; its answer is the
+    # person's even when kept (they were not reviewing).
+    [tall] = api.get(f"{base}/items/next/").json()
+    assert tall["path"] == "tall.png" and tall["prediction"] is None  # the owner hid the model's guesses
+    street.show_model_guesses = True
+    street.save(update_fields=["show_model_guesses"])
+    [tall] = api.get(f"{base}/items/next/").json()
+    assert tall["prediction"]["boxes"] == [scored(box(1, 1, 20, 20), 0.6)]
+    made = api.post(f"{base}/judgements/", {"item": tall["id"], "boxes": [box(1, 1, 20, 20)]}, format="json")
+    assert made.json()["source"] == JudgementSource.HUMAN
+
+    outsider = APIClient()
+    outsider.force_authenticate(charlie)
+    real = outsider.get(f"{base}/items/next/?mode=review")
+    missing = outsider.get("/api/projects/999999/items/next/?mode=review")
+    assert real.status_code == missing.status_code == 404 and real.json() == missing.json()
+
+
+def test_proposals_are_not_shown_where_fixing_them_costs_more_than_drawing(api, street):
+    seed_detections(street, {"tall.png": ([scored(box(1, 1, 20, 20), 0.3)], 0.7, False, False)})
+    street.show_model_guesses = True
+    street.test_ratio, street.test_min_judgements = 0.0, 0
+    street.save(update_fields=["show_model_guesses", "test_ratio", "test_min_judgements"])
+    leased = api.get(f"/api/projects/{street.pk}/items/next/?count=3").json()
+    tall = next(i for i in leased if i["path"] == "tall.png")
+    assert tall["stage"] == "TRAIN", tall
+    assert tall["prediction"]["label"] == "1 boxes" and "boxes" not in tall["prediction"]

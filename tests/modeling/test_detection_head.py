@@ -140,10 +140,33 @@ def test_the_worker_trains_a_version_the_project_page_and_api_show(tmp_path, ali
     assert state.current_version == version and state.waiting_for == ""
     assert train_project(project.pk) == "up to date"
 
+    # The version ranked the one unlabelled tile for the queue: its uncertainty, and what it proposes by the
+    # threshold TEST chose (the cost model) and whether it goes to review (the rule at the project's floor).
+    from modeling.ml.detection import goes_to_review, review_is_cheaper
+    from modeling.models import ItemPrediction
+    from modeling.tasks import rank_project
+
+    review = version.metrics["review"]
+    assert review["images"] == 2 and len(review["bins"]) == 1 and review["bins"][0]["images"] == 2
+    assert state.ranked_version == 1
+    [prediction] = ItemPrediction.objects.filter(project=project)
+    assert prediction.item.key == TILES[3] and prediction.version == 1
+    assert prediction.uncertainty == pytest.approx(1 - prediction.confidence)
+    threshold = review["threshold"]
+    assert all(p["score"] >= threshold for p in prediction.value["boxes"]) if threshold is not None else (
+        prediction.value["boxes"] == [])
+    assert prediction.value["review"] == (threshold is not None and goes_to_review(
+        review["bins"], prediction.confidence, floor=project.review_precision_floor))
+    assert prediction.value["prefill"] == (threshold is not None and review_is_cheaper(review["bins"],
+                                                                                        prediction.confidence))
+    assert rank_project(project.pk) == "ranked 1 images with v1"
+
     client.force_login(alice)
     page = client.get(f"/projects/{project.pk}/")
     assert page.status_code == 200 and b'id="box-model-card"' in page.content and b'id="per-class-ap"' in page.content
     assert page.context["box_card"]["overall"]["map50"] == version.metrics["boxes"]["overall"]["map50"]
+    assert b'id="box-proposals"' in page.content
+    assert page.context["box_card"]["review"]["proposed_images"] == int(prediction.value["prefill"])
     api = APIClient()
     api.force_authenticate(alice)
     model = api.get(f"/api/projects/{project.pk}/model/").json()
