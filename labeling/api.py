@@ -102,7 +102,7 @@ class ItemViewSet(ViewSet):
         if mode not in ("", "label", "review"):
             raise ValidationError({"mode": "label (the default) or review"})
         if mode == "review":
-            # Sequence tagging: the texts the model is confident about, its spans pre-filled (empty otherwise).
+            # Sequence tagging and detection: the items the model is confident about, its spans or boxes pre-filled.
             leased = next_review_items(project, user=signed_in(request), count=count)
         else:
             leased = next_items(project, user=signed_in(request), count=count)

@@ -270,12 +270,18 @@ def next_review_items(
         Item.objects.filter(pk__in=[i.pk for i in held], leased_to=user).update(leased_until=until)
     result = [LeasedItem(item=i, stage=Stage.TRAIN, picked_by=REVIEW, probability=None) for i in held]
     skipped = Skip.objects.filter(user=user).values("item_id")
-    queue = model_hooks().review_items(project, exclude=skipped).filter(free_lease(now))
+    # The user's own TRAIN leases from the labelling screen (it leases a few items ahead) may move to review: else
+    # someone who opens the screen and then "To review" finds nothing there. A TEST lease never does (TEST stays
+    # drawn at random, blind), nor an overlap vote.
+    takeable = free_lease(now) | Q(leased_to=user, lease_stage=Stage.TRAIN, overlap_stage="")
+    queue = model_hooks().review_items(project, exclude=skipped).filter(takeable).exclude(pk__in=[i.pk for i in held])
     for item_id in list(queue.values_list("pk", flat=True)[: (count - len(result)) * 3 + 5]):
         if len(result) >= count:
             break
-        claimed = _claim(Candidate(item_id=item_id, picked_by=REVIEW, probability=None), user=user,
-                         stage=Stage.TRAIN, now=now, until=until)
+        claimed = claim_item(
+            Item.objects.filter(takeable, pk=item_id, status=ItemStatus.UNLABELLED), pk=item_id, leased_to=user,
+            leased_until=until, lease_stage=Stage.TRAIN, lease_picked_by=REVIEW, lease_probability=None,
+            labels_wanted=1, overlap_stage="")
         if claimed is not None:
             result.append(LeasedItem(item=claimed, stage=Stage.TRAIN, picked_by=REVIEW, probability=None))
     return result

@@ -25,7 +25,8 @@ def guidelines_html(value: str) -> str:
 
 @register.filter
 def percent(value: float | None, digits: int = 0) -> str:
-    if value is None:
+    # A score a version does not have (e.g. no TEST boxes yet) reaches here as the template's "" for a missing key.
+    if not isinstance(value, int | float):
         return "—"
     return f"{value * 100:.{digits}f}%"
 

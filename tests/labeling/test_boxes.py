@@ -294,3 +294,21 @@ def test_proposals_are_not_shown_where_fixing_them_costs_more_than_drawing(api, 
     tall = next(i for i in leased if i["path"] == "tall.png")
     assert tall["stage"] == "TRAIN", tall
     assert tall["prediction"]["label"] == "1 boxes" and "boxes" not in tall["prediction"]
+
+
+def test_the_review_queue_takes_over_the_users_own_train_leases_but_never_a_test_one(api, street, bob):
+    seed_detections(street, {
+        "wide.png": ([scored(box(2, 3, 30, 39), 0.97)], 0.97, True, True),
+        "tall.png": ([scored(box(1, 1, 20, 20), 0.95)], 0.95, True, True),
+    })
+    street.test_ratio, street.test_min_judgements = 0.0, 0
+    street.save(update_fields=["test_ratio", "test_min_judgements"])
+    base = f"/api/projects/{street.pk}"
+    # The labelling screen leases a few images ahead; one of them was drawn for TEST (blind, random).
+    assert len(api.get(f"{base}/items/next/?count=3").json()) == 3
+    Item.objects.filter(project=street, key="tall.png").update(lease_stage="TEST")
+    leased = api.get(f"{base}/items/next/?count=3&mode=review").json()
+    assert [(i["path"], i["stage"], i["picked_by"]) for i in leased] == [("wide.png", "TRAIN", "review")]
+    tall, wide = item(street, "tall.png"), item(street, "wide.png")
+    assert (tall.leased_to, tall.lease_stage, tall.lease_picked_by != "review") == (bob, "TEST", True)
+    assert (wide.leased_to, wide.lease_picked_by) == (bob, "review")

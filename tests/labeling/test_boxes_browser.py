@@ -153,3 +153,45 @@ def test_its_key_list_names_the_box_keys(page, live_server, tmp_path, alice):
     text = dialog.inner_text()
     assert "select the next / previous box" in text and "remove the selected box" in text
     assert "no objects here" in text and "undo your last image" in text
+
+
+def test_the_review_queue_shows_the_models_boxes_dashed_and_enter_keeps_them(page, live_server, tmp_path, alice):
+    from labeling.models import JudgementSource
+    from tests.labeling.test_boxes import box, scored, seed_detections
+
+    project = make_detection_project(tmp_path)
+    seed_detections(project, {
+        "wide.png": ([scored(box(2, 3, 30, 39), 0.97), scored(box(31, 0, 64, 40, "person"), 0.93)], 0.93, True, True),
+        "tall.png": ([scored(box(1, 1, 20, 20), 0.92)], 0.92, True, True),
+    })
+    # TEST is blind (no guess is shown on it): these images are all TRAIN.
+    project.test_ratio, project.test_min_judgements = 0.0, 0
+    project.save(update_fields=["test_ratio", "test_min_judgements"])
+    open_screen(page, live_server, project)
+    link = page.locator("#review-link")
+    link.wait_for()
+    assert "images the model is sure of" in link.inner_text()
+    link.click()
+    page.wait_for_selector("#review-mode")
+    first = shown_item(page)
+    assert first.key == "wide.png"  # the most confident first
+    page.wait_for_selector(".box-stage .proposed")
+    assert page.locator(".box-stage .proposed").count() == 2
+    tags = page.locator(".box-stage .proposed").all_text_contents()
+    assert any("car 0.97" in t for t in tags) and any("person 0.93" in t for t in tags)
+    page.keyboard.press("Enter")  # keeps the model's boxes as they are
+    wait_for(lambda: Judgement.objects.filter(item=first, is_current=True).exists())
+    kept = Judgement.objects.get(item=first, is_current=True)
+    assert kept.source == JudgementSource.CONFIRMED_PROPOSAL
+    assert [(b["xmin"], b["label"]) for b in kept.value["boxes"]] == [(2.0, "car"), (31.0, "person")]
+
+    second = Item.objects.get(pk=int(page.wait_for_selector(
+        f"#item-view[data-item-id]:not([data-item-id='{first.pk}'])").get_attribute("data-item-id")))
+    assert second.key == "tall.png"
+    page.wait_for_selector(".box-stage .proposed")
+    page.keyboard.press("Tab")  # selects the model's box
+    page.keyboard.press("x")  # the model was wrong: no car here
+    page.keyboard.press("Enter")
+    wait_for(lambda: Judgement.objects.filter(item=second, is_current=True).exists())
+    fixed = Judgement.objects.get(item=second, is_current=True)
+    assert fixed.source == JudgementSource.HUMAN and fixed.value["boxes"] == []
