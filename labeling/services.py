@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from lightbulb_site.ids import is_row_id
-from projects.label_kinds import InvalidAnswer, kind_for
+from projects.label_kinds import InvalidAnswer, kind_for, pixel
 from projects.models import Item, ItemStatus, Project
 
 from .audits import AUDIT, audit_items, record_audit, undo_audit
@@ -294,10 +294,9 @@ def review_source(project: Project, *, item: Item, value: object) -> str:
         return JudgementSource.HUMAN
     prediction = model_hooks().predictions(project, [item.pk]).get(item.pk, {})
     if "boxes" in prediction:
-        # Boxes as DetectionKind keeps them (1/100 pixel); the shown ones carry a score the answer does not.
+        # Boxes as DetectionKind keeps them (`pixel`); the shown ones carry a score the answer does not.
         key = lambda boxes: sorted(  # noqa: E731
-            (round(float(b["xmin"]), 2), round(float(b["ymin"]), 2), round(float(b["xmax"]), 2),
-             round(float(b["ymax"]), 2), b.get("label")) for b in boxes)
+            (*(pixel(b[side]) for side in ("xmin", "ymin", "xmax", "ymax")), b.get("label")) for b in boxes)
         kept = key(value.get("boxes") or []) == key(prediction["boxes"])
         return JudgementSource.CONFIRMED_PROPOSAL if kept else JudgementSource.HUMAN
     shown = prediction.get("spans")

@@ -440,6 +440,23 @@ def _train_boxes_once(project: Project, *, revision: int, token: str) -> tuple[s
     return f"v{number}: {len(data.train)} train, {len(data.test)} test, mAP@0.5 {score}", True
 
 
+def _upsert_part_predictions(rows: list[ItemPrediction]) -> None:
+    """One batch of a span or box version's rows (their `value` holds the spans or boxes), replacing older ones."""
+    with transaction.atomic():
+        ItemPrediction.objects.bulk_create(
+            rows, update_conflicts=True, unique_fields=["item"],
+            update_fields=["version", "label", "confidence", "entropy", "uncertainty", "scores", "value", "bucket"],
+        )
+
+
+def _point_queue_at(project: Project, *, version: ModelVersion) -> None:
+    """Only the current version's ranking points the queue here and clears older rows: one made meanwhile ranks
+    on its own."""
+    with transaction.atomic():
+        if ModelState.objects.filter(pk=project.pk, current_version=version).update(ranked_version=version.number):
+            ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
+
+
 def rank_spans_version(project: Project, *, version: ModelVersion, beat: Callable[[], object] | None = None) -> int:
     """Tag every tokenized text with a sequence version and store its spans and uncertainty (modeling/ml/ner.py's
     `tag_with_confidence`: 1 - the least confident decision, or the mean entropy under the entropy rule), then
@@ -476,17 +493,9 @@ def rank_spans_version(project: Project, *, version: ModelVersion, beat: Callabl
             )
             for item, t in zip(chunk, tagged, strict=True) if item.pk in alive
         ]
-        with transaction.atomic():
-            ItemPrediction.objects.bulk_create(
-                rows, update_conflicts=True, unique_fields=["item"],
-                update_fields=["version", "label", "confidence", "entropy", "uncertainty", "scores", "value",
-                               "bucket"],
-            )
+        _upsert_part_predictions(rows)
         written += len(rows)
-    with transaction.atomic():
-        # Only the current version's ranking points the queue here and clears older rows.
-        if current.update(ranked_version=version.number):
-            ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
+    _point_queue_at(project, version=version)
     return written
 
 
@@ -538,16 +547,9 @@ def rank_boxes_version(project: Project, *, version: ModelVersion, beat: Callabl
                        "prefill": threshold is not None and review_is_cheaper(bins, confidence)},
                 bucket=0,
             ))
-        with transaction.atomic():
-            ItemPrediction.objects.bulk_create(
-                rows, update_conflicts=True, unique_fields=["item"],
-                update_fields=["version", "label", "confidence", "entropy", "uncertainty", "scores", "value",
-                               "bucket"],
-            )
+        _upsert_part_predictions(rows)
         written += len(rows)
-    with transaction.atomic():
-        if current.update(ranked_version=version.number):
-            ItemPrediction.objects.filter(project=project).exclude(version=version.number).delete()
+    _point_queue_at(project, version=version)
     return written
 
 
