@@ -155,7 +155,8 @@ bench: install weights services $(VENV)/.bench-installed
 	$(BIN)/python manage.py bench_simulate --out docs/bench --doc docs/benchmarks.md $(BENCH_ARGS) && \
 	$(BIN)/python manage.py bench_label_check --seeds 3 --out docs/bench --doc docs/benchmarks.md && \
 	$(BIN)/python manage.py bench_finetune --labels 200,500,all --resume --out docs/bench --doc docs/benchmarks.md && \
-	$(BIN)/python manage.py bench_sequence --seeds 3 --entropy --resume --out docs/bench --doc docs/benchmarks.md
+	$(BIN)/python manage.py bench_sequence --seeds 3 --entropy --resume --out docs/bench --doc docs/benchmarks.md && \
+	$(BIN)/python manage.py bench_detection --resume --out docs/bench --doc docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .cache staticfiles .pytest_cache

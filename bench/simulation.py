@@ -594,10 +594,22 @@ def simulate_here(options: dict, *, stdout: OutputWrapper | TextIO, stderr: Outp
     """Run the simulation in this process (the child that `run_in_throwaway_database` starts)."""
     from interchange.config import load_config
 
-    if load_config(Path(options["config"])).label_type == "sequence":
+    label_type = load_config(Path(options["config"])).label_type
+    if label_type == "sequence":
         from .sequence import simulate_sequence_here
 
         simulate_sequence_here(options, stdout=stdout, stderr=stderr)
+        return
+    if label_type == "object_detection":
+        from .detection import DetectionOracleError, simulate_detection_here
+
+        def detection() -> None:
+            try:
+                simulate_detection_here(options, stdout=stdout, stderr=stderr)
+            except DetectionOracleError as exc:
+                raise SimulationError(str(exc)) from None
+
+        run_or_exit(detection, stderr=stderr)
         return
     opts = Options(
         config=Path(options["config"]), oracle=Path(options["oracle"]), strategy=options["strategy"],

@@ -5,6 +5,8 @@
         [--reviewer-miss-rate 0.05] [--auto-label]
     python manage.py simulate --config ner.yml --oracle labels.jsonl --out result.json [--checkpoints 50,100,400]
         # a sequence tagging config: the oracle is {"id", "text", "spans"} lines (bench/sequence.py)
+    python manage.py simulate --config trees.yml --oracle labels.csv --out result.json [--checkpoints 4,8,16,24]
+        # a detection config: the oracle is path,xmin,ymin,xmax,ymax,label rows (bench/detection.py)
     python manage.py simulate --config CONFIG.yml --oracle labels.csv --out result.json \
         --annotators 3 --annotator-error 0.1 [--overlap-share 0.25] [--overlap-k 2] [--reviewer-error 0]
 
@@ -51,8 +53,8 @@ class Command(BaseCommand):
                             help="sequence tagging: the uncertainty rule of the active order (default: the "
                                  "project's, margin = 1 - the least sure decision)")
         parser.add_argument("--checkpoints", default="",
-                            help="sequence tagging: train and score at these labelled-text counts "
-                                 "(default 50,100,200,300,400)")
+                            help="sequence tagging and detection: train and score at these labelled counts "
+                                 "(default 50,100,200,300,400 texts; 4,8,12,16,20,24 images)")
         parser.add_argument("--reference", action="store_true",
                             help="also report the holdout accuracy of the same head trained on every pool label")
         parser.add_argument("--cache", default=str(Path(settings.DATA_ROOT) / "simulate-cache"),
