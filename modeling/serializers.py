@@ -47,6 +47,9 @@ class ScoreRequestSerializer(serializers.Serializer):
         child=serializers.JSONField(), required=False, help_text="type text/sequence: strings; type json: objects"
     )
     project = serializers.CharField(required=False, help_text="/score only: project id or slug")
+    min_score = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                       help_text="object detection: boxes scoring at least this (default: the "
+                                                 "threshold the version chose on TEST, else 0.5)")
 
 
 class ScoreErrorSerializer(serializers.Serializer):
@@ -63,6 +66,13 @@ class ScoreResponseSerializer(serializers.Serializer):
     )
     model_version = serializers.IntegerField()
     errors = ScoreErrorSerializer(many=True)  # type: ignore[assignment]
+    spans = serializers.ListField(child=serializers.ListField(child=serializers.DictField(), allow_null=True),
+                                  required=False, help_text='sequence tagging: per input [{"start", "end", "label", '
+                                                            '"text"}] (null where it failed)')
+    boxes = serializers.ListField(child=serializers.ListField(child=serializers.DictField(), allow_null=True),
+                                  required=False, help_text='object detection: per input [{"xmin", "ymin", "xmax", '
+                                                            '"ymax", "label", "score"}], pixels, best first')
+    min_score = serializers.FloatField(required=False, help_text="object detection: the score the boxes reach")
 
 
 class PredictResponseSerializer(serializers.Serializer):

@@ -601,6 +601,22 @@ def export_bundle(project: Project, *, out: IO[bytes], number: int | None = None
             "metrics": {k: version.metrics.get(k) for k in ("overall", "per_type", "epochs")},
         })
         return f"{project.slug}-v{version.number}.lbmodel"
+    if version.metrics.get("kind") == "object_detection":
+        from .ml.bundle import write_box_bundle
+
+        review = version.metrics.get("review") or {}
+        write_box_bundle(out, file=project.model_path / version.file, classes=list(version.classes), meta={
+            "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type,
+                        "label_type": project.label_type},
+            "model_version": version.number, "encoder": version.encoder, "encoder_version": version.encoder_version,
+            "trained_at": version.created_at.isoformat(), "exported_at": tz.now().isoformat(),
+            "train_count": version.train_count, "test_count": version.test_count,
+            "metrics": {"boxes": version.metrics.get("boxes"), "iterations": version.metrics.get("iterations"),
+                        "review": {k: review.get(k) for k in ("threshold", "review_seconds", "hand_seconds",
+                                                              "images")}},
+            "threshold": review.get("threshold"),
+        })
+        return f"{project.slug}-v{version.number}.lbmodel"
     head = Head.load(project.model_path / version.file)
     meta = {
         "project": {"slug": project.slug, "title": project.title, "data_type": project.data_type},

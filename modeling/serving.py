@@ -83,12 +83,16 @@ class ScoresPayload(TypedDict):
     errors: list[ScoreError]
     # Sequence tagging: per input its spans ({"start", "end", "label", "text"}); None where it failed.
     spans: NotRequired[list[list[dict] | None]]
+    # Object detection: per input its boxes ({"xmin", "ymin", "xmax", "ymax", "label", "score"}, pixels, best
+    # first) scoring at least `min_score`; None where it failed.
+    boxes: NotRequired[list[list[dict] | None]]
+    min_score: NotRequired[float]
 
 
 class PredictionsPayload(TypedDict):
     """/predict's answer."""
 
-    # Per input: the most likely class (sequence tagging: its spans); None where it failed.
+    # Per input: the most likely class (sequence tagging: its spans; detection: its boxes); None where it failed.
     predictions: list[str | None] | list[list[dict] | None]
     confidences: list[float | None]
     labels: list[str]
@@ -105,6 +109,8 @@ class ScoreOutcome:
     batch_inputs: int = 0
     extra: dict = field(default_factory=dict)
     spans: list[list[dict] | None] | None = None  # sequence tagging
+    boxes: list[list[dict] | None] | None = None  # object detection, at or above min_score
+    min_score: float | None = None
 
     def as_scores(self) -> ScoresPayload:
         """Light Bulb's response, plus the version and the per-input errors."""
@@ -112,11 +118,17 @@ class ScoreOutcome:
                                   "errors": self.errors}
         if self.spans is not None:
             payload["spans"] = self.spans
+        if self.boxes is not None:
+            payload["boxes"] = self.boxes
+            payload["min_score"] = float(self.min_score or 0.0)
         return payload
 
     def as_predictions(self) -> PredictionsPayload:
         if self.spans is not None:
             return {"predictions": self.spans, "confidences": [None] * len(self.spans), "labels": self.classes,
+                    "model_version": self.model_version, "errors": self.errors}
+        if self.boxes is not None:
+            return {"predictions": self.boxes, "confidences": [None] * len(self.boxes), "labels": self.classes,
                     "model_version": self.model_version, "errors": self.errors}
         predictions: list[str | None] = []
         confidences: list[float | None] = []
@@ -298,11 +310,36 @@ def score_request(project: Project, data: Mapping, files: Sequence = ()) -> Scor
     """The one service behind /score, /predict and the classify page: the model is checked first (no
     URL is fetched for a project that cannot score), then the inputs are read and scored."""
     version = current_version(project)
-    return score_inputs(project, parse_inputs(project, data, files), version=version)
+    min_score = parse_min_score(data, version) if project.label_type == LabelType.OBJECT_DETECTION else None
+    return score_inputs(project, parse_inputs(project, data, files), version=version, min_score=min_score)
+
+
+# Boxes returned when the version chose no threshold on TEST (its proposals cost more than drawing by hand).
+DEFAULT_MIN_SCORE = 0.5
+
+
+def default_min_score(version: ModelVersion) -> float:
+    """The score above which the version's boxes saved a person time on TEST, as the labelling screen shows them."""
+    chosen = (version.metrics.get("review") or {}).get("threshold")
+    return float(chosen) if chosen is not None else DEFAULT_MIN_SCORE
+
+
+def parse_min_score(data: Mapping, version: ModelVersion) -> float:
+    """A detection request's `min_score` (0 to 1; default: the version's own threshold)."""
+    raw = data.get("min_score")
+    if raw is None or raw == "":
+        return default_min_score(version)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ScoreRequestError('"min_score" must be a number from 0 to 1') from None
+    if isinstance(raw, bool) or not 0.0 <= value <= 1.0:
+        raise ScoreRequestError('"min_score" must be a number from 0 to 1')
+    return value
 
 
 def score_inputs(
-    project: Project, inputs: list[ScoreInput], *, version: ModelVersion | None = None
+    project: Project, inputs: list[ScoreInput], *, version: ModelVersion | None = None, min_score: float | None = None,
 ) -> ScoreOutcome:
     """Scores of the current model version for every usable input; errors for the others."""
     version = version or current_version(project)
@@ -330,16 +367,22 @@ def score_inputs(
         raise ScoringUnavailable(str(exc)) from None
     scores: list[list[float] | None] = [None] * len(inputs)
     spans: list[list[dict] | None] | None = [None] * len(inputs) if result.spans is not None else None
+    boxes: list[list[dict] | None] | None = [None] * len(inputs) if result.boxes is not None else None
+    floor = default_min_score(version) if min_score is None else min_score
     for j, i in enumerate(usable):
         scores[i] = result.scores[j]
         if spans is not None and result.spans is not None:
             spans[i] = result.spans[j]
+        if boxes is not None and result.boxes is not None:
+            found = result.boxes[j]
+            boxes[i] = None if found is None else [b for b in found if b["score"] >= floor]
         if j in result.errors:
             errors.append({"index": i, "input": inputs[i].source, "detail": result.errors[j]})
     errors.sort(key=lambda e: e["index"])
-    if all(row is None for row in (spans if spans is not None else scores)):
+    answers = spans if spans is not None else boxes if boxes is not None else scores
+    if all(row is None for row in answers):
         raise NothingScored(f"none of the {len(inputs)} input(s) could be scored", errors)
     return ScoreOutcome(
         classes=result.classes, scores=scores, errors=errors, model_version=version.number,
-        batch_inputs=result.batch_inputs, spans=spans,
+        batch_inputs=result.batch_inputs, spans=spans, boxes=boxes, min_score=floor if boxes is not None else None,
     )

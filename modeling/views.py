@@ -44,6 +44,7 @@ from .serving import (
     NothingScored,
     ScoreRequestError,
     ScoringUnavailable,
+    default_min_score,
     score_request,
 )
 
@@ -377,9 +378,13 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
     context: dict[str, Any] = {"project": project, "version": version, "results": results, "error": "", "text": "",
                                "url": "", "max_items": settings.LIGHTBULB_SCORE_MAX_ITEMS}
     sequence = kind_for(project).head == "ner"
-    context["sequence"] = sequence
+    boxes = kind_for(project).head == "detector"
+    context["sequence"], context["boxes"] = sequence, boxes
     if sequence and version is not None:
         context["f1"] = (version.metrics.get("overall") or {}).get("f1")
+    if boxes and version is not None:
+        context["map50"] = ((version.metrics.get("boxes") or {}).get("overall") or {}).get("map50")
+        context["min_score"] = request.POST.get("min_score", "").strip() or f"{default_min_score(version):.2f}"
     status = 200
     if request.method == "POST" and version is not None:
         files = request.FILES.getlist("images")
@@ -389,6 +394,8 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
             data = {"type": "sequence", "texts": [context["text"]]}
         elif project.data_type == "images":
             data = {} if files else {"type": "images", "urls": [context["url"]] if context["url"] else []}
+            if boxes:
+                data["min_score"] = context["min_score"]
         else:
             data = {"type": "json" if project.data_type == "json" else "text", "texts": [context["text"]]}
         previews = [_preview(f) for f in files] if files else [context["url"] or context["text"]]
@@ -405,7 +412,18 @@ def classify(request: HttpRequest, project_id: int) -> HttpResponse:
             for i, found in enumerate(outcome.spans or []):
                 results.append({"error": errors.get(i, ""), "spans": found or [],
                                 "segments": span_segments(context["text"], found or [], types=list(project.classes))})
-            for i, row in enumerate(outcome.scores if outcome.spans is None else []):
+            for i, found in enumerate(outcome.boxes or []):
+                upload = files[i] if i < len(files) else None
+                width, height = _image_size(upload) if upload is not None else (0, 0)
+                results.append({
+                    "error": errors.get(i, ""), "name": getattr(upload, "name", "") or context["url"],
+                    "preview": previews[i] if upload is not None and i < len(previews) else "",
+                    "width": width, "height": height,
+                    "boxes": [{**b, "w": b["xmax"] - b["xmin"], "h": b["ymax"] - b["ymin"],
+                               "tint": project.classes.index(b["label"]) % 8 if b["label"] in project.classes else 0}
+                              for b in found or []],
+                })
+            for i, row in enumerate(outcome.scores if outcome.spans is None and outcome.boxes is None else []):
                 bars = sorted(zip(outcome.classes, row or [], strict=False), key=lambda pair: -pair[1])
                 results.append(
                     {"preview": previews[i] if i < len(previews) else "", "bars": bars, "error": errors.get(i, ""),
@@ -430,6 +448,20 @@ def span_segments(text: str, spans: list[dict], *, types: list[str]) -> list[dic
     if at < len(text):
         out.append({"text": text[at:], "label": "", "tint": 0})
     return out
+
+
+def _image_size(upload) -> tuple[int, int]:
+    """An uploaded image's pixel size (Pillow reads the header only), for drawing its boxes over the preview."""
+    from PIL import Image, UnidentifiedImageError
+
+    upload.seek(0)
+    try:
+        with Image.open(upload) as im:
+            size = im.size
+    except (UnidentifiedImageError, OSError, ValueError):
+        size = (0, 0)
+    upload.seek(0)
+    return int(size[0]), int(size[1])
 
 
 def _preview(upload) -> str:

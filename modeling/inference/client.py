@@ -25,6 +25,8 @@ class ScoreResult:
     batch_inputs: int  # how many inputs the encoder ran together with these (batching across requests)
     # Sequence tagging: per input its spans ({"start", "end", "label", "text"}), None where it failed.
     spans: list[list[dict] | None] | None = None
+    # Object detection: per input its boxes ({"xmin", "ymin", "xmax", "ymax", "label", "score"}), None where it failed.
+    boxes: list[list[dict] | None] | None = None
 
 
 class InferenceClient:
@@ -75,6 +77,7 @@ class InferenceClient:
             errors={int(k): v for k, v in answer.get("errors", {}).items()},
             batch_inputs=int(answer.get("batch_inputs", len(blobs))),
             spans=answer.get("spans"),
+            boxes=answer.get("boxes"),
         )
 
     def status(self) -> dict:

@@ -192,6 +192,9 @@ class InferenceServer:
             finetuned=str(header.get("finetuned") or ""),
         )
         if not job.inputs:
+            if is_box_model(job.encoder):
+                return {"ok": True, "classes": list(self._detector(job.head_path)[1]["classes"]), "scores": [],
+                        "boxes": [], "errors": {}, "batch_inputs": 0}
             if is_span_model(job.encoder):
                 return {"ok": True, "classes": self._ner(job.head_path).meta["lightbulb"]["types"], "scores": [],
                         "spans": [], "errors": {}, "batch_inputs": 0}
@@ -337,10 +340,52 @@ class InferenceServer:
             job.answer = {"ok": True, "classes": types, "scores": [None] * len(job.inputs), "spans": spans,
                           "errors": errors, "batch_inputs": len(job.inputs)}
 
+    def _detector(self, path: str):
+        """A detection project's version (model, meta), cached by (path, mtime, size) like the heads."""
+        file = Path(path)
+        if not file.name.endswith(".detector.pt"):
+            raise ValueError(f"not an object detection model: {path}")
+        st = file.stat()
+        from ..ml.detection import load_detector
+
+        return self._cached((str(file), st.st_mtime_ns, st.st_size), lambda: load_detector(file))
+
+    def _run_boxes(self, batch: list[_Job]) -> None:
+        """Object detection: each job's detector finds the boxes of its images (every detection above the
+        detector's floor, best first; the web process keeps those at the caller's minimum score)."""
+        import torchvision
+
+        from ..ml.detection import detect
+
+        for job in batch:
+            if job.encoder_version != torchvision.__version__:
+                job.answer = {"ok": False, "error": f"the model was trained with torchvision@{job.encoder_version}; "
+                                                    f"this worker has torchvision@{torchvision.__version__}"}
+                continue
+            try:
+                model, meta = self._detector(job.head_path)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                job.answer = {"ok": False, "error": f"cannot read the model: {exc}"}
+                continue
+            classes = list(meta["classes"])
+            boxes: list[list[dict] | None] = []
+            errors: dict[str, str] = {}
+            for i, raw in enumerate(job.inputs):
+                try:
+                    boxes.append(detect(model, [bytes(raw)], classes=classes)[0].boxes)
+                except Exception as exc:  # noqa: BLE001 - reported for this input only; the others are detected
+                    boxes.append(None)
+                    errors[str(i)] = f"cannot be detected: {exc}"
+            job.answer = {"ok": True, "classes": classes, "scores": [None] * len(job.inputs), "boxes": boxes,
+                          "errors": errors, "batch_inputs": len(job.inputs)}
+
     def _run_batch(self, batch: list[_Job]) -> None:
         name = batch[0].encoder
         if is_span_model(name):
             self._run_spans(batch)
+            return
+        if is_box_model(name):
+            self._run_boxes(batch)
             return
         spec = REGISTRY.get(name)
         if spec is None:
@@ -392,6 +437,11 @@ class InferenceServer:
 def is_span_model(encoder: str) -> bool:
     """A sequence tagging version names its spaCy pipeline as its encoder ("spacy:<package>")."""
     return encoder.startswith("spacy:")
+
+
+def is_box_model(encoder: str) -> bool:
+    """A detection version names its detector as its encoder ("torchvision:fasterrcnn_mobilenet_v2_fpn")."""
+    return encoder.startswith("torchvision:")
 
 
 def _embed(encoder, inputs: list, dim: int) -> tuple[np.ndarray, dict[int, str]]:

@@ -12,6 +12,8 @@ Usage, anywhere torch and torchvision / sentence-transformers are installed and 
 
     from modeling.ml.bundle import load_bundle      # either kind; a sequence tagging bundle (spaCy 3.8):
     load_bundle("ner.lbmodel").predict(["Alice flew to Paris"])  # [[{"start", "end", "label", "text"}]]
+    load_bundle("trees.lbmodel").predict(["tile.png"])  # object detection (torch, torchvision):
+                                                    # [[{"xmin", "ymin", "xmax", "ymax", "label", "score"}]]
 
 The file is a zip holding `bundle.json` (format, classes, the encoder's name, version and
 preprocessing, calibration, TEST metrics, thresholds, where it came from) and `head.npz` (the head's
@@ -204,8 +206,90 @@ class SpanBundle:
         return [[{**s, "text": t[s["start"]:s["end"]]} for s in spans] for t, spans in zip(texts, found, strict=True)]
 
 
-def load_bundle(path: str | Path | io.BytesIO) -> Bundle | SpanBundle:
-    """Either kind of `.lbmodel`, by what it says it is."""
+DETECTOR = "detector.pt"  # in an object detection bundle: the version's detector (modeling/ml/detection.py)
+MAX_DETECTOR_BYTES = 512 * 1024 * 1024  # Faster R-CNN on MobileNetV2 with a 128-channel pyramid is about 60 MB
+# Boxes returned when the version chose no threshold on TEST (its proposals cost more than drawing by hand).
+DEFAULT_MIN_SCORE = 0.5
+
+
+def write_box_bundle(out: IO[bytes], *, file: Path, classes: list[str], meta: dict[str, Any]) -> None:
+    """An object detection version as an `.lbmodel`: `bundle.json` plus its detector file (torch's zip format,
+    tensors and plain data only). Zip only (no torch): the web process serves it, streamed from the file."""
+    document = {
+        **meta,
+        "format": FORMAT,
+        "kind": "object_detection",
+        "classes": list(classes),
+        "encoder": {"name": meta.get("encoder", ""), "version": meta.get("encoder_version", ""),
+                    "description": "torchvision Faster R-CNN with a feature pyramid on the ImageNet MobileNetV2 "
+                                   "backbone; anchors fitted to the project's boxes",
+                    "preprocessing": "RGB (whatever the file's mode), scaled to [0, 1]; the network resizes the "
+                                     "image to its own size and answers in the original image's pixels"},
+        "head": "Faster R-CNN region proposals and box head, trained for the project's classes",
+        "output": '[{"xmin", "ymin", "xmax", "ymax", "label", "score"}] per image, pixels, best first',
+    }
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("bundle.json", json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        archive.write(file, DETECTOR)
+
+
+@dataclass
+class BoxBundle:
+    """An object detection model: `predict(images)` gives each image's boxes ({"xmin", "ymin", "xmax", "ymax",
+    "label", "score"}, pixels of the image, best first) scoring at least `min_score`: by default the threshold
+    the version chose on TEST (the score above which its boxes saved a person time), else DEFAULT_MIN_SCORE."""
+
+    meta: dict[str, Any]
+    detector: bytes
+    _model: Any = None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.get("classes", []))
+
+    @property
+    def threshold(self) -> float:
+        chosen = self.meta.get("threshold")
+        return float(chosen) if chosen is not None else DEFAULT_MIN_SCORE
+
+    @classmethod
+    def load(cls, path: str | Path | io.BytesIO) -> BoxBundle:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read("bundle.json").decode("utf-8"))
+                if meta.get("format") != FORMAT or meta.get("kind") != "object_detection":
+                    raise BundleError("not an object detection bundle (load any kind with load_bundle)")
+                info = archive.getinfo(DETECTOR)
+                if info.file_size > MAX_DETECTOR_BYTES:
+                    raise BundleError(f"the bundle's detector is over {MAX_DETECTOR_BYTES:,} bytes")
+                detector = archive.read(info)
+        except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
+        return cls(meta=meta, detector=detector)
+
+    def model(self):
+        """The detector (needs torch and torchvision), loaded once."""
+        if self._model is None:
+            from .detection import load_detector
+
+            try:
+                self._model, _meta = load_detector(io.BytesIO(self.detector))
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise BundleError(f"the bundle's detector is unreadable: {exc}") from None
+        return self._model
+
+    def predict(self, images: list, *, min_score: float | None = None) -> list[list[dict]]:
+        """Boxes per image: image bytes or paths."""
+        from .detection import detect
+
+        floor = self.threshold if min_score is None else float(min_score)
+        raw = [Path(x).read_bytes() if isinstance(x, (str, Path)) else bytes(x) for x in images]
+        found = detect(self.model(), raw, classes=self.classes)
+        return [[b for b in d.boxes if b["score"] >= floor] for d in found]
+
+
+def load_bundle(path: str | Path | io.BytesIO) -> Bundle | SpanBundle | BoxBundle:
+    """Any kind of `.lbmodel`, by what it says it is."""
     try:
         with zipfile.ZipFile(path) as archive:
             kind = json.loads(archive.read("bundle.json").decode("utf-8")).get("kind")
@@ -213,7 +297,11 @@ def load_bundle(path: str | Path | io.BytesIO) -> Bundle | SpanBundle:
         raise BundleError(f"not a Light Bulb model bundle: {exc}") from None
     if isinstance(path, io.BytesIO):
         path.seek(0)
-    return SpanBundle.load(path) if kind == "sequence" else Bundle.load(path)
+    if kind == "sequence":
+        return SpanBundle.load(path)
+    if kind == "object_detection":
+        return BoxBundle.load(path)
+    return Bundle.load(path)
 
 
 @dataclass
@@ -234,6 +322,8 @@ class Bundle:
                 meta = json.loads(archive.read("bundle.json").decode("utf-8"))
                 if meta.get("kind") == "sequence":
                     raise BundleError("a sequence tagging bundle: load it with SpanBundle.load (or load_bundle)")
+                if meta.get("kind") == "object_detection":
+                    raise BundleError("an object detection bundle: load it with BoxBundle.load (or load_bundle)")
                 head_bytes = archive.read("head.npz")
                 finetuned = _members(archive, FINETUNED, limit=MAX_FINETUNED_BYTES, what="fine-tuned weights")
         except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -19,6 +19,7 @@ Worker and command line only: torch is never imported by the web process.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import random
@@ -62,12 +63,12 @@ def _torch():
     return torch
 
 
-def load_image(path: Path):
-    """An image file as a float CHW tensor in [0, 1] (RGB, whatever the file's mode)."""
+def load_image(path: Path | bytes):
+    """An image file (or its bytes) as a float CHW tensor in [0, 1] (RGB, whatever the file's mode)."""
     from PIL import Image
 
     torch = _torch()
-    with Image.open(path) as im:
+    with Image.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
         array = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
     return torch.from_numpy(array).permute(2, 0, 1).float() / 255.0
 
@@ -242,8 +243,9 @@ def _save(path: Path, model, meta: dict) -> None:
         raise
 
 
-def load_detector(path: Path):
-    """A saved detector, ready to detect (eval mode), and its meta (classes, anchors, size)."""
+def load_detector(path: Path | io.BytesIO):
+    """A saved detector (a file, or its bytes in a buffer), ready to detect (eval mode), and its meta (classes,
+    anchors, size). `weights_only`: the file is tensors and plain data, never pickled code."""
     torch = _torch()
     saved = torch.load(path, map_location="cpu", weights_only=True)
     meta = saved["meta"]
@@ -254,8 +256,8 @@ def load_detector(path: Path):
     return model, meta
 
 
-def detect(model, paths: Sequence[Path], *, classes: Sequence[str]) -> list[Detection]:
-    """Each image's boxes (pixels of the original image) with their scores, best first."""
+def detect(model, paths: Sequence[Path | bytes], *, classes: Sequence[str]) -> list[Detection]:
+    """Each image's boxes (pixels of the original image) with their scores, best first (files or their bytes)."""
     torch = _torch()
     out: list[Detection] = []
     model.eval()
